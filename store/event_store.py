@@ -1,0 +1,132 @@
+"""`EventStore`: the store's one entry point, composed of its parts.
+
+Reads come from `Reader` (this class is one); appends go through the group
+-commit `Writer`; every commit, local or from another process, reaches
+subscribers through the `Feed`. A store opened read-only has no writer and no
+indexer: it is an observer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+from store.database import OpenOptions, prepare
+from store.errors import ReadOnlyDatabase
+from store.feed import DEFAULT_QUEUE, ChangeWatcher, Feed, Subscription
+from store.filters import Filter
+from store.models import Event, NewEvent
+from store.reader import Reader
+from store.search import Indexer
+from store.verify import VerifyReport, verify_file
+from store.writer import Writer
+
+T = TypeVar("T")
+
+
+class EventStore(Reader):
+    """The durable event log with its projections, subscriptions and change feed."""
+
+    def __init__(self, path: Path, options: OpenOptions) -> None:
+        super().__init__(path, options)
+        self.options = options
+        self.read_only = options.read_only
+        self.feed = Feed(self)
+        self._writer: Writer | None = None
+        self._indexer: Indexer | None = None
+        self._watcher: ChangeWatcher | None = None
+
+    @classmethod
+    async def open(
+        cls,
+        path: Path | str,
+        *,
+        read_only: bool = False,
+        watch: bool = True,
+        index: bool = True,
+        options: OpenOptions | None = None,
+    ) -> EventStore:
+        """Open (creating if needed) the database at `path`; raise a typed StoreError if unusable."""
+        opts = options or OpenOptions(read_only=read_only)
+        if read_only and not opts.read_only:
+            opts = OpenOptions(
+                read_only=True, busy_timeout_s=opts.busy_timeout_s,
+                synchronous=opts.synchronous, mounts_file=opts.mounts_file,
+            )
+        resolved = await asyncio.to_thread(prepare, path, opts)
+        store = cls(resolved, opts)
+        try:
+            await store._start(watch=watch, index=index)
+        except BaseException:
+            await store.close()
+            raise
+        return store
+
+    async def _start(self, *, watch: bool, index: bool) -> None:
+        await self.start()
+        if not self.read_only:
+            self._writer = Writer(self.path, self.options, self.feed.publish_local)
+            await self._writer.start()
+            if index:
+                self._indexer = Indexer(self._writer)
+                self.feed.add_listener(self._indexer.nudge)
+                self._indexer.start()
+        await self.feed.start()
+        if watch:
+            self._watcher = ChangeWatcher(self.path, self.feed, self)
+            await self._watcher.start()
+
+    async def close(self) -> None:
+        if self._watcher is not None:
+            await self._watcher.close()
+            self._watcher = None
+        await self.feed.close()
+        if self._indexer is not None:
+            await self._indexer.close()
+            self._indexer = None
+        if self._writer is not None:
+            await self._writer.close()
+            self._writer = None
+        await super().close()
+
+    async def __aenter__(self) -> EventStore:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- writing ------------------------------------------------------------
+
+    def _require_writer(self) -> Writer:
+        if self._writer is None:
+            raise ReadOnlyDatabase(self.path, "it was opened read-only, as an observer")
+        return self._writer
+
+    async def append(
+        self, runtime_id: str, expected_seq: int | None, events: Sequence[NewEvent]
+    ) -> list[Event]:
+        """Append to a runtime's log if its last seq is `expected_seq` (None: at the end)."""
+        return await self._require_writer().append(runtime_id, expected_seq, events)
+
+    async def run_job(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run a write outside the log (host leases) in the writer's queue."""
+        return await self._require_writer().run_job(fn)
+
+    async def index_now(self) -> None:
+        """Bring the free-text index up to the last commit (benchmarks and tests)."""
+        if self._indexer is not None:
+            await self._indexer.catch_up()
+
+    # -- following ---------------------------------------------------------
+
+    def subscribe(
+        self, after: int = 0, flt: Filter | None = None, max_queue: int = DEFAULT_QUEUE
+    ) -> Subscription:
+        """Events after position `after`, replayed then live, with lag notices."""
+        return self.feed.subscribe(after, flt, max_queue)
+
+    async def verify(self) -> VerifyReport:
+        return await asyncio.to_thread(verify_file, self.path)

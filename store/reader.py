@@ -1,0 +1,355 @@
+"""Reads: a read-only aiosqlite connection, autocommit, every result fetched whole.
+
+Fetching whole keeps no read transaction open between calls (an open one
+would starve WAL checkpoints), and every read is bounded by a limit that is
+checked before anything is looked up.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import aiosqlite
+
+from store.codec import dt_from_us, load_payload
+from store.database import OpenOptions, open_reader, translate
+from store.errors import LimitTooLarge, StoreError
+from store.filters import Filter, register_sql_functions
+from store.models import (
+    Batch,
+    Cursor,
+    Diagnostic,
+    Event,
+    HostLease,
+    Limits,
+    Role,
+    RunRecord,
+    RunStatus,
+    RuntimeRecord,
+    RuntimeStatus,
+    Severity,
+    TranscriptEntry,
+    TranscriptPage,
+    WorkerRecord,
+    WorkerRef,
+    WorkerSpec,
+    WorkerStatus,
+)
+
+EVENT_COLUMNS = (
+    "e.position, e.runtime_id, e.seq, e.event_id, e.kind, e.level, e.worker_id, e.run_id,"
+    " e.run_seq, e.message, e.payload, e.at"
+)
+DEFAULT_MAX_BATCH = 10_000
+DEFAULT_MAX_TRANSCRIPT = 500
+
+
+def event_from_row(row: tuple[Any, ...]) -> Event:
+    """Build an Event from a stored row without re-validating what the writer validated."""
+    return Event.model_construct(
+        position=row[0],
+        runtime_id=row[1],
+        seq=row[2],
+        event_id=UUID(row[3]),
+        kind=row[4],
+        worker_id=row[6],
+        run_id=row[7],
+        run_seq=row[8],
+        message=row[9],
+        payload=load_payload(row[10]),
+        at=dt_from_us(row[11]),
+    )
+
+
+def _connector(path: Path, options: OpenOptions) -> Any:
+    def connect() -> sqlite3.Connection:
+        conn = open_reader(path, options)
+        register_sql_functions(conn)
+        return conn
+
+    return connect
+
+
+class Reader:
+    """Bounded, indexed reads of the log and the projections."""
+
+    def __init__(
+        self,
+        path: Path,
+        options: OpenOptions,
+        max_batch: int = DEFAULT_MAX_BATCH,
+        max_transcript: int = DEFAULT_MAX_TRANSCRIPT,
+    ) -> None:
+        self.path = path
+        self._options = options
+        self.max_batch = max_batch
+        self.max_transcript = max_transcript
+        self._conn: aiosqlite.Connection | None = None
+
+    async def start(self) -> None:
+        try:
+            self._conn = await aiosqlite.Connection(_connector(self.path, self._options), 64)
+        except sqlite3.Error as exc:
+            raise translate(exc, self.path, self._options.busy_timeout_s) from None
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            await conn.close()
+
+    async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
+        if self._conn is None:
+            from store.errors import StoreClosed
+
+            raise StoreClosed()
+        try:
+            rows = await self._conn.execute_fetchall(sql, tuple(params))
+        except sqlite3.Error as exc:
+            raise translate(exc, self.path, self._options.busy_timeout_s) from None
+        return [tuple(r) for r in rows]
+
+    async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> tuple[Any, ...] | None:
+        rows = await self.fetchall(sql, params)
+        return rows[0] if rows else None
+
+    def _check(self, what: str, limit: int, maximum: int) -> None:
+        if limit > maximum:
+            raise LimitTooLarge(what, limit, maximum)
+        if limit < 1:
+            raise StoreError(f"{what} limit must be at least 1 (got {limit})")
+
+    # -- the log -------------------------------------------------------------
+
+    async def last_position(self) -> int:
+        row = await self.fetchone("SELECT coalesce(max(position), 0) FROM events")
+        return int(row[0]) if row else 0
+
+    async def indexed_position(self) -> int:
+        row = await self.fetchone("SELECT indexed_position FROM search_state WHERE id = 1")
+        return int(row[0]) if row else 0
+
+    async def _where(self, flt: Filter | None) -> tuple[str, list[Any]]:
+        if flt is None or flt.is_empty:
+            return "1", []
+        indexed = await self.indexed_position() if flt.has_words else 0
+        return flt.where(indexed)
+
+    async def read_after(self, position: int, limit: int, flt: Filter | None = None) -> Batch:
+        """Events with position > `position`, oldest first, at most `limit`."""
+        self._check("event batch", limit, self.max_batch)
+        where, params = await self._where(flt)
+        rows = await self.fetchall(
+            f"SELECT {EVENT_COLUMNS} FROM events e WHERE e.position > ? AND ({where})"
+            " ORDER BY e.position LIMIT ?",
+            [position, *params, limit + 1],
+        )
+        has_more = len(rows) > limit
+        events = [event_from_row(r) for r in rows[:limit]]
+        last = events[-1].position if events else position
+        return Batch(events=events, cursor=Cursor(position=last), has_more=has_more)
+
+    async def read_before(self, position: int, limit: int, flt: Filter | None = None) -> list[Event]:
+        """Events with position < `position`, newest first (scrolling back through history)."""
+        self._check("event batch", limit, self.max_batch)
+        where, params = await self._where(flt)
+        rows = await self.fetchall(
+            f"SELECT {EVENT_COLUMNS} FROM events e WHERE e.position < ? AND ({where})"
+            " ORDER BY e.position DESC LIMIT ?",
+            [position, *params, limit],
+        )
+        return [event_from_row(r) for r in rows]
+
+    async def read_runtime(self, runtime_id: str, after_seq: int, limit: int) -> list[Event]:
+        self._check("event batch", limit, self.max_batch)
+        rows = await self.fetchall(
+            f"SELECT {EVENT_COLUMNS} FROM events e WHERE e.runtime_id = ? AND e.seq > ?"
+            " ORDER BY e.seq LIMIT ?",
+            (runtime_id, after_seq, limit),
+        )
+        return [event_from_row(r) for r in rows]
+
+    async def read_run(
+        self, runtime_id: str, run_id: str, after_run_seq: int, limit: int
+    ) -> list[Event]:
+        self._check("event batch", limit, self.max_batch)
+        rows = await self.fetchall(
+            f"SELECT {EVENT_COLUMNS} FROM events e WHERE e.runtime_id = ? AND e.run_id = ?"
+            " AND e.run_seq > ? ORDER BY e.run_seq LIMIT ?",
+            (runtime_id, run_id, after_run_seq, limit),
+        )
+        return [event_from_row(r) for r in rows]
+
+    async def last_seq(self, runtime_id: str) -> int:
+        row = await self.fetchone(
+            "SELECT coalesce(max(seq), 0) FROM events WHERE runtime_id = ?", (runtime_id,)
+        )
+        return int(row[0]) if row else 0
+
+    # -- projections ------------------------------------------------------------
+
+    async def runtimes(self) -> list[RuntimeRecord]:
+        rows = await self.fetchall(
+            "SELECT runtime_id, status, last_seq, display_name, limits, created_at, updated_at"
+            " FROM runtimes ORDER BY runtime_id"
+        )
+        return [_runtime(r) for r in rows]
+
+    async def runtime(self, runtime_id: str) -> RuntimeRecord | None:
+        row = await self.fetchone(
+            "SELECT runtime_id, status, last_seq, display_name, limits, created_at, updated_at"
+            " FROM runtimes WHERE runtime_id = ?",
+            (runtime_id,),
+        )
+        return _runtime(row) if row else None
+
+    async def workers_by_status(self, runtime_id: str) -> dict[WorkerStatus, int]:
+        rows = await self.fetchall(
+            "SELECT status, count(*) FROM workers WHERE runtime_id = ? GROUP BY status",
+            (runtime_id,),
+        )
+        counts = {s: 0 for s in WorkerStatus}
+        for status, n in rows:
+            counts[WorkerStatus(status)] = n
+        return counts
+
+    async def workers(self, runtime_id: str) -> list[WorkerRecord]:
+        rows = await self.fetchall(
+            f"SELECT {_WORKER_COLUMNS} FROM workers WHERE runtime_id = ? ORDER BY worker_no",
+            (runtime_id,),
+        )
+        return [_worker(r) for r in rows]
+
+    async def worker(self, runtime_id: str, worker_id: str) -> WorkerRecord | None:
+        row = await self.fetchone(
+            f"SELECT {_WORKER_COLUMNS} FROM workers WHERE runtime_id = ? AND worker_id = ?",
+            (runtime_id, worker_id),
+        )
+        return _worker(row) if row else None
+
+    async def runs(self, runtime_id: str, worker_id: str, limit: int = 100) -> list[RunRecord]:
+        """A worker's most recent runs, newest first."""
+        self._check("run list", limit, self.max_batch)
+        rows = await self.fetchall(
+            f"SELECT {_RUN_COLUMNS} FROM runs WHERE runtime_id = ? AND worker_id = ?"
+            " ORDER BY created_at DESC, run_id DESC LIMIT ?",
+            (runtime_id, worker_id, limit),
+        )
+        return [_run(r) for r in rows]
+
+    async def run(self, runtime_id: str, run_id: str) -> RunRecord | None:
+        row = await self.fetchone(
+            f"SELECT {_RUN_COLUMNS} FROM runs WHERE runtime_id = ? AND run_id = ?",
+            (runtime_id, run_id),
+        )
+        return _run(row) if row else None
+
+    async def open_runs(self, runtime_id: str) -> list[RunRecord]:
+        """Runs not yet terminal (queued or active), oldest first."""
+        rows = await self.fetchall(
+            f"SELECT {_RUN_COLUMNS} FROM runs WHERE runtime_id = ?"
+            " AND status NOT IN ('completed', 'failed', 'cancelled') ORDER BY created_at, run_id",
+            (runtime_id,),
+        )
+        return [_run(r) for r in rows]
+
+    async def transcript(self, ref: WorkerRef, start: int, limit: int) -> TranscriptPage:
+        """Entries `start`.. (0-based) of a worker's transcript, at most `limit`."""
+        self._check("transcript page", limit, self.max_transcript)
+        if start < 0:
+            raise StoreError(f"transcript start must be 0 or more (got {start})")
+        total_row = await self.fetchone(
+            "SELECT transcript_len FROM workers WHERE runtime_id = ? AND worker_id = ?",
+            (ref.runtime_id, ref.worker_id),
+        )
+        total = int(total_row[0]) if total_row else 0
+        rows = await self.fetchall(
+            "SELECT runtime_id, worker_id, sequence, role, content, event_id, run_id, at"
+            " FROM transcript WHERE runtime_id = ? AND worker_id = ? AND sequence > ?"
+            " ORDER BY sequence LIMIT ?",
+            (ref.runtime_id, ref.worker_id, start, limit),
+        )
+        items = [
+            TranscriptEntry.model_construct(
+                runtime_id=r[0], worker_id=r[1], sequence=r[2], role=Role(r[3]), content=r[4],
+                event_id=UUID(r[5]), run_id=r[6], at=dt_from_us(r[7]),
+            )
+            for r in rows
+        ]
+        end = start + len(items)
+        return TranscriptPage(
+            ref=ref, start=start, limit=limit, items=items, total_items=total,
+            next_start=end if end < total else None,
+        )
+
+    async def diagnostics(self, runtime_id: str, limit: int = 1000) -> list[Diagnostic]:
+        self._check("diagnostic list", limit, self.max_batch)
+        rows = await self.fetchall(
+            "SELECT id, runtime_id, severity, code, message, worker_id, event_id, at"
+            " FROM diagnostics WHERE runtime_id = ? ORDER BY id DESC LIMIT ?",
+            (runtime_id, limit),
+        )
+        return [
+            Diagnostic(
+                id=r[0], runtime_id=r[1], severity=Severity(r[2]), code=r[3], message=r[4],
+                worker_id=r[5], event_id=UUID(r[6]), at=dt_from_us(r[7]),
+            )
+            for r in rows
+        ]
+
+    async def diagnostic_count(self, runtime_id: str) -> int:
+        row = await self.fetchone(
+            "SELECT count(*) FROM diagnostics WHERE runtime_id = ?", (runtime_id,)
+        )
+        return int(row[0]) if row else 0
+
+    async def hosts(self) -> dict[str, HostLease]:
+        rows = await self.fetchall(
+            "SELECT runtime_id, pid, host_name, started_at, heartbeat_at FROM hosts"
+        )
+        return {
+            r[0]: HostLease(
+                runtime_id=r[0], pid=r[1], host_name=r[2], started_at=dt_from_us(r[3]),
+                heartbeat_at=dt_from_us(r[4]),
+            )
+            for r in rows
+        }
+
+
+_WORKER_COLUMNS = (
+    "runtime_id, worker_id, status, spec, transcript_len, queued, current_run_id,"
+    " current_run_status, terminal_event_id, last_seq, created_at, updated_at"
+)
+_RUN_COLUMNS = (
+    "runtime_id, run_id, worker_id, status, prompt, input_sequence, result_text, error,"
+    " last_run_seq, created_at, updated_at"
+)
+
+
+def _runtime(r: tuple[Any, ...]) -> RuntimeRecord:
+    return RuntimeRecord(
+        runtime_id=r[0], status=RuntimeStatus(r[1]), last_seq=r[2], display_name=r[3],
+        limits=Limits.model_validate(load_payload(r[4])), created_at=dt_from_us(r[5]),
+        updated_at=dt_from_us(r[6]),
+    )
+
+
+def _worker(r: tuple[Any, ...]) -> WorkerRecord:
+    return WorkerRecord(
+        runtime_id=r[0], worker_id=r[1], status=WorkerStatus(r[2]),
+        spec=WorkerSpec.model_validate_json(r[3]), transcript_len=r[4], queued=r[5],
+        current_run_id=r[6], current_run_status=RunStatus(r[7]) if r[7] else None,
+        terminal_event_id=UUID(r[8]) if r[8] else None, last_seq=r[9],
+        created_at=dt_from_us(r[10]), updated_at=dt_from_us(r[11]),
+    )
+
+
+def _run(r: tuple[Any, ...]) -> RunRecord:
+    return RunRecord(
+        runtime_id=r[0], run_id=r[1], worker_id=r[2], status=RunStatus(r[3]), prompt=r[4],
+        input_sequence=r[5], result_text=r[6], error=r[7], last_run_seq=r[8],
+        created_at=dt_from_us(r[9]), updated_at=dt_from_us(r[10]),
+    )

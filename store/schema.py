@@ -1,0 +1,176 @@
+"""The database schema: DDL, its version, and forward-only migrations.
+
+`PRAGMA user_version` holds the schema version and `PRAGMA application_id`
+marks the file as agentdeck's, so a foreign SQLite file is told apart from an
+empty one before anything is written.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+APPLICATION_ID = 0x41444B31  # "ADK1"
+
+# Migration N brings a database from version N-1 to N. Never edit a released
+# step: add a new one.
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: (
+        # The log. `position` is declared so no VACUUM can renumber it; `at` is
+        # UTC microseconds; `level` is derived from the kind (store.levels).
+        """
+        CREATE TABLE events (
+            position   INTEGER PRIMARY KEY,
+            runtime_id TEXT    NOT NULL,
+            seq        INTEGER NOT NULL,
+            event_id   TEXT    NOT NULL UNIQUE,
+            kind       TEXT    NOT NULL,
+            level      INTEGER NOT NULL,
+            worker_id  TEXT,
+            run_id     TEXT,
+            run_seq    INTEGER,
+            message    TEXT    NOT NULL,
+            payload    TEXT    NOT NULL,
+            at         INTEGER NOT NULL,
+            UNIQUE (runtime_id, seq)
+        )
+        """,
+        "CREATE INDEX events_by_worker ON events (runtime_id, worker_id, position)"
+        " WHERE worker_id IS NOT NULL",
+        "CREATE INDEX events_by_run ON events (runtime_id, run_id, run_seq) WHERE run_id IS NOT NULL",
+        "CREATE INDEX events_by_kind ON events (kind, position)",
+        "CREATE INDEX events_by_level ON events (level, position) WHERE level > 0",
+        "CREATE INDEX events_by_time ON events (at)",
+        # Projections: rebuilt from the log by `verify`, written with it.
+        """
+        CREATE TABLE runtimes (
+            runtime_id   TEXT PRIMARY KEY,
+            status       TEXT    NOT NULL,
+            last_seq     INTEGER NOT NULL,
+            display_name TEXT,
+            limits       TEXT    NOT NULL,
+            created_at   INTEGER NOT NULL,
+            updated_at   INTEGER NOT NULL
+        ) WITHOUT ROWID
+        """,
+        """
+        CREATE TABLE workers (
+            runtime_id         TEXT    NOT NULL,
+            worker_id          TEXT    NOT NULL,
+            worker_no          INTEGER NOT NULL,
+            status             TEXT    NOT NULL,
+            spec               TEXT    NOT NULL,
+            transcript_len     INTEGER NOT NULL,
+            queued             INTEGER NOT NULL,
+            current_run_id     TEXT,
+            current_run_status TEXT,
+            terminal_event_id  TEXT,
+            last_seq           INTEGER NOT NULL,
+            created_at         INTEGER NOT NULL,
+            updated_at         INTEGER NOT NULL,
+            PRIMARY KEY (runtime_id, worker_id)
+        ) WITHOUT ROWID
+        """,
+        "CREATE INDEX workers_by_no ON workers (runtime_id, worker_no)",
+        """
+        CREATE TABLE runs (
+            runtime_id     TEXT    NOT NULL,
+            run_id         TEXT    NOT NULL,
+            worker_id      TEXT    NOT NULL,
+            status         TEXT    NOT NULL,
+            prompt         TEXT    NOT NULL,
+            input_sequence INTEGER,
+            result_text    TEXT,
+            error          TEXT,
+            last_run_seq   INTEGER NOT NULL,
+            created_at     INTEGER NOT NULL,
+            updated_at     INTEGER NOT NULL,
+            PRIMARY KEY (runtime_id, run_id)
+        ) WITHOUT ROWID
+        """,
+        "CREATE INDEX runs_by_worker ON runs (runtime_id, worker_id, created_at)",
+        "CREATE INDEX runs_open ON runs (runtime_id, status) WHERE status NOT IN"
+        " ('completed', 'failed', 'cancelled')",
+        """
+        CREATE TABLE transcript (
+            runtime_id TEXT    NOT NULL,
+            worker_id  TEXT    NOT NULL,
+            sequence   INTEGER NOT NULL,
+            role       TEXT    NOT NULL,
+            content    TEXT    NOT NULL,
+            event_id   TEXT    NOT NULL,
+            run_id     TEXT,
+            at         INTEGER NOT NULL,
+            PRIMARY KEY (runtime_id, worker_id, sequence)
+        ) WITHOUT ROWID
+        """,
+        """
+        CREATE TABLE diagnostics (
+            id         INTEGER PRIMARY KEY,
+            runtime_id TEXT NOT NULL,
+            severity   TEXT NOT NULL,
+            code       TEXT NOT NULL,
+            message    TEXT NOT NULL,
+            worker_id  TEXT,
+            event_id   TEXT NOT NULL,
+            at         INTEGER NOT NULL
+        )
+        """,
+        "CREATE INDEX diagnostics_by_runtime ON diagnostics (runtime_id, id)",
+        # Operational state, not derived from the log: who hosts a runtime.
+        """
+        CREATE TABLE hosts (
+            runtime_id   TEXT PRIMARY KEY,
+            pid          INTEGER NOT NULL,
+            host_name    TEXT    NOT NULL,
+            token        TEXT    NOT NULL,
+            started_at   INTEGER NOT NULL,
+            heartbeat_at INTEGER NOT NULL
+        ) WITHOUT ROWID
+        """,
+        # Free-text index, kept off the write path by the indexer (store.search).
+        "CREATE VIRTUAL TABLE events_fts USING fts5"
+        "(body, content='', tokenize='unicode61 remove_diacritics 0')",
+        """
+        CREATE TABLE search_state (
+            id               INTEGER PRIMARY KEY CHECK (id = 1),
+            indexed_position INTEGER NOT NULL
+        )
+        """,
+        "INSERT INTO search_state (id, indexed_position) VALUES (1, 0)",
+    ),
+}
+
+LATEST_VERSION = max(MIGRATIONS)
+
+# Projection tables, in the order verify compares them, with their sort keys.
+PROJECTIONS: dict[str, str] = {
+    "runtimes": "runtime_id",
+    "workers": "runtime_id, worker_id",
+    "runs": "runtime_id, run_id",
+    "transcript": "runtime_id, worker_id, sequence",
+    "diagnostics": "id",
+}
+
+
+def migrate(conn: sqlite3.Connection, current: int) -> None:
+    """Apply every step above `current` in one transaction (all or nothing)."""
+    if current >= LATEST_VERSION:
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for version in range(current + 1, LATEST_VERSION + 1):
+            for statement in MIGRATIONS[version]:
+                conn.execute(statement)
+        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        conn.execute(f"PRAGMA user_version = {LATEST_VERSION}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def create_projection_tables(conn: sqlite3.Connection) -> None:
+    """The whole schema in a scratch database, for verify's in-memory rebuild."""
+    for version in range(1, LATEST_VERSION + 1):
+        for statement in MIGRATIONS[version]:
+            conn.execute(statement)

@@ -1,0 +1,79 @@
+"""The free-text indexer: follows the global cursor, off the write path.
+
+Appenders never wait for it. It runs as an occasional job on the writer's
+queue that indexes everything new in one transaction, so it adds one commit
+per interval rather than work to every append (a trigger-maintained FTS index
+slows appends about six-fold, measured here). Queries cover the not yet
+indexed tail themselves (store.filters), so results are exact meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+
+from store.codec import searchable_text
+from store.writer import Writer
+
+INDEX_CHUNK = 20_000
+INDEX_INTERVAL_S = 0.5
+
+
+def index_step(conn: sqlite3.Connection, chunk: int = INDEX_CHUNK) -> bool:
+    """Index up to `chunk` events after the indexed position; True if more remain."""
+    done = conn.execute("SELECT indexed_position FROM search_state WHERE id = 1").fetchone()[0]
+    rows = conn.execute(
+        "SELECT position, message, payload FROM events WHERE position > ? ORDER BY position LIMIT ?",
+        (done, chunk + 1),
+    ).fetchall()
+    more = len(rows) > chunk
+    rows = rows[:chunk]
+    if not rows:
+        return False
+    conn.executemany(
+        "INSERT INTO events_fts (rowid, body) VALUES (?, ?)",
+        [(pos, searchable_text(message, payload)) for pos, message, payload in rows],
+    )
+    conn.execute("UPDATE search_state SET indexed_position = ? WHERE id = 1", (rows[-1][0],))
+    return more
+
+
+class Indexer:
+    """Keeps `events_fts` caught up with the log; catches up on open."""
+
+    def __init__(self, writer: Writer, interval_s: float = INDEX_INTERVAL_S) -> None:
+        self._writer = writer
+        self._interval = interval_s
+        self._nudge = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._nudge.set()  # catch up on whatever the last session left unindexed
+        self._task = asyncio.create_task(self._run(), name="agentdeck-indexer")
+
+    def nudge(self, _events: object = None) -> None:
+        self._nudge.set()
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def catch_up(self) -> None:
+        """Index everything committed so far (used by tests and benchmarks)."""
+        while await self._writer.run_job(index_step):
+            pass
+
+    async def _run(self) -> None:
+        while True:
+            await self._nudge.wait()
+            self._nudge.clear()
+            try:
+                await self.catch_up()
+            except Exception:
+                pass  # indexing is an optimisation; queries still see the tail
+            # Batch a burst of commits into one indexing transaction.
+            await asyncio.sleep(self._interval)
