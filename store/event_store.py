@@ -111,6 +111,12 @@ class EventStore(Reader):
         """Append to a runtime's log if its last seq is `expected_seq` (None: at the end)."""
         return await self._require_writer().append(runtime_id, expected_seq, events)
 
+    def submit(
+        self, runtime_id: str, expected_seq: int | None, events: Sequence[NewEvent]
+    ) -> asyncio.Future[list[Event]]:
+        """Queue an append at once, in call order; the future settles at its commit."""
+        return self._require_writer().submit(runtime_id, expected_seq, events)
+
     async def run_job(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run a write outside the log (host leases) in the writer's queue."""
         return await self._require_writer().run_job(fn)

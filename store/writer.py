@@ -99,12 +99,18 @@ class Writer:
         `expected_seq=None` appends at the end whatever it is (for a host that
         holds the runtime's lease). Returns the committed events, durable.
         """
+        return await self.submit(runtime_id, expected_seq, events)
+
+    def submit(
+        self, runtime_id: str, expected_seq: int | None, events: Sequence[NewEvent]
+    ) -> asyncio.Future[list[Event]]:
+        """Queue an append now (synchronously, so callers fix their order); await the future."""
         if self._closing or self._task is None:
             raise StoreClosed()
         future: asyncio.Future[list[Event]] = asyncio.get_running_loop().create_future()
         self._pending.append(_Append(runtime_id, expected_seq, events, future))
         self._wake.set()
-        return await future
+        return future
 
     async def run_job(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run `fn(conn)` in the writer's thread, in its own transaction, in queue order."""

@@ -1,0 +1,63 @@
+"""The engine's refusals, each with a message an operator can act on."""
+
+from __future__ import annotations
+
+from store.errors import LimitTooLarge as LimitTooLarge  # one class for both layers
+from store.models import HostLease
+
+
+class EngineError(Exception):
+    """Base of all engine errors."""
+
+
+class InvalidRequest(EngineError):
+    """The request itself is wrong (blank objective, empty input, over a size limit)."""
+
+
+class RuntimeStopped(EngineError):
+    def __init__(self, runtime_id: str) -> None:
+        self.runtime_id = runtime_id
+        super().__init__(
+            f"runtime {runtime_id} is stopped; its data stays readable but it accepts no changes"
+        )
+
+
+class WrongRuntime(EngineError):
+    def __init__(self, expected: str, actual: str) -> None:
+        self.expected = expected
+        self.actual = actual
+        super().__init__(f"worker ref belongs to runtime {actual}, not {expected}")
+
+
+class WrongRuntimeCursor(EngineError):
+    def __init__(self, expected: str, actual: str) -> None:
+        self.expected = expected
+        self.actual = actual
+        super().__init__(f"cursor belongs to runtime {actual}, not {expected}")
+
+
+class WorkerNotFound(EngineError):
+    def __init__(self, runtime_id: str, worker_id: str) -> None:
+        self.worker_id = worker_id
+        super().__init__(f"no worker {worker_id} in runtime {runtime_id}")
+
+
+class WorkerNotRunning(InvalidRequest):
+    def __init__(self, worker_id: str, status: str) -> None:
+        self.worker_id = worker_id
+        self.status = status
+        super().__init__(f"worker {worker_id} is {status} and takes no more input")
+
+
+class RuntimeBusy(EngineError):
+    def __init__(self, holder: HostLease) -> None:
+        self.holder = holder
+        super().__init__(
+            f"runtime {holder.runtime_id} is hosted by pid {holder.pid} on {holder.host_name} "
+            f"(heartbeat {holder.heartbeat_at:%H:%M:%S} UTC); stop that process or open it --read-only"
+        )
+
+
+class ReadOnlyRuntime(EngineError):
+    def __init__(self, runtime_id: str, why: str) -> None:
+        super().__init__(f"runtime {runtime_id} is read-only here: {why}")

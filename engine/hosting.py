@@ -1,0 +1,97 @@
+"""The hosting lease: one process hosts a runtime at a time.
+
+The holder is recorded with pid, host name and a heartbeat. Another process
+is refused while the holder is alive; a holder whose heartbeat is stale, or
+whose pid is gone on this same host, is taken over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import uuid
+from datetime import timedelta
+
+from engine.clock import Clock
+from engine.errors import RuntimeBusy
+from store.codec import us_from_dt
+from store.event_store import EventStore
+from store.hosts import LeaseClaim, claim_job, heartbeat_job, release_job
+from store.models import HostLease
+
+HEARTBEAT_S = 2.0
+STALE_AFTER_S = 10.0
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True
+
+
+class HostLeaseHolder:
+    """Takes, keeps (heartbeat) and releases a runtime's hosting lease."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        runtime_id: str,
+        clock: Clock,
+        heartbeat_s: float = HEARTBEAT_S,
+        stale_after_s: float = STALE_AFTER_S,
+    ) -> None:
+        self._store = store
+        self._runtime_id = runtime_id
+        self._clock = clock
+        self._heartbeat_s = heartbeat_s
+        self._stale_after = timedelta(seconds=stale_after_s)
+        self.token = uuid.uuid4().hex
+        self.host_name = socket.gethostname()
+        self.pid = os.getpid()
+        self._task: asyncio.Task[None] | None = None
+        self.lost = False
+
+    def _may_take_over(self, holder: HostLease, token: str) -> bool:
+        if token == self.token:
+            return True
+        if holder.host_name == self.host_name and not pid_alive(holder.pid):
+            return True
+        return self._clock.now() - holder.heartbeat_at > self._stale_after
+
+    async def acquire(self) -> None:
+        """Take the lease or raise RuntimeBusy naming the live holder."""
+        claim = LeaseClaim(
+            self._runtime_id, self.pid, self.host_name, self.token, us_from_dt(self._clock.now())
+        )
+        holder = await self._store.run_job(claim_job(claim, self._may_take_over))
+        if holder is not None:
+            raise RuntimeBusy(holder)
+        self._task = asyncio.create_task(self._beat(), name=f"agentdeck-lease-{self._runtime_id}")
+
+    async def _beat(self) -> None:
+        while True:
+            await asyncio.sleep(self._heartbeat_s)
+            try:
+                ours = await self._store.run_job(
+                    heartbeat_job(self._runtime_id, self.token, us_from_dt(self._clock.now()))
+                )
+            except Exception:
+                continue  # a busy moment: the next beat tries again well before staleness
+            if not ours:
+                self.lost = True
+                return
+
+    async def release(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        with contextlib.suppress(Exception):
+            await self._store.run_job(release_job(self._runtime_id, self.token))

@@ -1,0 +1,836 @@
+"""`Runtime`: the only way state changes.
+
+Every operation validates first (in the seed's order of checks), then builds
+its events and submits them to the store in one append (one transaction with
+their projection changes), then answers. Appends are submitted synchronously
+in call order with the runtime sequence each expects, so concurrent
+operations pipeline into the store's group commit instead of waiting for each
+other's fsync.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from typing import Any
+from uuid import UUID
+
+from engine.clock import Clock, IdSource, SystemClock, Uuid7Ids
+from engine.drivers.base import DiagnosticSeverity, Driver, RunFailed, RunInput
+from engine.errors import (
+    InvalidRequest,
+    LimitTooLarge,
+    ReadOnlyRuntime,
+    RuntimeStopped,
+    WorkerNotFound,
+    WorkerNotRunning,
+    WrongRuntime,
+    WrongRuntimeCursor,
+)
+from engine.hosting import HostLeaseHolder
+from engine.profiles import BUILTIN_ECHO, ProfileSet, UnknownProfile
+from engine.results import CreateWorkerRequest, EventBatch, EventCursor, InputAck, LifecycleAck
+from engine.rooms import Room
+from engine.run_context import RunCtx, WorkerCtx, make_driver, one_line
+from engine.state import Profile, RunState, WorkerState, run_number
+from store.event_store import EventStore
+from store.feed import Subscription
+from store.filters import parse_filter
+from store.models import (
+    RUNTIME_ID_RE,
+    Diagnostic,
+    Event,
+    Limits,
+    NewEvent,
+    RunStatus,
+    RuntimeStatus,
+    RuntimeSummary,
+    TranscriptPage,
+    WorkerRecord,
+    WorkerRef,
+    WorkerStatus,
+)
+
+HOST_EXITED = "host exited"
+HOST_CLOSED = "host closed"
+CANCEL_WAIT_S = 10.0
+MAX_RESULT_CHARS = 4000
+
+
+class Runtime:
+    """A hosted runtime. Make one with `await Runtime.host(store, name)`."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        runtime_id: str,
+        *,
+        profiles: ProfileSet,
+        clock: Clock,
+        ids: IdSource,
+        limits: Limits,
+    ) -> None:
+        self.store = store
+        self.runtime_id = runtime_id
+        self.profiles = profiles
+        self.clock = clock
+        self.ids = ids
+        self.limits = limits
+        self.status = RuntimeStatus.RUNNING
+        self._stop_event_id: UUID | None = None
+        self._last_seq = 0
+        self._workers: dict[str, WorkerState] = {}
+        self._next_worker_no = 1
+        self._lease: HostLeaseHolder | None = None
+        self._resync: asyncio.Task[None] | None = None
+        self._closed = False
+
+    # -- hosting -----------------------------------------------------------
+
+    @classmethod
+    async def host(
+        cls,
+        store: EventStore,
+        runtime_id: str = "local",
+        *,
+        profiles: ProfileSet | None = None,
+        clock: Clock | None = None,
+        ids: IdSource | None = None,
+        limits: Limits | None = None,
+        display_name: str | None = None,
+        heartbeat_s: float = 2.0,
+        stale_after_s: float = 10.0,
+    ) -> Runtime:
+        """Open or create the runtime `runtime_id` and host it in this process.
+
+        Raises RuntimeBusy if a live process hosts it already. A runtime whose
+        previous host died has its unfinished runs failed ("host exited") and
+        its queues resumed.
+        """
+        if not RUNTIME_ID_RE.fullmatch(runtime_id):
+            raise InvalidRequest(
+                f"runtime name {runtime_id!r} is not valid: use lowercase letters, digits, '.', '_', '-'"
+            )
+        if store.read_only:
+            raise ReadOnlyRuntime(runtime_id, "the database was opened read-only")
+        clock = clock or SystemClock()
+        runtime = cls(
+            store,
+            runtime_id,
+            profiles=profiles or ProfileSet(profiles={}, default_profile=None, path=None),
+            clock=clock,
+            ids=ids or Uuid7Ids(),
+            limits=limits or Limits(),
+        )
+        lease = HostLeaseHolder(store, runtime_id, clock, heartbeat_s, stale_after_s)
+        await lease.acquire()
+        runtime._lease = lease
+        try:
+            await runtime._open(display_name)
+        except BaseException:
+            await lease.release()
+            raise
+        return runtime
+
+    async def _open(self, display_name: str | None) -> None:
+        record = await self.store.runtime(self.runtime_id)
+        self._last_seq = await self.store.last_seq(self.runtime_id)
+        if record is None:
+            payload = {"limits": self.limits.model_dump(), "display_name": display_name}
+            await self._append(
+                [
+                    self._new(
+                        "runtime.started", f"runtime {self.runtime_id} started", payload=payload
+                    )
+                ]
+            )
+            return
+        self.limits = record.limits
+        if record.status is RuntimeStatus.STOPPED:
+            self.status = RuntimeStatus.STOPPED
+            found = await self.store.read_after(
+                0, 1, parse_filter(f"runtime:{self.runtime_id} kind:runtime.stopped")
+            )
+            self._stop_event_id = found.events[0].event_id if found.events else None
+        for rec in await self.store.workers(self.runtime_id):
+            newest = await self.store.runs(self.runtime_id, rec.worker_id, limit=1)
+            state = WorkerState(
+                worker_id=rec.worker_id,
+                status=rec.status,
+                spec=rec.spec,
+                profile=self._profile_or_none(rec.spec.profile),
+                transcript_len=rec.transcript_len,
+                runs_made=run_number(newest[0].run_id) if newest else 0,
+                terminal_event_id=rec.terminal_event_id,
+            )
+            self._workers[rec.worker_id] = state
+            self._next_worker_no = max(self._next_worker_no, int(rec.worker_id[2:]) + 1)
+        if self.status is RuntimeStatus.STOPPED:
+            return
+        events = [
+            self._new(
+                "runtime.restored",
+                f"runtime {self.runtime_id} restored",
+                payload={"pid": self._lease.pid if self._lease else None},
+            )
+        ]
+        for run in await self.store.open_runs(self.runtime_id):
+            worker = self._workers.get(run.worker_id)
+            state = RunState(
+                run.run_id, run.worker_id, run.prompt, "user", run.status, run.last_run_seq
+            )
+            if run.status is RunStatus.CREATED and worker and worker.status is WorkerStatus.RUNNING:
+                created = await self.store.read_run(self.runtime_id, run.run_id, 1, 1)
+                if created:
+                    state.role = str(created[0].payload.get("role", "user"))
+                worker.queue.append(state)
+                continue
+            # The previous host died mid-run: nothing can resume it, so say so.
+            events.append(
+                self._run_event_new(
+                    state,
+                    "run.failed",
+                    f"run {run.run_id} failed: {HOST_EXITED}",
+                    {"error": HOST_EXITED},
+                )
+            )
+            state.status = RunStatus.FAILED
+        await self._append(events)
+        for worker in self._workers.values():
+            if worker.status is WorkerStatus.RUNNING:
+                self._start_loop(worker)
+
+    async def close(self) -> None:
+        """Stop hosting: unfinished runs fail ("host closed"), queues stay for the next host."""
+        if self._closed:
+            return
+        self._closed = True
+        events: list[NewEvent] = []
+        for worker in self._workers.values():
+            run = worker.current
+            if run is not None and not run.status.terminal:
+                events.append(
+                    self._run_event_new(
+                        run,
+                        "run.failed",
+                        f"run {run.run_id} failed: {HOST_CLOSED}",
+                        {"error": HOST_CLOSED},
+                    )
+                )
+                run.status = RunStatus.FAILED
+        if events:
+            with contextlib.suppress(Exception):
+                await self._append(events)
+        for worker in self._workers.values():
+            if worker.loop_task is not None:
+                worker.loop_task.cancel()
+        for worker in self._workers.values():
+            if worker.loop_task is not None:
+                with contextlib.suppress(BaseException):
+                    await worker.loop_task
+            await self._close_driver(worker)
+        if self._lease is not None:
+            await self._lease.release()
+
+    # -- appending -------------------------------------------------------------
+
+    def _new(
+        self,
+        kind: str,
+        message: str,
+        *,
+        worker_id: str | None = None,
+        run_id: str | None = None,
+        run_seq: int | None = None,
+        payload: dict[str, Any] | None = None,
+    ) -> NewEvent:
+        return NewEvent(
+            event_id=self.ids.event_id(),
+            kind=kind,
+            worker_id=worker_id,
+            run_id=run_id,
+            run_seq=run_seq,
+            message=message,
+            payload=payload or {},
+            at=self.clock.now(),
+        )
+
+    def _run_event_new(
+        self, run: RunState, kind: str, message: str, payload: dict[str, Any] | None = None
+    ) -> NewEvent:
+        return self._new(
+            kind,
+            message,
+            worker_id=run.worker_id,
+            run_id=run.run_id,
+            run_seq=run.next_seq(),
+            payload=payload,
+        )
+
+    def _submit(self, events: Sequence[NewEvent]) -> asyncio.Future[list[Event]]:
+        expected = self._last_seq
+        self._last_seq += len(events)
+        future = self.store.submit(self.runtime_id, expected, events)
+        future.add_done_callback(self._after_commit)
+        return future
+
+    async def _append(self, events: Sequence[NewEvent]) -> list[Event]:
+        return await self._submit(events)
+
+    def _after_commit(self, future: asyncio.Future[list[Event]]) -> None:
+        if future.cancelled() or future.exception() is None:
+            return
+        # The log refused an append (disk full, locked...): the in-memory picture
+        # ran ahead of it. Re-read it from the projections once the queue settles.
+        if self._resync is None or self._resync.done():
+            self._resync = asyncio.get_running_loop().create_task(self._resync_from_store())
+
+    async def _resync_from_store(self) -> None:
+        await asyncio.sleep(0)
+        self._last_seq = await self.store.last_seq(self.runtime_id)
+        for rec in await self.store.workers(self.runtime_id):
+            worker = self._workers.get(rec.worker_id)
+            if worker is None:
+                continue
+            worker.transcript_len = rec.transcript_len
+            worker.status = rec.status
+            kept = [r for r in worker.queue if await self.store.run(self.runtime_id, r.run_id)]
+            worker.queue.clear()
+            worker.queue.extend(kept)
+        for worker_id in [
+            w for w in self._workers if await self.store.worker(self.runtime_id, w) is None
+        ]:
+            del self._workers[worker_id]
+
+    # -- checks ----------------------------------------------------------------
+
+    def _ensure_running(self) -> None:
+        if self._lease is not None and self._lease.lost:
+            raise ReadOnlyRuntime(self.runtime_id, "another process took over hosting it")
+        if self.status is RuntimeStatus.STOPPED or self._closed:
+            raise RuntimeStopped(self.runtime_id)
+
+    def _check_ref(self, ref: WorkerRef) -> None:
+        if ref.runtime_id != self.runtime_id:
+            raise WrongRuntime(self.runtime_id, ref.runtime_id)
+
+    def _worker(self, ref: WorkerRef) -> WorkerState:
+        self._check_ref(ref)
+        worker = self._workers.get(ref.worker_id)
+        if worker is None:
+            raise WorkerNotFound(self.runtime_id, ref.worker_id)
+        return worker
+
+    def _profile_or_none(self, name: str) -> Profile | None:
+        try:
+            return self.profiles.resolve(name)
+        except UnknownProfile:
+            return None
+
+    # -- runtime operations ------------------------------------------------------
+
+    async def summary(self) -> RuntimeSummary:
+        record = await self.store.runtime(self.runtime_id)
+        assert record is not None
+        hosts = await self.store.hosts()
+        return RuntimeSummary(
+            runtime=record,
+            workers_by_status=await self.store.workers_by_status(self.runtime_id),
+            diagnostic_count=await self.store.diagnostic_count(self.runtime_id),
+            host=hosts.get(self.runtime_id),
+        )
+
+    async def stop_runtime(self) -> UUID:
+        """Stop the runtime (idempotent): running workers stop, runs are cancelled."""
+        if self.status is RuntimeStatus.STOPPED and self._stop_event_id is not None:
+            return self._stop_event_id
+        self._ensure_running()
+        events: list[NewEvent] = []
+        tasks: list[asyncio.Task[None]] = []
+        for worker in self._workers.values():
+            if worker.status is not WorkerStatus.RUNNING:
+                continue
+            events.extend(
+                self._cancel_runs(worker, "runtime stopped", include_current=True, tasks=tasks)
+            )
+        stop = self._new("runtime.stopped", f"runtime {self.runtime_id} stopped")
+        events.append(stop)
+        self.status = RuntimeStatus.STOPPED
+        for worker in self._workers.values():
+            if worker.status is WorkerStatus.RUNNING:
+                worker.status = WorkerStatus.STOPPED
+                worker.terminal_event_id = stop.event_id
+                worker.wake.set()
+        await self._append(events)
+        self._stop_event_id = stop.event_id
+        await self._await_cancelled(tasks)
+        return stop.event_id
+
+    # -- workers ---------------------------------------------------------------
+
+    def _validate_request(self, request: CreateWorkerRequest) -> Profile:
+        intent = request.intent
+        if intent.type == "task" and not intent.objective.strip():
+            raise InvalidRequest("task objective must not be empty")
+        if intent.type == "role" and not intent.role.strip():
+            raise InvalidRequest("role name must not be empty")
+        for cap in request.capabilities:
+            if not cap.name.strip():
+                raise InvalidRequest("capability name must not be empty")
+        for ref in (*request.workspace_refs, *request.mount_refs):
+            if not ref.name.strip() or not ref.reference.strip():
+                raise InvalidRequest("workspace and mount refs need a name and a reference")
+        if request.config_bundle is not None and not request.config_bundle.strip():
+            raise InvalidRequest("config bundle id must not be blank (leave it out for none)")
+        try:
+            return self.profiles.resolve(None if request.profile == "default" else request.profile)
+        except UnknownProfile as exc:
+            raise InvalidRequest(str(exc)) from None
+
+    async def create_worker(self, request: CreateWorkerRequest) -> WorkerRecord:
+        self._ensure_running()
+        profile = self._validate_request(request)
+        if len(self._workers) >= self.limits.max_workers:
+            raise LimitTooLarge("worker count", len(self._workers) + 1, self.limits.max_workers)
+        worker_id = f"w-{self._next_worker_no}"
+        self._next_worker_no += 1
+        spec = request.model_copy(update={"profile": profile.name})
+        created = self._new(
+            "worker.created",
+            f"worker {worker_id} created ({_intent_text(spec)}, {profile.name})",
+            worker_id=worker_id,
+            payload={"spec": spec.model_dump(mode="json")},
+        )
+        events = [created]
+        if spec.config_bundle is None:
+            events.append(
+                self._diagnostic_new(
+                    "info",
+                    "runtime.local_default_resources",
+                    "worker created without a config bundle; runtime-local defaults are assumed",
+                    worker_id,
+                )
+            )
+        if not spec.capabilities:
+            events.append(
+                self._diagnostic_new(
+                    "info",
+                    "worker.tools_less",
+                    "worker created without requested tool capabilities",
+                    worker_id,
+                )
+            )
+        worker = WorkerState(
+            worker_id=worker_id, status=WorkerStatus.RUNNING, spec=spec, profile=profile
+        )
+        self._workers[worker_id] = worker
+        committed = await self._append(events)
+        self._start_loop(worker)
+        at = committed[0].at
+        return WorkerRecord(
+            runtime_id=self.runtime_id,
+            worker_id=worker_id,
+            status=WorkerStatus.RUNNING,
+            spec=spec,
+            transcript_len=0,
+            queued=0,
+            current_run_id=None,
+            current_run_status=None,
+            terminal_event_id=None,
+            last_seq=committed[-1].seq,
+            created_at=at,
+            updated_at=at,
+        )
+
+    def _diagnostic_new(
+        self, severity: DiagnosticSeverity, code: str, message: str, worker_id: str | None
+    ) -> NewEvent:
+        return self._new(
+            "diagnostic.raised",
+            f"{severity}: {code}: {message}",
+            worker_id=worker_id,
+            payload={"severity": severity, "code": code, "message": message},
+        )
+
+    async def list_workers(self) -> list[WorkerRecord]:
+        return await self.store.workers(self.runtime_id)
+
+    async def worker_detail(self, ref: WorkerRef) -> WorkerRecord:
+        self._check_ref(ref)
+        record = await self.store.worker(self.runtime_id, ref.worker_id)
+        if record is None:
+            raise WorkerNotFound(self.runtime_id, ref.worker_id)
+        return record
+
+    async def transcript_page(self, ref: WorkerRef, start: int, limit: int) -> TranscriptPage:
+        maximum = self.limits.max_transcript_projection_items
+        if limit > maximum:
+            raise LimitTooLarge("transcript page", limit, maximum)
+        self._check_ref(ref)
+        if ref.worker_id not in self._workers:
+            raise WorkerNotFound(self.runtime_id, ref.worker_id)
+        if start < 0 or limit < 1:
+            raise InvalidRequest("transcript pages need start >= 0 and limit >= 1")
+        return await self.store.transcript(ref, start, limit)
+
+    def cursor_from_start(self) -> EventCursor:
+        return EventCursor(runtime_id=self.runtime_id, next_seq=1)
+
+    async def cursor_now(self) -> EventCursor:
+        return EventCursor(
+            runtime_id=self.runtime_id, next_seq=await self.store.last_seq(self.runtime_id) + 1
+        )
+
+    async def read_events(self, cursor: EventCursor, limit: int) -> EventBatch:
+        if cursor.runtime_id != self.runtime_id:
+            raise WrongRuntimeCursor(self.runtime_id, cursor.runtime_id)
+        maximum = self.limits.max_event_batch_items
+        if limit > maximum:
+            raise LimitTooLarge("event batch", limit, maximum)
+        if limit < 1:
+            raise InvalidRequest("event batches need limit >= 1")
+        events = await self.store.read_runtime(self.runtime_id, cursor.next_seq - 1, limit + 1)
+        has_more = len(events) > limit
+        events = events[:limit]
+        next_seq = events[-1].seq + 1 if events else cursor.next_seq
+        return EventBatch(
+            runtime_id=self.runtime_id,
+            events=events,
+            cursor=EventCursor(runtime_id=self.runtime_id, next_seq=next_seq),
+            has_more=has_more,
+        )
+
+    async def diagnostics(self, limit: int = 1000) -> list[Diagnostic]:
+        return await self.store.diagnostics(self.runtime_id, limit)
+
+    async def runs(self, ref: WorkerRef, limit: int = 100) -> list[Any]:
+        self._worker(ref)
+        return await self.store.runs(self.runtime_id, ref.worker_id, limit)
+
+    # -- input and runs ----------------------------------------------------------
+
+    async def send_input(self, ref: WorkerRef, content: str, role: str = "user") -> InputAck:
+        """Put `content` in the worker's transcript and queue a run for it."""
+        self._ensure_running()
+        if role not in ("user", "system"):
+            raise InvalidRequest(f"input role must be user or system, not {role!r}")
+        if not content.strip():
+            raise InvalidRequest("worker input content must not be empty")
+        size = len(content.encode("utf-8", "surrogatepass"))
+        if size > self.limits.max_input_bytes:
+            raise InvalidRequest(
+                f"input is {size} bytes, over the limit of {self.limits.max_input_bytes}; send it in parts"
+            )
+        worker = self._worker(ref)
+        if worker.status is not WorkerStatus.RUNNING:
+            raise WorkerNotRunning(ref.worker_id, worker.status.value)
+        run = RunState(worker.next_run_id(), worker.worker_id, content, role)
+        sequence = worker.next_transcript_sequence()
+        accepted = self._run_event_new(
+            run,
+            "worker.input.accepted",
+            f"{role} input #{sequence}: {one_line(content)}",
+            {"role": role, "content": content, "sequence": sequence},
+        )
+        created = self._run_event_new(
+            run,
+            "run.created",
+            f"run {run.run_id} queued",
+            {"prompt": content, "input_sequence": sequence, "role": role},
+        )
+        await self._append([accepted, created])
+        if worker.status is WorkerStatus.RUNNING:
+            worker.queue.append(run)
+            worker.wake.set()
+        else:
+            # Stopped while the input was being committed: the run never starts.
+            await self._append(
+                [
+                    self._run_event_new(
+                        run,
+                        "run.cancelled",
+                        f"run {run.run_id} cancelled",
+                        {"reason": f"worker {worker.status.value}"},
+                    )
+                ]
+            )
+            run.status = RunStatus.CANCELLED
+        return InputAck(
+            ref=ref,
+            status=worker.status,
+            transcript_sequence=sequence,
+            event_id=accepted.event_id,
+            run_id=run.run_id,
+        )
+
+    async def stop_worker(self, ref: WorkerRef, reason: str | None = None) -> LifecycleAck:
+        """Stop: the current run finishes, the queue is dropped. Idempotent."""
+        return await self._end_worker(ref, WorkerStatus.STOPPED, reason)
+
+    async def cancel_worker(self, ref: WorkerRef, reason: str | None = None) -> LifecycleAck:
+        """Cancel: the current run and the queue are cancelled at once. Idempotent."""
+        return await self._end_worker(ref, WorkerStatus.CANCELLED, reason)
+
+    async def _end_worker(
+        self, ref: WorkerRef, status: WorkerStatus, reason: str | None
+    ) -> LifecycleAck:
+        self._ensure_running()
+        worker = self._worker(ref)
+        if worker.status is not WorkerStatus.RUNNING:
+            # The first terminal state sticks; a repeat answers with the earlier event.
+            assert worker.terminal_event_id is not None
+            return LifecycleAck(
+                ref=ref, status=worker.status, event_id=worker.terminal_event_id, changed=False
+            )
+        verb = status.value
+        why = reason or f"worker {verb}"
+        end = self._new(
+            f"worker.{verb}",
+            f"worker {worker.worker_id} {verb}: {one_line(why)}",
+            worker_id=worker.worker_id,
+            payload={"reason": why},
+        )
+        tasks: list[asyncio.Task[None]] = []
+        events = [
+            end,
+            *self._cancel_runs(
+                worker, why, include_current=status is WorkerStatus.CANCELLED, tasks=tasks
+            ),
+        ]
+        worker.status = status
+        worker.terminal_event_id = end.event_id
+        worker.wake.set()
+        await self._append(events)
+        await self._await_cancelled(tasks)
+        return LifecycleAck(ref=ref, status=status, event_id=end.event_id, changed=True)
+
+    def _cancel_runs(
+        self,
+        worker: WorkerState,
+        reason: str,
+        *,
+        include_current: bool,
+        tasks: list[asyncio.Task[None]],
+    ) -> list[NewEvent]:
+        """Events cancelling the worker's queue (and current run); marks them cancelled now."""
+        runs = list(worker.queue)
+        worker.queue.clear()
+        if include_current and worker.current is not None and not worker.current.status.terminal:
+            runs.insert(0, worker.current)
+            if worker.current.task is not None:
+                tasks.append(worker.current.task)
+        events = []
+        for run in runs:
+            events.append(
+                self._run_event_new(
+                    run,
+                    "run.cancelled",
+                    f"run {run.run_id} cancelled: {one_line(reason)}",
+                    {"reason": reason},
+                )
+            )
+            run.status = RunStatus.CANCELLED
+        return events
+
+    async def _await_cancelled(self, tasks: list[asyncio.Task[None]]) -> None:
+        """Cancel run tasks and wait until their drivers have cleaned up (processes gone)."""
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=CANCEL_WAIT_S)
+
+    async def cancel_run(self, ref: WorkerRef, run_id: str, reason: str | None = None) -> bool:
+        """Cancel `run_id` if it is the worker's current run; otherwise change nothing, return False."""
+        self._ensure_running()
+        worker = self._worker(ref)
+        run = worker.current
+        if run is None or run.run_id != run_id or run.status.terminal:
+            return False
+        why = reason or "cancelled by operator"
+        event = self._run_event_new(
+            run, "run.cancelled", f"run {run_id} cancelled: {one_line(why)}", {"reason": why}
+        )
+        run.status = RunStatus.CANCELLED
+        await self._append([event])
+        if run.task is not None:
+            await self._await_cancelled([run.task])
+        return True
+
+    # -- the worker loop -----------------------------------------------------------
+
+    def _start_loop(self, worker: WorkerState) -> None:
+        worker.loop_task = asyncio.create_task(
+            self._worker_loop(worker), name=f"agentdeck-{self.runtime_id}-{worker.worker_id}"
+        )
+
+    async def _worker_loop(self, worker: WorkerState) -> None:
+        try:
+            while True:
+                while not worker.queue:
+                    if worker.status is not WorkerStatus.RUNNING:
+                        return
+                    worker.wake.clear()
+                    await worker.wake.wait()
+                run = worker.queue.popleft()
+                if run.status.terminal:
+                    continue
+                worker.current = run
+                run.task = asyncio.create_task(self._execute(worker, run))
+                try:
+                    await asyncio.shield(run.task)
+                except asyncio.CancelledError:
+                    if run.task.done():
+                        pass  # the run was cancelled, not this loop
+                    else:
+                        run.task.cancel()
+                        with contextlib.suppress(BaseException):
+                            await run.task
+                        raise
+                finally:
+                    worker.current = None
+        finally:
+            if worker.status is not WorkerStatus.RUNNING:
+                await self._close_driver(worker)
+
+    def _driver(self, worker: WorkerState) -> Driver:
+        if worker.driver is None:
+            if worker.profile is None:
+                raise RunFailed(f"profile {worker.spec.profile!r} is no longer in the config")
+            worker.driver = make_driver(worker.profile, WorkerCtx(self, worker))
+        return worker.driver
+
+    async def _close_driver(self, worker: WorkerState) -> None:
+        driver, worker.driver = worker.driver, None
+        if driver is not None:
+            with contextlib.suppress(Exception):
+                await driver.close()
+
+    async def _execute(self, worker: WorkerState, run: RunState) -> None:
+        try:
+            await self.run_event(run, "run.planning", f"run {run.run_id} planning")
+            driver = self._driver(worker)
+            ctx = RunCtx(
+                self,
+                worker,
+                run,
+                RunInput(
+                    run.run_id,
+                    worker.worker_id,
+                    "system" if run.role == "system" else "user",
+                    run.prompt,
+                ),
+            )
+            result = await driver.run(ctx)
+            await self.run_event(
+                run,
+                "run.completed",
+                f"run {run.run_id} completed",
+                {"result": result[:MAX_RESULT_CHARS]},
+            )
+        except RunFailed as exc:
+            await self.run_event(
+                run,
+                "run.failed",
+                f"run {run.run_id} failed: {one_line(exc.reason)}",
+                {"error": exc.reason, **exc.payload},
+            )
+        except asyncio.CancelledError:
+            return  # whoever cancelled has already recorded why
+        except Exception as exc:  # a driver bug fails its run, never the host
+            with contextlib.suppress(Exception):
+                await self.run_event(
+                    run,
+                    "run.failed",
+                    f"run {run.run_id} failed: driver error",
+                    {"error": f"driver error: {exc!r}"},
+                )
+
+    async def run_event(
+        self, run: RunState, kind: str, message: str, payload: dict[str, Any] | None = None
+    ) -> None:
+        """Emit an event of a run; nothing once the run is terminal (cancelled is sticky)."""
+        if run.status.terminal:
+            return
+        status = _STATUS_OF.get(kind)
+        event = self._run_event_new(run, kind, message, payload)
+        if status is not None:
+            run.status = status
+        await self._append([event])
+
+    async def worker_output(
+        self, worker: WorkerState, run: RunState | None, role: str, content: str
+    ) -> None:
+        if run is not None and run.status.terminal:
+            return
+        sequence = worker.next_transcript_sequence()
+        payload = {"role": role, "content": content, "sequence": sequence}
+        message = f"{role}: {one_line(content)}"
+        if run is not None:
+            event = self._run_event_new(run, "worker.output", message, payload)
+        else:
+            event = self._new("worker.output", message, worker_id=worker.worker_id, payload=payload)
+        await self._append([event])
+
+    async def worker_event(
+        self, worker: WorkerState, kind: str, message: str, payload: dict[str, Any] | None = None
+    ) -> None:
+        await self._append([self._new(kind, message, worker_id=worker.worker_id, payload=payload)])
+
+    async def raise_diagnostic(
+        self, severity: DiagnosticSeverity, code: str, message: str, worker_id: str | None
+    ) -> None:
+        await self._append([self._diagnostic_new(severity, code, message, worker_id)])
+
+    # -- following -----------------------------------------------------------------
+
+    def subscribe(self, room: Room | None = None, after_position: int = 0) -> Subscription:
+        """This runtime's events (or a room's), replayed after a position, then live."""
+        room = room or Room(self.runtime_id)
+        if room.runtime_id != self.runtime_id:
+            raise WrongRuntime(self.runtime_id, room.runtime_id)
+        return self.store.subscribe(after_position, room.filter())
+
+    async def subscribe_cursor(self, cursor: EventCursor, room: Room | None = None) -> Subscription:
+        """Resume at a runtime cursor (next seq)."""
+        if cursor.runtime_id != self.runtime_id:
+            raise WrongRuntimeCursor(self.runtime_id, cursor.runtime_id)
+        return self.subscribe(room, await self._position_before_seq(cursor.next_seq))
+
+    async def subscribe_run(self, run_id: str, after_run_seq: int = 0) -> Subscription:
+        """Resume a run's stream at `run_id` + `run_seq`."""
+        position = 0
+        if after_run_seq > 0:
+            found = await self.store.read_run(self.runtime_id, run_id, after_run_seq - 1, 1)
+            position = found[0].position if found else 0
+        run = await self.store.run(self.runtime_id, run_id)
+        worker_id = run.worker_id if run else None
+        return self.subscribe(Room(self.runtime_id, worker_id, run_id), position)
+
+    async def _position_before_seq(self, next_seq: int) -> int:
+        if next_seq <= 1:
+            return 0
+        found = await self.store.read_runtime(self.runtime_id, next_seq - 2, 1)
+        return found[0].position if found else 0
+
+
+_STATUS_OF = {
+    "run.planning": RunStatus.PLANNING,
+    "run.executing": RunStatus.EXECUTING,
+    "run.verifying": RunStatus.VERIFYING,
+    "run.completed": RunStatus.COMPLETED,
+    "run.failed": RunStatus.FAILED,
+    "run.cancelled": RunStatus.CANCELLED,
+}
+
+
+def _intent_text(spec: CreateWorkerRequest) -> str:
+    intent = spec.intent
+    if intent.type == "task":
+        return f"task: {one_line(intent.objective, 60)}"
+    if intent.type == "role":
+        return f"role: {intent.role}"
+    return "assistant" + (f": {one_line(intent.purpose, 60)}" if intent.purpose else "")
+
+
+__all__ = ["BUILTIN_ECHO", "Runtime"]

@@ -1,0 +1,85 @@
+"""Host leases: which process hosts a runtime, as writer jobs on the `hosts` table.
+
+The policy (how old a heartbeat may be, whether a pid is alive) is the
+engine's; these functions only read and write the rows atomically.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from store.codec import dt_from_us
+from store.models import HostLease
+
+
+@dataclass(frozen=True)
+class LeaseClaim:
+    runtime_id: str
+    pid: int
+    host_name: str
+    token: str
+    now_us: int
+
+
+def _lease(row: tuple[object, ...]) -> HostLease:
+    runtime_id, pid, host_name, started, heartbeat = row
+    return HostLease(
+        runtime_id=str(runtime_id),
+        pid=int(str(pid)),
+        host_name=str(host_name),
+        started_at=dt_from_us(int(str(started))),
+        heartbeat_at=dt_from_us(int(str(heartbeat))),
+    )
+
+
+def claim_job(
+    claim: LeaseClaim, may_take_over: Callable[[HostLease, str], bool]
+) -> Callable[[sqlite3.Connection], HostLease | None]:
+    """A job that takes the lease and returns None, or returns the live holder it refused for.
+
+    `may_take_over(holder, holder_token)` decides whether an existing holder
+    is gone (stale heartbeat, dead pid, or ourselves).
+    """
+
+    def job(conn: sqlite3.Connection) -> HostLease | None:
+        row = conn.execute(
+            "SELECT runtime_id, pid, host_name, started_at, heartbeat_at, token FROM hosts"
+            " WHERE runtime_id = ?",
+            (claim.runtime_id,),
+        ).fetchone()
+        if row is not None:
+            holder = _lease(row[:5])
+            if not may_take_over(holder, str(row[5])):
+                return holder
+        conn.execute(
+            "INSERT INTO hosts (runtime_id, pid, host_name, token, started_at, heartbeat_at)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (runtime_id) DO UPDATE SET pid = excluded.pid,"
+            " host_name = excluded.host_name, token = excluded.token,"
+            " started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at",
+            (claim.runtime_id, claim.pid, claim.host_name, claim.token, claim.now_us, claim.now_us),
+        )
+        return None
+
+    return job
+
+
+def heartbeat_job(runtime_id: str, token: str, now_us: int) -> Callable[[sqlite3.Connection], bool]:
+    """A job that refreshes our heartbeat; False if the lease is no longer ours."""
+
+    def job(conn: sqlite3.Connection) -> bool:
+        cur = conn.execute(
+            "UPDATE hosts SET heartbeat_at = ? WHERE runtime_id = ? AND token = ?",
+            (now_us, runtime_id, token),
+        )
+        return cur.rowcount == 1
+
+    return job
+
+
+def release_job(runtime_id: str, token: str) -> Callable[[sqlite3.Connection], None]:
+    def job(conn: sqlite3.Connection) -> None:
+        conn.execute("DELETE FROM hosts WHERE runtime_id = ? AND token = ?", (runtime_id, token))
+
+    return job
