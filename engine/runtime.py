@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -29,11 +30,12 @@ from engine.errors import (
     WrongRuntimeCursor,
 )
 from engine.hosting import HostLeaseHolder
-from engine.profiles import BUILTIN_ECHO, ProfileSet, UnknownProfile
+from engine.profiles import BUILTIN_ECHO, ConfigError, ProfileSet, ProfileWatcher, UnknownProfile
 from engine.results import CreateWorkerRequest, EventBatch, EventCursor, InputAck, LifecycleAck
 from engine.rooms import Room
 from engine.run_context import RunCtx, WorkerCtx, make_driver, one_line
 from engine.state import Profile, RunState, WorkerState, run_number
+from engine.validation import validate_worker_request
 from store.event_store import EventStore
 from store.feed import Subscription
 from store.filters import parse_filter
@@ -85,6 +87,9 @@ class Runtime:
         self._lease: HostLeaseHolder | None = None
         self._resync: asyncio.Task[None] | None = None
         self._closed = False
+        self._opened = False
+        self._watcher: ProfileWatcher | None = None
+        self._early_config_errors: list[ConfigError] = []
 
     # -- hosting -----------------------------------------------------------
 
@@ -101,12 +106,15 @@ class Runtime:
         display_name: str | None = None,
         heartbeat_s: float = 2.0,
         stale_after_s: float = 10.0,
+        config_path: Path | None = None,
     ) -> Runtime:
         """Open or create the runtime `runtime_id` and host it in this process.
 
         Raises RuntimeBusy if a live process hosts it already. A runtime whose
         previous host died has its unfinished runs failed ("host exited") and
-        its queues resumed.
+        its queues resumed. With `config_path`, profiles come from that TOML
+        file and follow its changes live; a bad file keeps the last good
+        profiles and raises a `config.invalid` diagnostic naming the line.
         """
         if not RUNTIME_ID_RE.fullmatch(runtime_id):
             raise InvalidRequest(
@@ -127,11 +135,37 @@ class Runtime:
         await lease.acquire()
         runtime._lease = lease
         try:
+            if config_path is not None:
+                runtime._watcher = ProfileWatcher(
+                    config_path, runtime._profiles_changed, runtime._profiles_invalid
+                )
+                runtime.profiles = await runtime._watcher.start()
             await runtime._open(display_name)
+            runtime._opened = True
+            for error in runtime._early_config_errors:
+                await runtime._profiles_invalid(error)
         except BaseException:
+            if runtime._watcher is not None:
+                await runtime._watcher.stop()
             await lease.release()
             raise
         return runtime
+
+    def _profiles_changed(self, profiles: ProfileSet) -> None:
+        # New workers get the new profiles; running workers keep the one they have,
+        # except those whose profile had vanished and is now back.
+        self.profiles = profiles
+        for worker in self._workers.values():
+            if worker.profile is None:
+                worker.profile = self._profile_or_none(worker.spec.profile)
+
+    async def _profiles_invalid(self, error: ConfigError) -> None:
+        if not self._opened:
+            self._early_config_errors.append(error)
+            return
+        if self.status is RuntimeStatus.RUNNING and not self._closed:
+            with contextlib.suppress(Exception):
+                await self.raise_diagnostic("error", "config.invalid", str(error), None)
 
     async def _open(self, display_name: str | None) -> None:
         record = await self.store.runtime(self.runtime_id)
@@ -177,25 +211,25 @@ class Runtime:
         ]
         for run in await self.store.open_runs(self.runtime_id):
             worker = self._workers.get(run.worker_id)
-            state = RunState(
+            run_state = RunState(
                 run.run_id, run.worker_id, run.prompt, "user", run.status, run.last_run_seq
             )
             if run.status is RunStatus.CREATED and worker and worker.status is WorkerStatus.RUNNING:
                 created = await self.store.read_run(self.runtime_id, run.run_id, 1, 1)
                 if created:
-                    state.role = str(created[0].payload.get("role", "user"))
-                worker.queue.append(state)
+                    run_state.role = str(created[0].payload.get("role", "user"))
+                worker.queue.append(run_state)
                 continue
             # The previous host died mid-run: nothing can resume it, so say so.
             events.append(
                 self._run_event_new(
-                    state,
+                    run_state,
                     "run.failed",
                     f"run {run.run_id} failed: {HOST_EXITED}",
                     {"error": HOST_EXITED},
                 )
             )
-            state.status = RunStatus.FAILED
+            run_state.status = RunStatus.FAILED
         await self._append(events)
         for worker in self._workers.values():
             if worker.status is WorkerStatus.RUNNING:
@@ -206,6 +240,8 @@ class Runtime:
         if self._closed:
             return
         self._closed = True
+        if self._watcher is not None:
+            await self._watcher.stop()
         events: list[NewEvent] = []
         for worker in self._workers.values():
             run = worker.current
@@ -369,28 +405,9 @@ class Runtime:
 
     # -- workers ---------------------------------------------------------------
 
-    def _validate_request(self, request: CreateWorkerRequest) -> Profile:
-        intent = request.intent
-        if intent.type == "task" and not intent.objective.strip():
-            raise InvalidRequest("task objective must not be empty")
-        if intent.type == "role" and not intent.role.strip():
-            raise InvalidRequest("role name must not be empty")
-        for cap in request.capabilities:
-            if not cap.name.strip():
-                raise InvalidRequest("capability name must not be empty")
-        for ref in (*request.workspace_refs, *request.mount_refs):
-            if not ref.name.strip() or not ref.reference.strip():
-                raise InvalidRequest("workspace and mount refs need a name and a reference")
-        if request.config_bundle is not None and not request.config_bundle.strip():
-            raise InvalidRequest("config bundle id must not be blank (leave it out for none)")
-        try:
-            return self.profiles.resolve(None if request.profile == "default" else request.profile)
-        except UnknownProfile as exc:
-            raise InvalidRequest(str(exc)) from None
-
     async def create_worker(self, request: CreateWorkerRequest) -> WorkerRecord:
         self._ensure_running()
-        profile = self._validate_request(request)
+        profile = validate_worker_request(request, self.profiles)
         if len(self._workers) >= self.limits.max_workers:
             raise LimitTooLarge("worker count", len(self._workers) + 1, self.limits.max_workers)
         worker_id = f"w-{self._next_worker_no}"
@@ -540,7 +557,7 @@ class Runtime:
             {"prompt": content, "input_sequence": sequence, "role": role},
         )
         await self._append([accepted, created])
-        if worker.status is WorkerStatus.RUNNING:
+        if _is_running(worker):
             worker.queue.append(run)
             worker.wake.set()
         else:
@@ -822,6 +839,11 @@ _STATUS_OF = {
     "run.failed": RunStatus.FAILED,
     "run.cancelled": RunStatus.CANCELLED,
 }
+
+
+def _is_running(worker: WorkerState) -> bool:
+    # A function, not an inline test: the status may have changed during an await.
+    return worker.status is WorkerStatus.RUNNING
 
 
 def _intent_text(spec: CreateWorkerRequest) -> str:

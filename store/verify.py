@@ -36,8 +36,9 @@ class VerifyReport:
         return f"{len(self.problems)} problem(s) in {self.events} events"
 
 
-def verify_file(path: Path, options: OpenOptions = OpenOptions(read_only=True)) -> VerifyReport:
+def verify_file(path: Path, options: OpenOptions | None = None) -> VerifyReport:
     """Check the database at `path` (synchronous; run it in a thread from async code)."""
+    options = options or OpenOptions(read_only=True)
     source = open_reader(path, options)
     scratch = sqlite3.connect(":memory:", isolation_level=None)
     try:
@@ -94,7 +95,7 @@ def _rebuild(source: sqlite3.Connection, scratch: sqlite3.Connection, report: Ve
         ).fetchall()
         if not raw:
             break
-        rows = [Row(*r, load_payload(r[10])) for r in raw]
+        rows = [Row._make((*r, load_payload(r[10]))) for r in raw]
         scratch.executemany(INSERT_EVENT, [r.column_values() for r in rows])
         try:
             project(scratch, rows)

@@ -62,17 +62,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     db_help = "database file (default: %(default)s)"
     parser.add_argument("--db", type=Path, default=default_db_path(), help=db_help)
-    parser.add_argument("--config", type=Path, help="profiles file (default: agentdeck.toml beside the database)")
-    parser.add_argument("--read-only", action="store_true", help="watch only: open the database as an observer")
-    parser.add_argument("--runtime", default="local", help="the runtime this console hosts (default: local)")
+    parser.add_argument(
+        "--config", type=Path, help="profiles file (default: agentdeck.toml beside the database)"
+    )
+    parser.add_argument(
+        "--read-only", action="store_true", help="watch only: open the database as an observer"
+    )
+    parser.add_argument(
+        "--runtime", default="local", help="the runtime this console hosts (default: local)"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     events = sub.add_parser("events", help="print events (JSON lines with --json)")
     events.add_argument("--db", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
-    events.add_argument("--filter", default="", help='filter expression, e.g. "kind:run.* level:error"')
+    events.add_argument(
+        "--filter", default="", help='filter expression, e.g. "kind:run.* level:error"'
+    )
     events.add_argument("--after", type=_non_negative, default=0, help="start after this position")
     events.add_argument("--limit", type=_positive, default=None, help="print at most N events")
-    events.add_argument("--follow", action="store_true", help="keep printing new events until Ctrl-C")
+    events.add_argument(
+        "--follow", action="store_true", help="keep printing new events until Ctrl-C"
+    )
     events.add_argument("--json", action="store_true", help="one JSON object a line")
 
     verify = sub.add_parser("verify", help="rebuild projections from the log and compare")
@@ -84,13 +94,17 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--runtime", default="demo", help="runtime name (default: demo)")
     demo.add_argument("--workers", type=_positive, default=4)
     demo.add_argument("--rate", type=_positive_float, default=20.0, help="events per second in all")
-    demo.add_argument("--duration", type=_positive_float, default=None, help="seconds (default: until Ctrl-C)")
+    demo.add_argument(
+        "--duration", type=_positive_float, default=None, help="seconds (default: until Ctrl-C)"
+    )
     demo.add_argument("--fail-rate", type=_fraction, default=0.1)
 
     bench = sub.add_parser("bench", help="benchmarks, printed as JSON")
     bench.add_argument("suite", choices=["store", "engine", "console"])
     bench.add_argument("--json", action="store_true", help="JSON only (no progress lines)")
-    bench.add_argument("--quick", action="store_true", help="small sizes; finishes in about a minute")
+    bench.add_argument(
+        "--quick", action="store_true", help="small sizes; finishes in about a minute"
+    )
     return parser
 
 

@@ -1,0 +1,19 @@
+"""`agentdeck bench SUITE`: picks the suite; each suite is a program printing JSON."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+EXIT_NOT_BUILT = 2
+
+
+async def bench_command(args: argparse.Namespace) -> int:
+    """Run one benchmark suite; its JSON goes to stdout, progress to stderr."""
+    suite: str = args.suite
+    if suite == "store":
+        from bench.store import run_store_bench
+
+        return await run_store_bench(quick=bool(args.quick), json_only=bool(args.json))
+    print(f"agentdeck: the {suite} benchmarks are not built yet", file=sys.stderr)
+    return EXIT_NOT_BUILT
