@@ -883,14 +883,15 @@ async def _child_main(db: str, count: int, rate: float, seed: int) -> None:
     store = await EventStore.open(db, watch=False, index=False)
     try:
         rt = "xproc"
-        await store.append(rt, None, _new([runtime_started(rt)]))
+        script = worker_script(rng, "w-1", rt)
+        await store.append(rt, None, _new([runtime_started(rt), *next(script)]))
         print("ready", flush=True)
-        for i in range(count):
+        for i in range(1, count + 1):
             await asyncio.sleep(rng.uniform(0.5, 1.5) / rate)
             text = _words(rng, 5, 30)
             [event] = await store.append(rt, None, _new([Spec(
-                "worker.output", None, None, None, f"line {i}: {text[:60]}",
-                {"role": "tool", "content": text},
+                "worker.output", "w-1", None, None, f"w-1 tool: {text[:60]}",
+                {"sequence": i, "role": "tool", "content": text},
             )]))
             # CLOCK_MONOTONIC is system-wide on Linux: comparable with the parent's.
             print(f"{event.position} {time.monotonic()!r}", flush=True)

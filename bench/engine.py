@@ -1,0 +1,810 @@
+"""`agentdeck bench engine`: what the engine costs per event, next to the store's own cost.
+
+Two figures, each against a baseline measured in the same run with the same
+pragmas (a fresh database file in a temp folder under `bench/data/` per
+measurement, opened with `EventStore.open(watch=False, index=False)` on both
+sides):
+
+- echo: 100 `builtin:echo` workers, N inputs sent concurrently (one sender per
+  worker), timed from the first send to the last `run.completed` seen by a
+  subscriber. Baseline: the very same append stream (same kinds, payloads,
+  grouping: `[input.accepted, run.created]` then one append per run event)
+  pushed through `EventStore.append` by the same number of concurrent
+  producers (per worker, one input producer handing runs to one run producer),
+  with every `NewEvent` built before the clock starts, watched by the same
+  subscriber. That is what the engine could at best do per event.
+- demo: 50 `builtin:demo` workers with pace 0 and fail rate 0.1, kept busy
+  for a fixed window; engine events/s against the store appending the same
+  number of demo-shaped runs the same way.
+
+A figure's ratio is engine cost per event / store cost per event (the
+store's events/s over the engine's); the goal is <= 2.
+
+`notes` breaks the per-event cost down: CPU µs/event of the event-loop thread
+(engine + the store's loop-side work) and of the other threads (the writer's
+SQLite transaction), micro-timings of the engine's per-event building blocks,
+and a cProfile of a short echo run (loop thread only; cProfile roughly
+doubles per-call costs, so read its numbers as shares).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import cProfile
+import gc
+import pstats
+import random
+import shutil
+import sys
+import tempfile
+import time
+import timeit
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench.common import Goal, data_dir, figure, machine_info, now
+
+from engine.clock import Uuid7Ids
+from engine.profiles import BuiltinProfile, ProfileSet
+from engine.results import CreateWorkerRequest
+from engine.run_context import one_line
+from engine.runtime import Runtime
+from store.event_store import EventStore
+from store.models import Event, NewEvent, RoleIntent
+
+ProgressFn = Callable[[str], None]
+
+RUNTIME = "bench"
+ECHO_WORKERS = 100
+DEMO_WORKERS = 50
+DEMO_SETTINGS: dict[str, float] = {"pace": 0.0, "steps": 3, "fail_rate": 0.1, "tool_rate": 0.7}
+DEMO_PROFILE = "bench-demo"
+TERMINAL_KINDS = frozenset({"run.completed", "run.failed", "run.cancelled"})
+ECHO_EVENTS_PER_INPUT = 7  # input.accepted, created, planning, executing, output, verifying, completed
+OUTSTANDING_PER_DEMO_WORKER = 2  # runs queued or running per demo worker, so none idles
+COST_GOAL = Goal(
+    subject="ratio",
+    op="<=",
+    threshold=2.0,
+    text="engine cost per event <= 2x the store's (ratio <= 2)",
+)
+
+
+@dataclass(frozen=True)
+class Sizes:
+    echo_inputs: int
+    demo_seconds: float
+    demo_warmup_s: float
+    rounds: int
+    profile_inputs: int
+
+
+def sizes(quick: bool, scale: float) -> Sizes:
+    if quick:
+        inputs, seconds, rounds, prof = 3_000, 4.0, 1, 1_000
+    else:
+        inputs, seconds, rounds, prof = 10_000, 10.0, 3, 3_000
+    return Sizes(
+        echo_inputs=max(ECHO_WORKERS, round(inputs * scale)),
+        demo_seconds=max(0.3, seconds * scale),
+        demo_warmup_s=max(0.1, min(1.0, seconds * scale * 0.1)),
+        rounds=rounds,
+        profile_inputs=max(ECHO_WORKERS, round(prof * scale)),
+    )
+
+
+# -- measurement plumbing ----------------------------------------------------------
+
+
+@dataclass
+class Span:
+    """Wall and CPU time of a window, and the events committed in it."""
+
+    wall_s: float = 0.0
+    events: int = 0
+    loop_cpu_s: float = 0.0
+    process_cpu_s: float = 0.0
+    runs: int = 0
+
+    @property
+    def events_per_s(self) -> float:
+        return self.events / self.wall_s if self.wall_s else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        per = 1e6 / self.events if self.events else 0.0
+        return {
+            "wall_s": self.wall_s,
+            "events": self.events,
+            "runs": self.runs,
+            "events_per_s": self.events_per_s,
+            "wall_us_per_event": self.wall_s * per,
+            "loop_thread_cpu_us_per_event": self.loop_cpu_s * per,
+            "other_threads_cpu_us_per_event": (self.process_cpu_s - self.loop_cpu_s) * per,
+        }
+
+
+class Stopwatch:
+    """Starts and stops a `Span` against the store's published position."""
+
+    def __init__(self, store: EventStore) -> None:
+        self._store = store
+        self._t0 = self._loop0 = self._proc0 = 0.0
+        self._pos0 = 0
+
+    def start(self) -> None:
+        self._pos0 = self._store.feed.last_position
+        self._loop0, self._proc0 = time.thread_time(), time.process_time()
+        self._t0 = now()
+
+    def stop(self, runs: int = 0) -> Span:
+        t1 = now()
+        loop1, proc1 = time.thread_time(), time.process_time()
+        return Span(
+            wall_s=t1 - self._t0,
+            events=self._store.feed.last_position - self._pos0,
+            loop_cpu_s=loop1 - self._loop0,
+            process_cpu_s=proc1 - self._proc0,
+            runs=runs,
+        )
+
+
+class RunWatcher:
+    """One subscriber on the store (the same on both sides): counts finished runs per worker."""
+
+    def __init__(self, store: EventStore, expected: int | None = None) -> None:
+        self.finished = 0
+        self.expected = expected
+        self.all_done = asyncio.Event()
+        self.per_worker: dict[str, asyncio.Semaphore] = {}
+        self._sub = store.subscribe(store.feed.last_position)
+        self._task = asyncio.create_task(self._watch(), name="bench-watcher")
+
+    async def _watch(self) -> None:
+        async for item in self._sub:
+            if not isinstance(item, Event):
+                continue  # a Lag notice: the replay that follows covers it
+            if item.kind in TERMINAL_KINDS:
+                self.finished += 1
+                sem = self.per_worker.get(item.worker_id or "")
+                if sem is not None:
+                    sem.release()
+                if self.expected is not None and self.finished >= self.expected:
+                    self.all_done.set()
+
+    async def close(self) -> None:
+        self._sub.close()
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+
+@contextlib.asynccontextmanager
+async def fresh_store(tag: str) -> Any:
+    """A store on a new database file, removed afterwards."""
+    folder = Path(tempfile.mkdtemp(prefix=f"engine-{tag}-", dir=data_dir()))
+    store = await EventStore.open(folder / "bench.db", watch=False, index=False)
+    try:
+        yield store
+    finally:
+        await store.close()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _spread(total: int, parts: int) -> list[int]:
+    return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
+
+
+async def _cleanup_gc() -> None:
+    gc.collect()
+    await asyncio.sleep(0)
+
+
+# -- the engine side -----------------------------------------------------------------
+
+
+def _profiles() -> ProfileSet:
+    demo = BuiltinProfile(name=DEMO_PROFILE, builtin="demo", demo=dict(DEMO_SETTINGS))
+    return ProfileSet(profiles={DEMO_PROFILE: demo}, default_profile=None)
+
+
+async def _host(store: EventStore, workers: int, profile: str) -> tuple[Runtime, list[Any]]:
+    runtime = await Runtime.host(store, RUNTIME, profiles=_profiles())
+    records = await asyncio.gather(
+        *(
+            runtime.create_worker(
+                CreateWorkerRequest(intent=RoleIntent(role=f"bench-{i + 1}"), profile=profile)
+            )
+            for i in range(workers)
+        )
+    )
+    return runtime, [r.ref for r in records]
+
+
+async def engine_echo(store: EventStore, inputs: int, workers: int = ECHO_WORKERS) -> Span:
+    runtime, refs = await _host(store, workers, "builtin:echo")
+    try:
+        await _cleanup_gc()
+        watcher = RunWatcher(store, expected=inputs)
+        watch = Stopwatch(store)
+
+        async def sender(ref: Any, count: int) -> None:
+            for k in range(count):
+                await runtime.send_input(ref, f"bench input {k + 1} for {ref.worker_id}")
+
+        watch.start()
+        senders = [
+            asyncio.create_task(sender(ref, n))
+            for ref, n in zip(refs, _spread(inputs, workers), strict=True)
+        ]
+        await watcher.all_done.wait()
+        span = watch.stop(runs=watcher.finished)
+        await asyncio.gather(*senders)
+        await watcher.close()
+        return span
+    finally:
+        await runtime.close()
+
+
+async def engine_demo(
+    store: EventStore, seconds: float, warmup_s: float, workers: int = DEMO_WORKERS
+) -> Span:
+    runtime, refs = await _host(store, workers, DEMO_PROFILE)
+    try:
+        await _cleanup_gc()
+        watcher = RunWatcher(store)
+        for ref in refs:
+            watcher.per_worker[ref.worker_id] = asyncio.Semaphore(OUTSTANDING_PER_DEMO_WORKER)
+
+        async def feeder(ref: Any) -> None:
+            sem = watcher.per_worker[ref.worker_id]
+            k = 0
+            while True:
+                await sem.acquire()
+                k += 1
+                await runtime.send_input(ref, f"demo task {k} for {ref.worker_id}")
+
+        feeders = [asyncio.create_task(feeder(ref)) for ref in refs]
+        await asyncio.sleep(warmup_s)
+        watch = Stopwatch(store)
+        finished0 = watcher.finished
+        watch.start()
+        await asyncio.sleep(seconds)
+        span = watch.stop(runs=watcher.finished - finished0)
+        for task in feeders:
+            task.cancel()
+        await asyncio.gather(*feeders, return_exceptions=True)
+        await watcher.close()
+        return span
+    finally:
+        await runtime.close()
+
+
+# -- the store side (baseline) ------------------------------------------------------------
+
+
+class Maker:
+    """Builds `NewEvent`s like the engine's (validated, uuid7 ids), before any timing."""
+
+    def __init__(self) -> None:
+        self._ids = Uuid7Ids()
+
+    def new(
+        self,
+        kind: str,
+        message: str,
+        *,
+        worker_id: str | None = None,
+        run_id: str | None = None,
+        run_seq: int | None = None,
+        payload: dict[str, Any] | None = None,
+    ) -> NewEvent:
+        return NewEvent(
+            event_id=self._ids.event_id(),
+            kind=kind,
+            worker_id=worker_id,
+            run_id=run_id,
+            run_seq=run_seq,
+            message=message,
+            payload=payload or {},
+            at=datetime.now(UTC),
+        )
+
+
+@dataclass
+class PlannedRun:
+    """One run as the store sees it: the input append, then one append per run event."""
+
+    input_append: list[NewEvent]
+    run_events: list[NewEvent] = field(default_factory=list)
+
+    @property
+    def size(self) -> int:
+        return len(self.input_append) + len(self.run_events)
+
+
+def _input_append(mk: Maker, worker_id: str, run_no: int, content: str) -> tuple[str, list[NewEvent]]:
+    run_id = f"{worker_id}.r{run_no}"
+    accepted = mk.new(
+        "worker.input.accepted",
+        f"user input #{2 * run_no - 1}: {one_line(content)}",
+        worker_id=worker_id,
+        run_id=run_id,
+        run_seq=1,
+        payload={"role": "user", "content": content, "sequence": 2 * run_no - 1},
+    )
+    created = mk.new(
+        "run.created",
+        f"run {run_id} queued",
+        worker_id=worker_id,
+        run_id=run_id,
+        run_seq=2,
+        payload={"prompt": content, "input_sequence": 2 * run_no - 1, "role": "user"},
+    )
+    return run_id, [accepted, created]
+
+
+def plan_echo_run(mk: Maker, worker_id: str, run_no: int, content: str) -> PlannedRun:
+    run_id, first = _input_append(mk, worker_id, run_no, content)
+    answer = f"echo: {content}"
+    seq = iter(range(3, 100))
+
+    def ev(kind: str, message: str, payload: dict[str, Any] | None = None) -> NewEvent:
+        return mk.new(kind, message, worker_id=worker_id, run_id=run_id, run_seq=next(seq), payload=payload)
+
+    return PlannedRun(
+        first,
+        [
+            ev("run.planning", f"run {run_id} planning"),
+            ev("run.executing", f"run {run_id} executing"),
+            ev(
+                "worker.output",
+                f"assistant: {one_line(answer)}",
+                {"role": "assistant", "content": answer, "sequence": 2 * run_no},
+            ),
+            ev("run.verifying", f"run {run_id} verifying"),
+            ev("run.completed", f"run {run_id} completed", {"result": answer}),
+        ],
+    )
+
+
+def plan_demo_run(mk: Maker, worker_id: str, run_no: int, content: str, rng: random.Random) -> PlannedRun:
+    """A run shaped like `builtin:demo`'s (steps, tool calls 70%, failures 10%)."""
+    from engine.drivers.demo import TOOLS, VERBS
+
+    run_id, first = _input_append(mk, worker_id, run_no, content)
+    seq = iter(range(3, 1000))
+
+    def ev(kind: str, message: str, payload: dict[str, Any] | None = None) -> NewEvent:
+        return mk.new(kind, message, worker_id=worker_id, run_id=run_id, run_seq=next(seq), payload=payload)
+
+    events = [ev("run.planning", f"run {run_id} planning"), ev("run.executing", f"run {run_id} executing")]
+    for step in range(1, int(DEMO_SETTINGS["steps"]) + 1):
+        verb = VERBS[rng.randrange(len(VERBS))]
+        events.append(ev("run.step.started", f"step {step}: {verb}", {"step": step, "title": verb}))
+        if rng.random() < DEMO_SETTINGS["tool_rate"]:
+            tool = TOOLS[rng.randrange(len(TOOLS))]
+            events.append(ev("run.tool.started", f"tool {tool}", {"step": step, "tool": tool}))
+            took = rng.randint(5, 900)
+            events.append(
+                ev(
+                    "run.tool.completed",
+                    f"tool {tool} done in {took} ms",
+                    {"step": step, "tool": tool, "duration_ms": took},
+                )
+            )
+    events.append(ev("run.verifying", f"run {run_id} verifying"))
+    if rng.random() < DEMO_SETTINGS["fail_rate"]:
+        reason = "demo failure: the simulated tests did not pass"
+        events.append(ev("run.failed", f"run {run_id} failed: {reason}", {"error": reason}))
+    else:
+        answer = f"done: {content[:60]}"
+        events.append(
+            ev(
+                "worker.output",
+                f"assistant: {one_line(answer)}",
+                {"role": "assistant", "content": answer, "sequence": 2 * run_no},
+            )
+        )
+        events.append(ev("run.completed", f"run {run_id} completed", {"result": answer}))
+    return PlannedRun(first, events)
+
+
+async def _store_setup(store: EventStore, mk: Maker, workers: int, profile: str) -> list[str]:
+    """runtime.started and the workers' creation events, as the engine writes them (untimed)."""
+    ids = [f"w-{i + 1}" for i in range(workers)]
+    events = [mk.new("runtime.started", f"runtime {RUNTIME} started", payload={"display_name": None})]
+    for i, worker_id in enumerate(ids):
+        spec = CreateWorkerRequest(intent=RoleIntent(role=f"bench-{i + 1}"), profile=profile)
+        events.append(
+            mk.new(
+                "worker.created",
+                f"worker {worker_id} created (role: bench-{i + 1}, {profile})",
+                worker_id=worker_id,
+                payload={"spec": spec.model_dump(mode="json")},
+            )
+        )
+        for code in ("runtime.local_default_resources", "worker.tools_less"):
+            events.append(
+                mk.new(
+                    "diagnostic.raised",
+                    f"info: {code}: bench",
+                    worker_id=worker_id,
+                    payload={"severity": "info", "code": code, "message": "bench"},
+                )
+            )
+    await store.append(RUNTIME, 0, events)
+    return ids
+
+
+async def store_replay(store: EventStore, plans: Sequence[Sequence[PlannedRun]]) -> Span:
+    """Push planned runs through `EventStore.append` as the engine would, minus the engine.
+
+    Per worker, an input producer appends each run's input and hands the run to
+    a run producer that appends its events one append each, in order; the
+    runtime sequence is claimed synchronously right before each append, as
+    `Runtime._submit` does.
+    """
+    last = [await store.last_seq(RUNTIME)]
+    total = sum(len(runs) for runs in plans)
+    await _cleanup_gc()
+    watcher = RunWatcher(store, expected=total)
+
+    async def append(events: list[NewEvent]) -> None:
+        expected = last[0]
+        last[0] += len(events)
+        await store.append(RUNTIME, expected, events)
+
+    async def inputs(runs: Sequence[PlannedRun], handoff: asyncio.Queue[PlannedRun | None]) -> None:
+        for run in runs:
+            await append(run.input_append)
+            handoff.put_nowait(run)
+        handoff.put_nowait(None)
+
+    async def runner(handoff: asyncio.Queue[PlannedRun | None]) -> None:
+        while (run := await handoff.get()) is not None:
+            for event in run.run_events:
+                await append([event])
+
+    watch = Stopwatch(store)
+    watch.start()
+    tasks = []
+    for runs in plans:
+        handoff: asyncio.Queue[PlannedRun | None] = asyncio.Queue()
+        tasks.append(asyncio.create_task(inputs(runs, handoff)))
+        tasks.append(asyncio.create_task(runner(handoff)))
+    await watcher.all_done.wait()
+    span = watch.stop(runs=watcher.finished)
+    await asyncio.gather(*tasks)
+    await watcher.close()
+    return span
+
+
+async def store_echo(store: EventStore, inputs: int, workers: int = ECHO_WORKERS) -> Span:
+    mk = Maker()
+    ids = await _store_setup(store, mk, workers, "builtin:echo")
+    plans = [
+        [plan_echo_run(mk, wid, k + 1, f"bench input {k + 1} for {wid}") for k in range(n)]
+        for wid, n in zip(ids, _spread(inputs, workers), strict=True)
+    ]
+    return await store_replay(store, plans)
+
+
+async def store_demo(store: EventStore, events: int, workers: int = DEMO_WORKERS) -> Span:
+    """About `events` events of demo-shaped runs (whole runs), spread over `workers`."""
+    mk = Maker()
+    ids = await _store_setup(store, mk, workers, DEMO_PROFILE)
+    rng = random.Random(20260101)
+    plans: list[list[PlannedRun]] = [[] for _ in ids]
+    planned = 0
+    k = 0
+    while planned < events:
+        for i, wid in enumerate(ids):
+            run = plan_demo_run(mk, wid, k + 1, f"demo task {k + 1} for {wid}", rng)
+            plans[i].append(run)
+            planned += run.size
+        k += 1
+    return await store_replay(store, plans)
+
+
+# -- micro-timings and profile -------------------------------------------------------------
+
+
+def micro_costs() -> dict[str, float]:
+    """µs per call of the building blocks the engine adds to every event (loop thread)."""
+    ids = Uuid7Ids()
+    at = datetime.now(UTC)
+    eid = ids.event_id()
+    payload = {"role": "assistant", "content": "echo: bench input", "sequence": 2}
+
+    def validated() -> NewEvent:
+        return NewEvent(
+            event_id=eid, kind="worker.output", worker_id="w-1", run_id="w-1.r1", run_seq=5,
+            message="assistant: echo: bench input", payload=payload, at=at,
+        )
+
+    def constructed() -> NewEvent:
+        return NewEvent.model_construct(
+            event_id=eid, kind="worker.output", worker_id="w-1", run_id="w-1.r1", run_seq=5,
+            message="assistant: echo: bench input", payload=payload, at=at,
+        )
+
+    def loop_overhead() -> None:
+        async def noop() -> None:
+            return None
+
+        async def many() -> None:
+            for _ in range(1000):
+                await asyncio.create_task(noop())
+
+        asyncio.run(many())
+
+    def one(fn: Callable[[], Any], n: int = 20_000) -> float:
+        return min(timeit.repeat(fn, number=n, repeat=3)) / n * 1e6
+
+    return {
+        "NewEvent(...) validated": one(validated),
+        "NewEvent.model_construct": one(constructed),
+        "uuid7 event id": one(ids.event_id),
+        "datetime.now(UTC)": one(lambda: datetime.now(UTC)),
+        "one_line(message)": one(lambda: one_line("assistant: echo: bench input 12 for w-3")),
+        "create_task+await (per task)": min(timeit.repeat(loop_overhead, number=1, repeat=3)) / 1000 * 1e6,
+    }
+
+
+_ENGINE_FILES = ("engine/", "store/", "asyncio/", "pydantic", "uuid", "json/", "sqlite3")
+
+
+async def profile_echo(inputs: int) -> dict[str, Any]:
+    """cProfile (loop thread only) of an echo run; top functions by own time, in µs/event."""
+    async with fresh_store("profile") as store:
+        prof = cProfile.Profile()
+        runtime, refs = await _host(store, ECHO_WORKERS, "builtin:echo")
+        try:
+            watcher = RunWatcher(store, expected=inputs)
+            pos0 = store.feed.last_position
+
+            async def sender(ref: Any, count: int) -> None:
+                for k in range(count):
+                    await runtime.send_input(ref, f"bench input {k + 1} for {ref.worker_id}")
+
+            prof.enable()
+            senders = [
+                asyncio.create_task(sender(ref, n))
+                for ref, n in zip(refs, _spread(inputs, ECHO_WORKERS), strict=True)
+            ]
+            await watcher.all_done.wait()
+            prof.disable()
+            events = store.feed.last_position - pos0
+            await asyncio.gather(*senders)
+            await watcher.close()
+        finally:
+            await runtime.close()
+    stats = pstats.Stats(prof)
+    raw: dict[Any, Any] = stats.stats  # type: ignore[attr-defined]
+    total_tt = sum(v[2] for v in raw.values()) or 1.0
+    rows = []
+    for (filename, line, name), (_cc, ncalls, tt, ct, _callers) in raw.items():
+        short = _short(filename)
+        rows.append(
+            {
+                "function": f"{short}:{line}({name})",
+                "calls_per_event": ncalls / events,
+                "own_us_per_event": tt / events * 1e6,
+                "cum_us_per_event": ct / events * 1e6,
+                "own_share": tt / total_tt,
+            }
+        )
+    by_own = sorted(rows, key=lambda r: r["own_us_per_event"], reverse=True)[:20]
+    wanted = (
+        "runtime.py", "run_context.py", "drivers/echo.py", "store/writer.py", "store/feed.py",
+        "store/event_store.py", "pydantic", "clock.py",
+    )
+    by_cum = sorted(
+        (r for r in rows if any(w in r["function"] for w in wanted)),
+        key=lambda r: r["cum_us_per_event"],
+        reverse=True,
+    )[:20]
+    return {
+        "events": events,
+        "profiled_loop_us_per_event": total_tt / events * 1e6,
+        "top_own_time": by_own,
+        "top_cumulative_engine_store": by_cum,
+    }
+
+
+def _short(filename: str) -> str:
+    for marker in ("/engine/", "/store/", "/bench/", "/site-packages/", "/lib/python3"):
+        i = filename.find(marker)
+        if i >= 0:
+            return filename[i + 1 :]
+    return filename
+
+
+# -- the suite ---------------------------------------------------------------------
+
+
+def _best(spans: list[Span]) -> Span:
+    return max(spans, key=lambda s: s.events_per_s)
+
+
+def _rates(spans: list[Span]) -> list[float]:
+    return [s.events_per_s for s in spans]
+
+
+async def run_engine_bench(
+    quick: bool, progress: ProgressFn | None = None, scale: float = 1.0
+) -> dict[str, Any]:
+    """Run the engine benchmarks; the JSON-able result (figures, baselines, ratios, notes)."""
+    say = progress or (lambda _m: None)
+    size = sizes(quick, scale)
+    started = now()
+
+    # 1. echo: inputs through 100 echo workers vs the same append stream straight into the store.
+    echo_engine: list[Span] = []
+    echo_store: list[Span] = []
+    for r in range(size.rounds):
+        order = ("store", "engine") if r % 2 == 0 else ("engine", "store")
+        for side in order:
+            async with fresh_store(f"echo-{side}") as store:
+                if side == "engine":
+                    span = await engine_echo(store, size.echo_inputs)
+                    echo_engine.append(span)
+                else:
+                    span = await store_echo(store, size.echo_inputs)
+                    echo_store.append(span)
+            say(
+                f"echo round {r + 1}/{size.rounds} {side:6}: {span.runs} runs, {span.events} events "
+                f"in {span.wall_s:.2f}s = {span.events_per_s:,.0f} events/s"
+            )
+
+    # 2. demo: busy demo workers for a window vs the store appending as many demo-shaped events.
+    demo_engine: list[Span] = []
+    demo_store: list[Span] = []
+    for r in range(size.rounds):
+        async with fresh_store("demo-engine") as store:
+            span = await engine_demo(store, size.demo_seconds, size.demo_warmup_s)
+        demo_engine.append(span)
+        say(
+            f"demo round {r + 1}/{size.rounds} engine: {span.runs} runs, {span.events} events "
+            f"in {span.wall_s:.2f}s = {span.events_per_s:,.0f} events/s"
+        )
+        async with fresh_store("demo-store") as store:
+            span = await store_demo(store, span.events)
+        demo_store.append(span)
+        say(
+            f"demo round {r + 1}/{size.rounds} store : {span.runs} runs, {span.events} events "
+            f"in {span.wall_s:.2f}s = {span.events_per_s:,.0f} events/s"
+        )
+
+    # 3. where the time goes.
+    say("micro-timings of the engine's per-event building blocks")
+    micro = await asyncio.to_thread(micro_costs)
+    say(f"cProfile of an echo run with {size.profile_inputs} inputs")
+    profile = await profile_echo(size.profile_inputs)
+
+    ee, es = _best(echo_engine), _best(echo_store)
+    de, ds = _best(demo_engine), _best(demo_store)
+    echo_inputs_s = ee.runs / ee.wall_s if ee.wall_s else 0.0
+    store_inputs_s = es.runs / es.wall_s if es.wall_s else 0.0
+    echo_ratio = es.events_per_s / ee.events_per_s if ee.events_per_s else float("nan")
+    demo_ratio = ds.events_per_s / de.events_per_s if de.events_per_s else float("nan")
+
+    figures = {
+        "echo_inputs_per_s": figure(
+            value=echo_inputs_s,
+            unit="inputs/s",
+            baseline=store_inputs_s,
+            baseline_desc="the same input+run append stream straight through EventStore.append",
+            desc=f"inputs through {ECHO_WORKERS} echo workers, first send to last run.completed",
+            goal=COST_GOAL,
+            ratio=store_inputs_s / echo_inputs_s if echo_inputs_s else float("nan"),
+            inputs=size.echo_inputs,
+            rounds_value=[s.runs / s.wall_s for s in echo_engine],
+            rounds_baseline=[s.runs / s.wall_s for s in echo_store],
+        ),
+        "echo_events_per_s": figure(
+            value=ee.events_per_s,
+            unit="events/s",
+            baseline=es.events_per_s,
+            baseline_desc="EventStore.append of the same events, same grouping, same concurrency",
+            desc=f"engine events/s with {ECHO_WORKERS} echo workers; ratio = store rate / engine rate",
+            goal=COST_GOAL,
+            ratio=echo_ratio,
+            engine=ee.as_dict(),
+            store=es.as_dict(),
+            rounds_value=_rates(echo_engine),
+            rounds_baseline=_rates(echo_store),
+        ),
+        "demo_events_per_s": figure(
+            value=de.events_per_s,
+            unit="events/s",
+            baseline=ds.events_per_s,
+            baseline_desc="EventStore.append of as many demo-shaped events, same grouping",
+            desc=(
+                f"engine events/s with {DEMO_WORKERS} demo workers (pace 0, fail rate 0.1) over "
+                f"{size.demo_seconds:g}s; ratio = store rate / engine rate"
+            ),
+            goal=COST_GOAL,
+            ratio=demo_ratio,
+            engine=de.as_dict(),
+            store=ds.as_dict(),
+            rounds_value=_rates(demo_engine),
+            rounds_baseline=_rates(demo_store),
+        ),
+    }
+    notes = {
+        "method": (
+            "Each side on a fresh database file (same pragmas: EventStore.open defaults, "
+            "synchronous=FULL, watch=False, index=False), one subscriber counting finished runs "
+            "on both sides. Best of the rounds per side. The baseline's NewEvents are built "
+            "(validated, uuid7) before its clock starts, so its figure is the store alone."
+        ),
+        "per_event_cost_us": {
+            "echo_engine": ee.as_dict(),
+            "echo_store": es.as_dict(),
+            "demo_engine": de.as_dict(),
+            "demo_store": ds.as_dict(),
+            "echo_engine_minus_store_wall_us": _diff_us(ee, es),
+            "echo_engine_minus_store_loop_cpu_us": _diff_cpu(ee, es),
+            "demo_engine_minus_store_wall_us": _diff_us(de, ds),
+            "demo_engine_minus_store_loop_cpu_us": _diff_cpu(de, ds),
+        },
+        "micro_us_per_call": micro,
+        "profile": profile,
+    }
+    return {
+        "suite": "engine",
+        "quick": quick,
+        "scale": scale,
+        "sizes": size.__dict__,
+        "machine": machine_info(data_dir()),
+        "elapsed_s": now() - started,
+        "figures": figures,
+        "notes": notes,
+    }
+
+
+def _diff_us(engine: Span, store: Span) -> float:
+    e = engine.wall_s / engine.events if engine.events else 0.0
+    s = store.wall_s / store.events if store.events else 0.0
+    return (e - s) * 1e6
+
+
+def _diff_cpu(engine: Span, store: Span) -> float:
+    e = engine.loop_cpu_s / engine.events if engine.events else 0.0
+    s = store.loop_cpu_s / store.events if store.events else 0.0
+    return (e - s) * 1e6
+
+
+async def run_engine_command(quick: bool, json_only: bool, scale: float = 1.0) -> int:
+    """`agentdeck bench engine [--json] [--quick]`: JSON on stdout, progress on stderr."""
+    from bench.common import Progress, emit_json, summary_lines
+
+    progress = Progress(quiet=json_only)
+    result = await run_engine_bench(quick, progress, scale)
+    emit_json(result)
+    if not json_only:
+        for line in summary_lines(result["figures"]):
+            print(line, file=sys.stderr)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m bench.engine [--json] [--quick] [--scale X]`."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m bench.engine")
+    parser.add_argument("--json", action="store_true", help="only the JSON on stdout")
+    parser.add_argument("--quick", action="store_true", help="a shorter run (< 1 minute)")
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply the sizes")
+    args = parser.parse_args(argv)
+    return asyncio.run(run_engine_command(args.quick, args.json, args.scale))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,32 @@
+"""`agentdeck` with no command: the console, on the embedded default database."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from store.database import OpenOptions, prepare
+from store.errors import ReadOnlyDatabase
+from tui.backend import open_backend
+from tui.settings import settings_path
+
+
+def console_command(args: argparse.Namespace) -> int:
+    # Refuse an unusable database with one line before the screen is taken over.
+    try:
+        prepare(args.db, OpenOptions(read_only=args.read_only))
+    except ReadOnlyDatabase:
+        prepare(args.db, OpenOptions(read_only=True))  # the console opens it as an observer
+    from tui.app import AgentDeckApp
+
+    app = AgentDeckApp(
+        lambda: open_backend(
+            args.db, runtime_id=args.runtime, config=args.config, read_only=args.read_only
+        ),
+        settings_file=settings_path(),
+    )
+    code = app.run()
+    if app.startup_error:
+        print(f"agentdeck: {app.startup_error}", file=sys.stderr)
+        return 2
+    return code or 0

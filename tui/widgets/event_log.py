@@ -1,0 +1,870 @@
+"""The event log pane: live events and their history, filtered, one row each.
+
+A `ScrollView` that renders only the rows on screen (`render_line`, with a
+small LRU cache of rendered rows) from a bounded window of events in memory.
+The window is a slice of the log that matches the active filter:
+
+- *attached*: its bottom is the live edge; a subscription (a worker) pushes
+  new events into a `LiveBuffer`, drained a few times a second (at once after
+  a quiet spell) and applied as one batch. Past the cap the oldest rows are
+  trimmed and come back from the store on scroll.
+- *detached*: the operator scrolled so far back that the newest rows were
+  trimmed; the subscription is closed, scrolling down pages newer events in
+  from the store and re-attaches when it reaches the end, `G` jumps straight
+  to the newest page.
+
+Every store read runs in a worker; nothing on the UI thread waits on I/O.
+Each load bumps a generation number, so a read or a drain that was started
+for an older window is dropped instead of applied to the new one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import csv
+import json
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, tzinfo
+from pathlib import Path
+from typing import IO, Any, ClassVar, Literal, Protocol
+
+from rich.style import Style
+from rich.text import Text
+from textual import events, work
+from textual.binding import Binding, BindingType
+from textual.cache import LRUCache
+from textual.geometry import Size
+from textual.message import Message
+from textual.reactive import var
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+from textual.worker import Worker
+
+from store.errors import StoreError
+from store.feed import Subscription
+from store.filters import Filter, parse_filter
+from store.models import Batch, Event, Lag, Severity
+from tui.live_buffer import LiveBuffer
+from tui.safe_text import one_line
+
+__all__ = ["EXPORT_FORMATS", "EventLog", "EventSource", "export_events"]
+
+WINDOW_CAP = 5_000
+"""Most events held in memory; older and newer ones page in from the store."""
+PAGE = 500
+"""Events read per page (first load, scroll back, scroll forward)."""
+FEED_BATCH = 1_000
+BUFFER_CAPACITY = 10_000
+EXPORT_PAGE = 2_000
+LAG_NOTICE = "… fell behind, reloading from store"
+NOTICE_SECONDS = 4.0
+
+LEVEL_LABELS = {Severity.INFO: "INF", Severity.WARNING: "WRN", Severity.ERROR: "ERR"}
+EXPORT_FORMATS = ("jsonl", "csv")
+CSV_COLUMNS = (
+    "position", "at", "runtime_id", "seq", "level", "kind",
+    "worker_id", "run_id", "run_seq", "message", "payload",
+)
+
+ExportFormat = Literal["jsonl", "csv"]
+Item = Event | Lag
+
+
+class EventSource(Protocol):
+    """What the pane needs from the store (`store.event_store.EventStore` is one)."""
+
+    async def last_position(self) -> int: ...
+
+    async def read_after(self, position: int, limit: int, flt: Filter | None = None) -> Batch: ...
+
+    async def read_before(
+        self, position: int, limit: int, flt: Filter | None = None
+    ) -> list[Event]: ...
+
+    def subscribe(
+        self, after: int = 0, flt: Filter | None = None, max_queue: int = ...
+    ) -> Subscription: ...
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _fixed(value: str, width: int, style: Style) -> Text:
+    """`value` made safe, cut or padded to exactly `width` cells."""
+    text = one_line(value, width, style=style)
+    if text.cell_len < width:
+        text.append(" " * (width - text.cell_len))
+    return text
+
+
+class EventLog(ScrollView, can_focus=True):
+    """Live, filtered, scroll-back view of the event log."""
+
+    DEFAULT_CSS = Path(__file__).with_suffix(".tcss").read_text(encoding="utf-8")
+    ALLOW_SELECT = False
+
+    COMPONENT_CLASSES: ClassVar[set[str]] = {
+        "event-log--time",
+        "event-log--info",
+        "event-log--warning",
+        "event-log--error",
+        "event-log--where",
+        "event-log--kind",
+        "event-log--who",
+        "event-log--payload",
+        "event-log--empty",
+        "event-log--cursor",
+    }
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("f", "toggle_follow", "Follow", tooltip="Stay on the newest event as they arrive"),
+        Binding("p", "toggle_pause", "Pause", tooltip="Hold live updates (counts what arrives)"),
+        Binding("up,k", "cursor_up", "Up", show=False),
+        Binding("down,j", "cursor_down", "Down", show=False),
+        Binding("pageup", "page_up", "Page up", show=False),
+        Binding("pagedown", "page_down", "Page down", show=False),
+        Binding("g,home", "first", "Oldest", show=False),
+        Binding("G,end", "last", "Newest", show=False),
+    ]
+
+    follow: var[bool] = var(True, init=False)
+    """Stay on the newest event as events arrive (`f`)."""
+    paused: var[bool] = var(False, init=False)
+    """Hold live updates; `paused_count` says how many arrived meanwhile (`p`)."""
+
+    class Selected(Message):
+        """The selected event changed (None when the pane is empty)."""
+
+        def __init__(self, event_log: EventLog, event: Event | None) -> None:
+            self.event_log = event_log
+            self.event = event
+            super().__init__()
+
+        @property
+        def control(self) -> EventLog:
+            return self.event_log
+
+    def __init__(
+        self,
+        store: EventSource | None = None,
+        *,
+        filter_text: str = "",
+        window_cap: int = WINDOW_CAP,
+        page_size: int = PAGE,
+        tz: tzinfo | None = None,
+        clock: Callable[[], datetime] = _utc_now,
+        drain_interval: float = 0.1,
+        buffer_capacity: int = BUFFER_CAPACITY,
+        name: str | None = None,
+        id: str | None = None,
+        classes: str | None = None,
+    ) -> None:
+        """`tz` is the zone times are shown in (None: the local zone); `clock` feeds `after:-10m`."""
+        super().__init__(name=name, id=id, classes=classes)
+        if window_cap < page_size * 2:
+            raise ValueError("window_cap must hold at least two pages")
+        self._store = store
+        self._clock = clock
+        self._filter = parse_filter(filter_text, now=clock())
+        self._tz = tz
+        self.window_cap = window_cap
+        self.page_size = page_size
+        self._events: list[Event] = []
+        self._cursor = -1
+        self._selected_position: int | None = None
+        self._has_older = False  # the store has matching events above the window
+        self._attached = False  # the window's bottom is the live edge
+        self._live_after = 0  # live events at or below this are already in the window
+        self._loaded = False
+        self._generation = 0
+        self._sub: Subscription | None = None
+        self._buffer: LiveBuffer[Item] = LiveBuffer(buffer_capacity, drain_interval)
+        self._drain_due = False
+        self._held: list[Event] = []
+        self._held_overflow = False
+        self._paused_count = 0
+        self._notice: str | None = None
+        self._notice_timer: Any = None
+        self._line_cache: LRUCache[tuple[int, int, int], Strip] = LRUCache(1024)
+        self._component_styles: dict[str, Style] = {}
+        self._loader: Worker[None] | None = None
+        self._pager: Worker[None] | None = None
+
+    # -- public API ----------------------------------------------------------
+
+    @property
+    def store(self) -> EventSource | None:
+        return self._store
+
+    @property
+    def filter(self) -> Filter:
+        """The active filter (an empty one matches everything)."""
+        return self._filter
+
+    @property
+    def filter_text(self) -> str:
+        return self._filter.text
+
+    @property
+    def window(self) -> Sequence[Event]:
+        """The events in memory, oldest first (at most `window_cap`)."""
+        return tuple(self._events)
+
+    @property
+    def window_size(self) -> int:
+        return len(self._events)
+
+    @property
+    def cursor(self) -> int:
+        """Index of the selected row in `window`, -1 when empty."""
+        return self._cursor
+
+    @property
+    def selected_event(self) -> Event | None:
+        if 0 <= self._cursor < len(self._events):
+            return self._events[self._cursor]
+        return None
+
+    @property
+    def paused_count(self) -> int:
+        """Events that arrived while paused."""
+        return self._paused_count
+
+    @property
+    def attached(self) -> bool:
+        """Whether the window reaches the live edge (else it shows older history)."""
+        return self._attached
+
+    @property
+    def loaded(self) -> bool:
+        """Whether a first page has been read from the store."""
+        return self._loaded
+
+    @property
+    def status_text(self) -> str:
+        """What the bottom border says: follow/pause state, notices, counts."""
+        parts: list[str] = []
+        if self._notice:
+            parts.append(self._notice)
+        if self.paused:
+            parts.append(f"paused — {self._paused_count:,} new")
+        elif not self._attached and self._loaded:
+            parts.append("history — G for newest")
+        else:
+            parts.append("follow" if self.follow else "follow off")
+        parts.append(f"{len(self._events):,} shown")
+        return " · ".join(parts)
+
+    def attach(self, store: EventSource, filter_text: str | None = None) -> Worker[None]:
+        """Show `store`: read its newest page and follow it live (raises FilterError)."""
+        if filter_text is not None:
+            self._filter = parse_filter(filter_text, now=self._clock())
+        self._store = store
+        self._update_titles()
+        return self.reload()
+
+    def set_filter(self, text: str) -> Worker[None]:
+        """Parse `text` and reload the window with it; on FilterError the old filter stays."""
+        flt = parse_filter(text, now=self._clock())  # raises before anything changes
+        self._filter = flt
+        self._update_titles()
+        return self.reload()
+
+    def reload(self, *, notice: str | None = None) -> Worker[None]:
+        """Re-read the newest page from the store and follow live from there."""
+        self._begin_load()
+        if notice:
+            self._show_notice(notice)
+        self._loader = self._load_newest(self._generation)
+        return self._loader
+
+    def apply_batch(self, batch: Sequence[Item]) -> None:
+        """Apply one drained batch of live items (events in position order, lag notices)."""
+        self._apply(batch, prefiltered=False)
+
+    async def export(self, path: Path | str, fmt: ExportFormat) -> int:
+        """Write every stored event matching the active filter to `path`; return the count."""
+        if self._store is None:
+            raise StoreError("the event log is not attached to a store")
+        return await export_events(self._store, self._filter, Path(path), fmt)
+
+    # -- loading ------------------------------------------------------------
+
+    def _begin_load(self) -> None:
+        """Forget the live pipeline of the old window before a new one is read."""
+        self._generation += 1
+        self._stop_feed()
+        self._buffer.clear()
+        self._held.clear()
+        self._held_overflow = False
+        self._paused_count = 0
+        self.workers.cancel_group(self, "event-log-page")
+
+    def _stop_feed(self) -> None:
+        if self._sub is not None:
+            self._sub.close()
+            self._sub = None
+        self.workers.cancel_group(self, "event-log-feed")
+
+    def _start_feed(self, sub: Subscription) -> None:
+        self._stop_feed()
+        self._sub = sub
+        self._attached = True
+        self._consume(sub, self._generation)
+
+    @work(exclusive=True, group="event-log-load", exit_on_error=False)
+    async def _load_newest(self, generation: int) -> None:
+        store = self._store
+        if store is None:
+            return
+        flt = self._filter
+        try:
+            last = await store.last_position()
+            # Subscribed before the page is read: whatever commits meanwhile
+            # is replayed by the subscription, so there is no gap at the seam.
+            sub = store.subscribe(after=last, flt=flt, max_queue=self._buffer.capacity)
+            try:
+                page = await store.read_before(last + 1, self.page_size, flt)
+            except BaseException:
+                sub.close()
+                raise
+        except StoreError as exc:
+            self._show_notice(f"cannot read events: {exc}")
+            return
+        if generation != self._generation:
+            sub.close()
+            return
+        page.reverse()
+        self._replace_window(page, has_older=len(page) >= self.page_size, cursor_at_end=True)
+        self._live_after = last
+        self._start_feed(sub)
+        self._after_window_change(to_end=True)
+
+    @work(exclusive=True, group="event-log-load", exit_on_error=False)
+    async def _load_oldest(self, generation: int) -> None:
+        store = self._store
+        if store is None:
+            return
+        flt = self._filter
+        try:
+            batch = await store.read_after(0, self.page_size, flt)
+        except StoreError as exc:
+            self._show_notice(f"cannot read events: {exc}")
+            return
+        if generation != self._generation:
+            return
+        self._replace_window(list(batch.events), has_older=False, cursor_at_end=False)
+        if not batch.has_more:
+            self._attach_at(batch.cursor.position)
+        self._after_window_change()
+
+    def _attach_at(self, position: int) -> None:
+        """Follow live from just after `position` (the window's bottom)."""
+        if self._store is None:
+            return
+        self._live_after = position
+        sub = self._store.subscribe(
+            after=position, flt=self._filter, max_queue=self._buffer.capacity
+        )
+        self._start_feed(sub)
+
+    @work(exclusive=True, group="event-log-page", exit_on_error=False)
+    async def _page_older(self, generation: int, first: int) -> None:
+        store = self._store
+        if store is None:
+            return
+        try:
+            older = await store.read_before(first, self.page_size, self._filter)
+        except StoreError as exc:
+            self._show_notice(f"cannot read events: {exc}")
+            return
+        # A load, or a trim of the top by live events, makes this page stale.
+        if generation != self._generation or not self._events or self._events[0].position != first:
+            return
+        older.reverse()
+        self._has_older = len(older) >= self.page_size
+        if not older:
+            self._update_titles()
+            return
+        count = len(older)
+        self._events[0:0] = older
+        self._cursor += count
+        overflow = len(self._events) - self.window_cap
+        if overflow > 0:
+            # Trim the newest end: the window no longer reaches the live edge.
+            del self._events[-overflow:]
+            self._detach()
+            self._cursor = min(self._cursor, len(self._events) - 1)
+        self._after_window_change(shift=count)
+
+    @work(exclusive=True, group="event-log-page", exit_on_error=False)
+    async def _page_newer(self, generation: int, last: int) -> None:
+        store = self._store
+        if store is None:
+            return
+        try:
+            batch = await store.read_after(last, self.page_size, self._filter)
+        except StoreError as exc:
+            self._show_notice(f"cannot read events: {exc}")
+            return
+        if generation != self._generation or self._attached:
+            return
+        if not self._events or self._events[-1].position != last:
+            return
+        self._events.extend(batch.events)
+        shift = self._trim_top()
+        if not batch.has_more:
+            self._attach_at(batch.cursor.position)
+        self._after_window_change(shift=shift)
+
+    def _detach(self) -> None:
+        self._stop_feed()
+        self._buffer.clear()
+        self._attached = False
+        self._held.clear()
+        self._held_overflow = False
+        if self.follow:
+            self.set_reactive(EventLog.follow, False)
+
+    def _replace_window(self, events: list[Event], *, has_older: bool, cursor_at_end: bool) -> None:
+        self._events = events
+        self._has_older = has_older
+        self._attached = False
+        self._loaded = True
+        if not events:
+            self._cursor = -1
+        elif cursor_at_end:
+            self._cursor = len(events) - 1
+        else:
+            self._cursor = 0
+        self.scroll_to(y=0, animate=False, force=True)
+
+    # -- live ---------------------------------------------------------------
+
+    @work(exclusive=True, group="event-log-feed", exit_on_error=False)
+    async def _consume(self, sub: Subscription, generation: int) -> None:
+        try:
+            while True:
+                items = await sub.next_batch(FEED_BATCH)
+                if generation != self._generation:
+                    return
+                if self._buffer.push(items):
+                    self._schedule_drain()
+        except StopAsyncIteration:
+            return
+        except StoreError as exc:
+            if generation == self._generation:
+                self._show_notice(f"live updates stopped: {exc}")
+        finally:
+            sub.close()
+
+    def _schedule_drain(self) -> None:
+        if self._drain_due:
+            return
+        self._drain_due = True
+        delay = self._buffer.delay()
+        if delay <= 0:
+            self.call_later(self._drain)
+        else:
+            self.set_timer(delay, self._drain)
+
+    def _drain(self) -> None:
+        self._drain_due = False
+        drained = self._buffer.drain()
+        if drained.dropped:
+            self.reload(notice=LAG_NOTICE)
+        elif drained.items:
+            self._apply(drained.items, prefiltered=True)
+        if len(self._buffer):
+            self._schedule_drain()
+
+    def _apply(self, batch: Sequence[Item], *, prefiltered: bool) -> None:
+        if not self._loaded:
+            return
+        if any(isinstance(item, Lag) for item in batch):
+            if self.paused:
+                self._held.clear()
+                self._held_overflow = True
+            else:
+                self.reload(notice=LAG_NOTICE)
+            return
+        if not self._attached:
+            return  # the window shows older history; the store has these
+        flt = None if prefiltered or self._filter.is_empty else self._filter
+        fresh = [
+            e
+            for e in batch
+            if isinstance(e, Event)
+            and e.position > self._live_after
+            and (flt is None or flt.matches(e))
+        ]
+        if not fresh:
+            return
+        self._live_after = fresh[-1].position
+        if self.paused:
+            self._paused_count += len(fresh)
+            if not self._held_overflow:
+                if len(self._held) + len(fresh) > self.window_cap:
+                    self._held.clear()
+                    self._held_overflow = True  # resume re-reads from the store instead
+                else:
+                    self._held.extend(fresh)
+            self._update_titles()
+            return
+        self._append_live(fresh)
+
+    def _append_live(self, fresh: list[Event]) -> None:
+        self._events.extend(fresh)
+        shift = self._trim_top()
+        if self.follow or self._cursor < 0:
+            self._cursor = len(self._events) - 1
+        self._after_window_change(to_end=self.follow, shift=shift)
+
+    def _trim_top(self) -> int:
+        """Drop the oldest rows past the cap; return the scroll shift that keeps the view still."""
+        overflow = len(self._events) - self.window_cap
+        if overflow <= 0:
+            return 0
+        del self._events[:overflow]
+        self._has_older = True
+        self._cursor = max(self._cursor - overflow, 0 if self._events else -1)
+        return -overflow
+
+    # -- view ---------------------------------------------------------------
+
+    def _after_window_change(self, *, to_end: bool = False, shift: int = 0) -> None:
+        """Resize the scroll area to the window, then keep the view on the same rows (or the end)."""
+        self.virtual_size = Size(0, len(self._events))
+        # `force`: the scrollbar only appears at the next layout, and without
+        # it Textual would refuse to scroll now.
+        if to_end:
+            self.scroll_end(animate=False, immediate=True, x_axis=False, force=True)
+        elif shift:
+            y = max(0, round(self.scroll_y) + shift)
+            self.scroll_to(y=y, animate=False, force=True)
+        self._update_titles()
+        self._post_selection()
+        if self._should_render():
+            self.refresh()
+
+    def _should_render(self) -> bool:
+        # Hidden panes and panes under a modal skip the repaint; the screen
+        # repaints everything when it comes back.
+        return self.display and self.screen.is_active and self.is_on_screen
+
+    def _post_selection(self) -> None:
+        event = self.selected_event
+        position = event.position if event is not None else None
+        if position != self._selected_position:
+            self._selected_position = position
+            self.post_message(self.Selected(self, event))
+
+    def _update_titles(self) -> None:
+        title = Text("Events", style=Style(bold=True))
+        if self._filter.is_empty:
+            title.append(" · all", style=Style(dim=True))
+        else:
+            title.append(" · filter: ")
+            title.append_text(one_line(self._filter.text, 60))
+        self.border_title = title
+        self.border_subtitle = Text(self.status_text)
+        self.set_class(self.paused, "-paused")
+
+    def _show_notice(self, notice: str) -> None:
+        self._notice = notice
+        if self._notice_timer is not None:
+            self._notice_timer.stop()
+        self._notice_timer = self.set_timer(NOTICE_SECONDS, self._clear_notice)
+        self._update_titles()
+
+    def _clear_notice(self) -> None:
+        self._notice = None
+        self._notice_timer = None
+        self._update_titles()
+
+    def _move_cursor(self, index: int) -> None:
+        if not self._events:
+            return
+        index = max(0, min(index, len(self._events) - 1))
+        previous = self._cursor
+        self._cursor = index
+        if self.follow and index < len(self._events) - 1:
+            self.follow = False  # moving off the newest row stops following
+        self._scroll_cursor_into_view()
+        if previous != index:
+            self.refresh()
+            self._post_selection()
+        self._maybe_page()
+
+    def _scroll_cursor_into_view(self) -> None:
+        height = self.scrollable_content_region.height
+        if height <= 0:
+            return
+        top = round(self.scroll_y)
+        if self._cursor < top:
+            self.scroll_to(y=self._cursor, animate=False, force=True)
+        elif self._cursor >= top + height:
+            self.scroll_to(y=self._cursor - height + 1, animate=False, force=True)
+
+    def _maybe_page(self) -> None:
+        """Page in older (newer) events when the view nears the window's top (bottom)."""
+        if self._store is None or not self._loaded or not self._events:
+            return
+        if any(w is not None and not w.is_finished for w in (self._loader, self._pager)):
+            return
+        height = max(self.scrollable_content_region.height, 1)
+        top = round(self.scroll_y)
+        if self._has_older and (top < height or self._cursor < height):
+            self._pager = self._page_older(self._generation, self._events[0].position)
+        elif not self._attached and top + 2 * height >= len(self._events):
+            self._pager = self._page_newer(self._generation, self._events[-1].position)
+
+    def watch_scroll_y(self, old_value: float, new_value: float) -> None:
+        super().watch_scroll_y(old_value, new_value)
+        if round(new_value) < round(old_value) or not self._attached:
+            self._maybe_page()
+
+    def watch_follow(self, follow: bool) -> None:
+        if follow:
+            self._go_newest()
+        self._update_titles()
+
+    def watch_paused(self, paused: bool) -> None:
+        if not paused:
+            held, overflow = self._held, self._held_overflow
+            self._held, self._held_overflow = [], False
+            self._paused_count = 0
+            if overflow:
+                self.reload()
+            elif held:
+                self._append_live(held)
+        self._update_titles()
+
+    def _go_newest(self) -> None:
+        if self._store is not None and self._loaded and not self._attached:
+            self.reload()
+        elif self._events:
+            self._cursor = len(self._events) - 1
+            self.scroll_end(animate=False, immediate=True, x_axis=False, force=True)
+            self.refresh()
+            self._post_selection()
+
+    # -- actions ------------------------------------------------------------
+
+    def action_toggle_follow(self) -> None:
+        """Follow the newest events, or stay where the view is."""
+        self.follow = not self.follow
+
+    def action_toggle_pause(self) -> None:
+        """Hold or resume live updates."""
+        self.paused = not self.paused
+
+    def action_cursor_up(self) -> None:
+        self._move_cursor(self._cursor - 1)
+
+    def action_cursor_down(self) -> None:
+        self._move_cursor(self._cursor + 1)
+
+    def action_page_up(self) -> None:
+        self._move_cursor(self._cursor - max(self.scrollable_content_region.height - 1, 1))
+
+    def action_page_down(self) -> None:
+        self._move_cursor(self._cursor + max(self.scrollable_content_region.height - 1, 1))
+
+    def action_first(self) -> None:
+        """The oldest matching event in the store."""
+        if self.follow:
+            self.follow = False
+        if self._has_older and self._store is not None:
+            self._begin_load()
+            self._loader = self._load_oldest(self._generation)
+        else:
+            self._move_cursor(0)
+
+    def action_last(self) -> None:
+        """The newest matching event, following from there."""
+        if self.follow:
+            self._go_newest()
+        else:
+            self.follow = True
+
+    # -- events -------------------------------------------------------------
+
+    def on_mount(self) -> None:
+        self._update_titles()
+        if self._store is not None and not self._loaded:
+            self.reload()
+
+    def on_unmount(self) -> None:
+        self._generation += 1
+        self._stop_feed()
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._line_cache.clear()
+        if self.follow:
+            self.scroll_end(animate=False, immediate=True, x_axis=False, force=True)
+        else:
+            self._scroll_cursor_into_view()
+
+    def on_focus(self) -> None:
+        self.refresh()
+
+    def on_blur(self) -> None:
+        self.refresh()
+
+    def on_click(self, event: events.Click) -> None:
+        offset = event.get_content_offset(self)
+        if offset is None:
+            return
+        index = round(self.scroll_y) + offset.y
+        if 0 <= index < len(self._events):
+            self._move_cursor(index)
+
+    def on_mouse_scroll_up(self, event: events.MouseScrollUp) -> None:
+        if self.follow:
+            self.follow = False  # scrolling back means "let me read"
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._line_cache.clear()
+        self._component_styles.clear()
+
+    # -- rendering ----------------------------------------------------------
+
+    def _style(self, name: str) -> Style:
+        style = self._component_styles.get(name)
+        if style is None:
+            style = self.get_component_rich_style(f"event-log--{name}", partial=True)
+            self._component_styles[name] = style
+        return style
+
+    def render_line(self, y: int) -> Strip:
+        width = self.scrollable_content_region.width
+        index = round(self.scroll_y) + y
+        base = self.rich_style
+        if index >= len(self._events) or index < 0:
+            if index == 0 and self._loaded:
+                empty = "No events match the filter." if not self._filter.is_empty else "No events yet."
+                line = Text(empty, style=self._style("empty"), end="")
+                return Strip(line.render(self.app.console)).adjust_cell_length(width, base)
+            return Strip.blank(width, base)
+        event = self._events[index]
+        cursor = 0 if index != self._cursor else (2 if self.has_focus else 1)
+        key = (event.position, width, cursor)
+        strip = self._line_cache.get(key)
+        if strip is None:
+            strip = self._render_event(event, width, cursor, base)
+            self._line_cache.set(key, strip)
+        return strip
+
+    def _columns(self, width: int) -> tuple[int, int, int]:
+        """Widths of the runtime#seq, kind and worker/run columns for a pane `width` wide."""
+        if width >= 130:
+            return 16, 22, 24
+        if width >= 100:
+            return 12, 22, 12
+        return 9, 20, 5
+
+    def _render_event(self, event: Event, width: int, cursor: int, base: Style) -> Strip:
+        if cursor:
+            base = base + self._style("cursor")
+        where_w, kind_w, who_w = self._columns(width)
+        at = event.at.astimezone(self._tz)
+        level = event.level
+        line = Text(style=base, no_wrap=True, end="")
+        line.append(at.strftime("%H:%M:%S.") + f"{at.microsecond // 1000:03d}", self._style("time"))
+        line.append(" ")
+        line.append(LEVEL_LABELS.get(level, "???"), self._style(level.value))
+        line.append(" ")
+        line.append_text(_fixed(f"{event.runtime_id}#{event.seq}", where_w, self._style("where")))
+        line.append(" ")
+        line.append_text(_fixed(event.kind, kind_w, self._style("kind")))
+        line.append(" ")
+        who = event.worker_id or "-"
+        if event.run_id and who_w >= 12:
+            who = f"{who}/{event.run_id}"
+        line.append_text(_fixed(who, who_w, self._style("who")))
+        line.append(" ")
+        room = width - line.cell_len
+        if room > 0:
+            if event.message:
+                line.append_text(one_line(event.message, room))
+            elif event.payload:
+                payload = json.dumps(event.payload, ensure_ascii=False, sort_keys=True)
+                line.append_text(one_line(payload, room, style=self._style("payload")))
+        strip = Strip(line.render(self.app.console))
+        return strip.adjust_cell_length(width, base)
+
+
+# -- export -----------------------------------------------------------------
+
+
+def _csv_row(event: Event) -> list[Any]:
+    data = event.to_json_dict()
+    return [
+        event.position,
+        data["at"],
+        event.runtime_id,
+        event.seq,
+        event.level.value,
+        event.kind,
+        event.worker_id or "",
+        event.run_id or "",
+        "" if event.run_seq is None else event.run_seq,
+        event.message,
+        json.dumps(data["payload"], ensure_ascii=False, sort_keys=True),
+    ]
+
+
+def _write_page(handle: IO[str], fmt: ExportFormat, events: list[Event]) -> None:
+    if fmt == "jsonl":
+        handle.writelines(
+            json.dumps(e.to_json_dict(), ensure_ascii=False) + "\n" for e in events
+        )
+    else:
+        csv.writer(handle).writerows(_csv_row(e) for e in events)
+
+
+def _open_export(path: Path, fmt: ExportFormat) -> IO[str]:
+    handle = path.open("w", encoding="utf-8", newline="")
+    if fmt == "csv":
+        csv.writer(handle).writerow(CSV_COLUMNS)
+    return handle
+
+
+async def export_events(
+    store: EventSource, flt: Filter | None, path: Path, fmt: ExportFormat
+) -> int:
+    """Write every stored event matching `flt`, up to the last commit now, to `path`.
+
+    Pages through the store (never more than one page in memory) and does the
+    file work in a thread; the file appears complete or not at all.
+    Raises ValueError for an unknown format and OSError/StoreError as they come.
+    """
+    if fmt not in EXPORT_FORMATS:
+        raise ValueError(f"unknown export format {fmt!r}; use one of {', '.join(EXPORT_FORMATS)}")
+    upto = await store.last_position()  # a live stream must not make the export endless
+    partial = path.with_name(path.name + ".part")
+    handle = await asyncio.to_thread(_open_export, partial, fmt)
+    count = 0
+    try:
+        position = 0
+        while position < upto:
+            batch = await store.read_after(position, EXPORT_PAGE, flt)
+            page = [e for e in batch.events if e.position <= upto]
+            if page:
+                await asyncio.to_thread(_write_page, handle, fmt, page)
+                count += len(page)
+            if not batch.has_more or len(page) < len(batch.events):
+                break
+            position = batch.cursor.position
+        await asyncio.to_thread(handle.close)
+        await asyncio.to_thread(partial.replace, path)
+    except BaseException:
+        handle.close()
+        with contextlib.suppress(OSError):
+            partial.unlink()
+        raise
+    return count

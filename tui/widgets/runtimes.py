@@ -1,0 +1,94 @@
+"""The runtimes pane: every runtime in the database, who hosts it, its workers."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from rich.style import Style
+from rich.text import Text
+from textual.binding import Binding
+from textual.message import Message
+from textual.widgets import DataTable
+
+from store.models import HostLease, RuntimeRecord, RuntimeStatus, WorkerStatus
+
+STALE_AFTER = timedelta(seconds=10)
+
+
+def host_text(lease: HostLease | None, here: bool, now: datetime) -> Text:
+    if here:
+        return Text("here", style=Style(color="green"))
+    if lease is None:
+        return Text("none", style=Style(dim=True))
+    label = f"pid {lease.pid}@{lease.host_name}"
+    if now - lease.heartbeat_at > STALE_AFTER:
+        return Text(f"{label} (stale)", style=Style(color="yellow"))
+    return Text(label)
+
+
+class RuntimesPane(DataTable[Text | str]):
+    BINDINGS = [
+        Binding("j", "cursor_down", "Down", show=False),
+        Binding("k", "cursor_up", "Up", show=False),
+    ]
+
+    class RuntimeSelected(Message):
+        def __init__(self, runtime_id: str) -> None:
+            super().__init__()
+            self.runtime_id = runtime_id
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(cursor_type="row", **kwargs)  # type: ignore[arg-type]
+        self._rows: dict[str, tuple[Text | str, ...]] = {}
+
+    def on_mount(self) -> None:
+        self.add_column("runtime", key="runtime", width=12)
+        self.add_column("status", key="status", width=9)
+        self.add_column("host", key="host", width=16)
+        self.add_column("workers", key="workers", width=11)
+
+    @property
+    def selected_runtime_id(self) -> str | None:
+        if not self._rows or self.cursor_row < 0 or self.cursor_row >= self.row_count:
+            return None
+        row_key, _ = self.coordinate_to_cell_key((self.cursor_row, 0))
+        return str(row_key.value)
+
+    def update(
+        self,
+        runtimes: list[RuntimeRecord],
+        counts: dict[str, dict[WorkerStatus, int]],
+        hosts: dict[str, HostLease],
+        hosted_here: str | None,
+        now: datetime,
+    ) -> None:
+        for record in runtimes:
+            rid = record.runtime_id
+            c = counts.get(rid, {})
+            stopped = record.status is RuntimeStatus.STOPPED
+            row: tuple[Text | str, ...] = (
+                rid,
+                Text("■ stopped", style=Style(color="yellow"))
+                if stopped
+                else Text("● running", style=Style(color="green")),
+                host_text(hosts.get(rid), rid == hosted_here, now),
+                f"{c.get(WorkerStatus.RUNNING, 0)}● {c.get(WorkerStatus.STOPPED, 0)}■ {c.get(WorkerStatus.CANCELLED, 0)}✕",
+            )
+            old = self._rows.get(rid)
+            if old is None:
+                self.add_row(*row, key=rid)
+            elif old != row:
+                for key, new, before in zip(
+                    ("runtime", "status", "host", "workers"), row, old, strict=True
+                ):
+                    if new != before:
+                        self.update_cell(rid, key, new)
+            self._rows[rid] = row
+
+    def select_runtime(self, runtime_id: str) -> None:
+        if runtime_id in self._rows:
+            self.move_cursor(row=self.get_row_index(runtime_id))
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        event.stop()
+        self.post_message(self.RuntimeSelected(str(event.row_key.value)))

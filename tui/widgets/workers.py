@@ -1,0 +1,114 @@
+"""The workers pane: one row per worker, cells updated in place.
+
+Rows are keyed by worker id and only the cells whose text changed are
+written (`DataTable.remove_row` is O(rows), and a full rebuild per event
+would be quadratic), so a burst of events touching a few workers costs a few
+cell updates.
+"""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.binding import Binding
+from textual.message import Message
+from textual.widgets import DataTable
+
+from store.models import WorkerRecord, WorkerSpec
+from tui.safe_text import one_line
+from tui.widgets.labels import clock_time, run_status, worker_status
+
+COLUMNS = (
+    ("id", "id", 5),
+    ("status", "status", 11),
+    ("intent", "intent", 28),
+    ("profile", "profile", 13),
+    ("run", "run", 14),
+    ("queue", "queue", 5),
+    ("transcript", "msgs", 5),
+    ("activity", "last", 8),
+)
+
+
+def intent_text(spec: WorkerSpec) -> str:
+    intent = spec.intent
+    if intent.type == "task":
+        return f"task: {intent.objective}"
+    if intent.type == "role":
+        return f"role: {intent.role}" + (f" — {intent.purpose}" if intent.purpose else "")
+    return "assistant" + (f": {intent.purpose}" if intent.purpose else "")
+
+
+def _cells(record: WorkerRecord) -> dict[str, Text | str]:
+    return {
+        "id": record.worker_id,
+        "status": worker_status(record.status),
+        "intent": one_line(intent_text(record.spec), 28),
+        "profile": one_line(record.spec.profile, 13),
+        "run": run_status(record.current_run_status, record.current_run_id),
+        "queue": str(record.queued),
+        "transcript": str(record.transcript_len),
+        "activity": clock_time(record.updated_at),
+    }
+
+
+class WorkersTable(DataTable[Text | str]):
+    """Workers of the selected runtime."""
+
+    BINDINGS = [
+        Binding("j", "cursor_down", "Down", show=False),
+        Binding("k", "cursor_up", "Up", show=False),
+        Binding("g", "scroll_top", "Top", show=False),
+        Binding("G", "scroll_bottom", "Bottom", show=False),
+    ]
+
+    class WorkerHighlighted(Message):
+        def __init__(self, worker_id: str | None) -> None:
+            super().__init__()
+            self.worker_id = worker_id
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)  # type: ignore[arg-type]
+        self._shown: dict[str, dict[str, Text | str]] = {}
+        self.runtime_id: str | None = None
+
+    def on_mount(self) -> None:
+        for key, label, width in COLUMNS:
+            self.add_column(label, key=key, width=width)
+
+    @property
+    def selected_worker_id(self) -> str | None:
+        if not self._shown or self.cursor_row < 0 or self.cursor_row >= self.row_count:
+            return None
+        row_key, _ = self.coordinate_to_cell_key((self.cursor_row, 0))
+        return str(row_key.value)
+
+    def show(self, runtime_id: str, records: list[WorkerRecord]) -> None:
+        """Show another runtime's workers (a rebuild: only on switching runtime)."""
+        self.runtime_id = runtime_id
+        self.clear()
+        self._shown.clear()
+        self.update(records)
+
+    def update(self, records: list[WorkerRecord]) -> None:
+        """Apply fresh records: new workers are added, changed cells rewritten in place."""
+        for record in records:
+            cells = _cells(record)
+            shown = self._shown.get(record.worker_id)
+            if shown is None:
+                self.add_row(*cells.values(), key=record.worker_id)
+                self._shown[record.worker_id] = cells
+                if self.row_count == 1:
+                    self.post_message(self.WorkerHighlighted(record.worker_id))
+                continue
+            for column, value in cells.items():
+                if shown[column] != value:
+                    self.update_cell(record.worker_id, column, value)
+            self._shown[record.worker_id] = cells
+
+    def select_worker(self, worker_id: str) -> None:
+        if worker_id in self._shown:
+            self.move_cursor(row=self.get_row_index(worker_id))
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        event.stop()
+        self.post_message(self.WorkerHighlighted(str(event.row_key.value)))
