@@ -203,10 +203,17 @@ def summary_lines(figures: dict[str, dict[str, Any]]) -> Iterable[str]:
     """A human summary of the figures (for stderr when not in --json mode)."""
     for name, fig in figures.items():
         met = fig.get("meets_goal")
-        mark = "-" if met is None else ("ok" if met else "MISSED")
+        mark = "-" if met is None else ("met" if met else "MISSED")
         ratio = fig.get("ratio")
         ratio_text = f"{ratio:.3g}" if isinstance(ratio, float) and not math.isnan(ratio) else "-"
         yield (
-            f"{name:28} {fig['value']:>12.4g} {fig['unit']:<9} baseline {fig['baseline']:>10.4g}"
-            f"  ratio {ratio_text:>6}  goal {fig.get('goal') or '-'}: {mark}"
+            f"{name:26} {_num(fig['value']):>10} vs baseline {_num(fig['baseline']):>10}"
+            f" {fig['unit']:<28}"
+            f" ratio {ratio_text:>6}  goal {fig.get('goal') or '-'}: {mark}"
         )
+
+
+def _num(x: object) -> str:
+    if not isinstance(x, int | float) or math.isnan(x):
+        return "-"
+    return f"{x:,.0f}" if abs(x) >= 1000 else f"{x:.3g}"

@@ -131,7 +131,11 @@ class Runtime:
             ids=ids or Uuid7Ids(),
             limits=limits or Limits(),
         )
-        lease = HostLeaseHolder(store, runtime_id, clock, heartbeat_s, stale_after_s)
+        # The lease runs on wall time, not on the injected clock: heartbeats are
+        # compared by other processes with their own clocks (a test clock far from
+        # now made a live host look stale), and each beat would consume a reading
+        # of the event clock, so event times would depend on scheduling.
+        lease = HostLeaseHolder(store, runtime_id, SystemClock(), heartbeat_s, stale_after_s)
         await lease.acquire()
         runtime._lease = lease
         try:
@@ -398,8 +402,10 @@ class Runtime:
                 worker.status = WorkerStatus.STOPPED
                 worker.terminal_event_id = stop.event_id
                 worker.wake.set()
-        await self._append(events)
+        # Known before the commit: a concurrent repeat (while this one awaits its
+        # commit) must answer with this event, not fail with RuntimeStopped.
         self._stop_event_id = stop.event_id
+        await self._append(events)
         await self._await_cancelled(tasks)
         return stop.event_id
 
@@ -507,10 +513,14 @@ class Runtime:
             raise LimitTooLarge("event batch", limit, maximum)
         if limit < 1:
             raise InvalidRequest("event batches need limit >= 1")
-        events = await self.store.read_runtime(self.runtime_id, cursor.next_seq - 1, limit + 1)
-        has_more = len(events) > limit
-        events = events[:limit]
+        # Read exactly `limit`, then look one event further only if the batch is full:
+        # asking the store for limit + 1 broke a batch of exactly the maximum (the
+        # store refuses more than its own maximum, which is the default limit).
+        events = await self.store.read_runtime(self.runtime_id, cursor.next_seq - 1, limit)
         next_seq = events[-1].seq + 1 if events else cursor.next_seq
+        has_more = len(events) == limit and bool(
+            await self.store.read_runtime(self.runtime_id, next_seq - 1, 1)
+        )
         return EventBatch(
             runtime_id=self.runtime_id,
             events=events,
@@ -739,6 +749,11 @@ class Runtime:
                 ),
             )
             result = await driver.run(ctx)
+            if run.status is RunStatus.EXECUTING:
+                # Every completed run passes through verifying (DESIGN.md section 3);
+                # a driver that does not report that phase (command profiles) gets it
+                # here, so a run's lifecycle reads the same whatever its driver.
+                await self.run_event(run, "run.verifying", f"run {run.run_id} verifying")
             await self.run_event(
                 run,
                 "run.completed",

@@ -27,7 +27,7 @@ from engine.errors import EngineError
 from engine.validation import validate_worker_request
 from store.errors import StoreError
 from store.feed import Subscription
-from store.models import Event, Lag, Role, TranscriptEntry, WorkerRef, WorkerSpec
+from store.models import Event, Lag, Role, TranscriptEntry, WorkerRef, WorkerSpec, WorkerStatus
 from tui.backend import Backend
 from tui.live_buffer import LiveBuffer
 from tui.safe_text import clean
@@ -47,6 +47,7 @@ from tui.widgets.workers import WorkersTable
 
 BackendFactory = Callable[[], Awaitable[Backend]]
 TRANSCRIPT_KINDS = frozenset({"worker.input.accepted", "worker.output"})
+_MAIN_SCREEN_ONLY = frozenset({"filter", "toggle_follow", "toggle_pause", "export"})
 BULK_RELOAD = 64  # past this many touched workers, one query for all beats one each
 
 
@@ -297,7 +298,6 @@ class AgentDeckApp(App[int]):
     @on(FilterBar.Applied)
     def _filter_applied(self, message: FilterBar.Applied) -> None:
         self.event_log.set_filter(message.text)
-        self.event_log.focus()
 
     # -- what the keys act on -----------------------------------------------------------
 
@@ -366,6 +366,10 @@ class AgentDeckApp(App[int]):
         ref = self._target()
         if ref is None or self.backend is None or self.backend.runtime is None:
             return
+        record = await self.backend.store.worker(ref.runtime_id, ref.worker_id)
+        if record is not None and record.status is not WorkerStatus.RUNNING:
+            self._say(f"{ref.worker_id} is {record.status.value} and takes no more input", "warning")
+            return
         result = await self.push_screen_wait(SendInputScreen(ref.worker_id))
         if result is None:
             return
@@ -431,6 +435,12 @@ class AgentDeckApp(App[int]):
         elif done is not None:
             self._say(f"run {run_id} is no longer current; nothing was cancelled", "warning")
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # The event-log keys mean nothing over the worker view or a dialog: hide them there.
+        if action in _MAIN_SCREEN_ONLY and not self._main_visible():
+            return False
+        return True
+
     def action_filter(self) -> None:
         self.query_one(FilterBar).focus_input()
 
@@ -493,7 +503,7 @@ class AgentDeckApp(App[int]):
         self._say(f"exported {count} events to {path}")
 
     def action_filter_preset(self, text: str) -> None:
-        self.query_one(FilterBar).set_text(text)
+        self.query_one(FilterBar).set_active(text)
         self.event_log.set_filter(text)
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
@@ -520,9 +530,9 @@ class AgentDeckApp(App[int]):
             yield SystemCommand(title, help_text, action)
         for preset in PRESETS:
             yield SystemCommand(
-                f"Filter: {preset}",
-                "Apply this filter preset",
-                lambda p=preset: self.action_filter_preset(p),
+                f"Filter: {preset.title}",
+                f"Apply the filter {preset.text!r}" if preset.text else "Show every event",
+                lambda p=preset.text: self.action_filter_preset(p),
             )
 
 

@@ -30,7 +30,9 @@ def program(name: str, *args: str) -> list[str]:
     return [sys.executable, str(PROGRAMS / name), *args]
 
 
-def agent_profile(name: str = "agent", gate_dir: Path | None = None, **settings: Any) -> CommandProfile:
+def agent_profile(
+    name: str = "agent", gate_dir: Path | None = None, **settings: Any
+) -> CommandProfile:
     """A command profile running programs/agent.py (see its docstring)."""
     settings.setdefault("timeout", 20)
     settings.setdefault("grace", 0.3)
@@ -46,7 +48,9 @@ def demo_profile(name: str = "slow", **settings: Any) -> BuiltinProfile:
     return BuiltinProfile(name=name, builtin="demo", demo=values)
 
 
-def profile_set(*profiles: BuiltinProfile | CommandProfile, default: str | None = None) -> ProfileSet:
+def profile_set(
+    *profiles: BuiltinProfile | CommandProfile, default: str | None = None
+) -> ProfileSet:
     return ProfileSet(profiles={p.name: p for p in profiles}, default_profile=default)
 
 
@@ -106,7 +110,9 @@ async def transcript_text(runtime: Runtime, ref: WorkerRef) -> list[tuple[str, s
     return [(entry.role.value, entry.content) for entry in page.items]
 
 
-async def wait_transcript(runtime: Runtime, ref: WorkerRef, needle: str, timeout: float = 10.0) -> None:
+async def wait_transcript(
+    runtime: Runtime, ref: WorkerRef, needle: str, timeout: float = 10.0
+) -> None:
     async def seen() -> bool:
         return any(needle in content for _, content in await transcript_text(runtime, ref))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from typing import Any
 
 import pytest
@@ -323,7 +324,10 @@ async def test_an_unknown_profile_is_an_invalid_request_naming_the_choices(
         (CreateWorkerRequest(intent=TaskIntent(objective="")), "objective"),
         (CreateWorkerRequest(intent=TaskIntent(objective=" \t\n")), "objective"),
         (CreateWorkerRequest(intent=RoleIntent(role="  ")), "role"),
-        (CreateWorkerRequest(capabilities=[Capability(name="read"), Capability(name="")]), "capability"),
+        (
+            CreateWorkerRequest(capabilities=[Capability(name="read"), Capability(name="")]),
+            "capability",
+        ),
         (CreateWorkerRequest(capabilities=[Capability(name="  ", reason="why")]), "capability"),
         (CreateWorkerRequest(workspace_refs=[NamedRef(name="", reference="x")]), "ref"),
         (CreateWorkerRequest(mount_refs=[NamedRef(name="m", reference=" ")]), "ref"),
@@ -438,7 +442,7 @@ async def test_cursors_and_event_batches(host: HostFactory) -> None:
     now = await rt.cursor_now()
     assert now.next_seq == total + 1
 
-    seen = []
+    seen: list[int] = []
     cursor = start
     flags = []
     while True:
@@ -619,6 +623,6 @@ async def test_injected_clock_and_ids_stamp_the_events(host: HostFactory) -> Non
     events = await all_events(rt)
     assert [e.event_id.int & 0xFFFF for e in events] == [1, 2, 3, 4]
     assert all(e.event_id.version == 7 for e in events)
-    steps = [b.at - a.at for a, b in zip(events, events[1:], strict=False)]
+    steps = [b.at - a.at for a, b in itertools.pairwise(events)]
     assert steps and all(step == clock.step for step in steps)
     assert events[0].at >= clock.start

@@ -43,10 +43,8 @@ class ConfirmScreen(ModalScreen[bool]):
             yield Static(one_line(self.question), id="confirm-title", classes="dialog-title")
             with VerticalScroll(id="confirm-body-scroll"):
                 yield Static(multi_line(self.body), id="confirm-body")
-            yield Static(
-                Content("y yes · n/esc no · enter the focused button"), classes="dialog-hint"
-            )
             with Horizontal(classes="dialog-buttons"):
+                yield Static(Content("y yes · n/esc no"), classes="dialog-hint")
                 yield Button(
                     Content(f"{self.confirm_label} (y)"), variant="error", id="confirm-yes"
                 )

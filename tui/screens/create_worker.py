@@ -183,10 +183,10 @@ class CreateWorkerScreen(ModalScreen[WorkerSpec | None]):
                 yield self._row("workspace_refs", self._input("workspace_refs"))
                 yield self._row("mount_refs", self._input("mount_refs"))
             yield Static(id="cw-error", classes="form-error")
-            yield Static(
-                Content("ctrl+s create · enter next field · esc cancel"), classes="dialog-hint"
-            )
             with Horizontal(classes="dialog-buttons"):
+                yield Static(
+                    Content("ctrl+s create · enter next · esc cancel"), classes="dialog-hint"
+                )
                 yield Button(Content("Create"), variant="primary", id="cw-create")
                 yield Button(Content("Cancel"), id="cw-cancel")
 

@@ -90,8 +90,8 @@ class ExportScreen(ModalScreen[tuple[Path, str] | None]):
                     id="ex-format",
                 )
             yield Static(id="ex-error", classes="form-error")
-            yield Static(Content("enter/ctrl+s export · esc cancel"), classes="dialog-hint")
             with Horizontal(classes="dialog-buttons"):
+                yield Static(Content("enter export · esc cancel"), classes="dialog-hint")
                 yield Button(Content("Export"), variant="primary", id="ex-export")
                 yield Button(Content("Cancel"), id="ex-cancel")
 
@@ -99,14 +99,14 @@ class ExportScreen(ModalScreen[tuple[Path, str] | None]):
         self.query_one("#ex-error").display = False
 
     @property
-    def format(self) -> str:
+    def chosen_format(self) -> str:
         value = self.query_one("#ex-format", Select).value
         return value if isinstance(value, str) else "jsonl"
 
     @on(Select.Changed, "#ex-format")
     def _format_changed(self, event: Select.Changed) -> None:
         path_input = self.query_one("#ex-path", Input)
-        path_input.value = with_format(path_input.value, self.format)
+        path_input.value = with_format(path_input.value, self.chosen_format)
 
     @on(Input.Changed, "#ex-path")
     def _path_edited(self) -> None:
@@ -135,7 +135,7 @@ class ExportScreen(ModalScreen[tuple[Path, str] | None]):
             path_input.add_class("-invalid")
             path_input.focus()
             return
-        self.dismiss((checked, self.format))
+        self.dismiss((checked, self.chosen_format))
 
     def action_cancel(self) -> None:
         self.dismiss(None)

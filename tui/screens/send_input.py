@@ -54,12 +54,11 @@ class SendInputScreen(ModalScreen[tuple[str, str] | None]):
                     id="si-role",
                 )
             yield Static(id="si-error", classes="form-error")
-            yield Static(
-                Content("ctrl+s send · enter new line · tab next field · esc cancel"),
-                classes="dialog-hint",
-            )
             with Horizontal(classes="dialog-buttons"):
-                yield Button(Content("Send (ctrl+s)"), variant="primary", id="si-send")
+                yield Static(
+                    Content("ctrl+s send · enter new line · esc cancel"), classes="dialog-hint"
+                )
+                yield Button(Content("Send"), variant="primary", id="si-send")
                 yield Button(Content("Cancel"), id="si-cancel")
 
     def on_mount(self) -> None:

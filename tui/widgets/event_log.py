@@ -59,6 +59,7 @@ BUFFER_CAPACITY = 10_000
 EXPORT_PAGE = 2_000
 LAG_NOTICE = "… fell behind, reloading from store"
 NOTICE_SECONDS = 4.0
+HIDDEN_RECHECK_SECONDS = 0.25
 
 LEVEL_LABELS = {Severity.INFO: "INF", Severity.WARNING: "WRN", Severity.ERROR: "ERR"}
 EXPORT_FORMATS = ("jsonl", "csv")
@@ -97,6 +98,14 @@ def _fixed(value: str, width: int, style: Style) -> Text:
     if text.cell_len < width:
         text.append(" " * (width - text.cell_len))
     return text
+
+
+def _where(runtime_id: str, seq: int, width: int, style: Style) -> Text:
+    """`runtime#seq` in `width` cells, shortening the runtime name rather than the number."""
+    suffix = f"#{seq}"
+    room = width - len(suffix)
+    name = runtime_id if len(runtime_id) <= room else runtime_id[: max(room - 1, 0)] + "…"
+    return _fixed(name + suffix if room >= 2 else suffix, width, style)
 
 
 class EventLog(ScrollView, can_focus=True):
@@ -191,6 +200,7 @@ class EventLog(ScrollView, can_focus=True):
         self._component_styles: dict[str, Style] = {}
         self._loader: Worker[None] | None = None
         self._pager: Worker[None] | None = None
+        self._adjusting = False
 
     # -- public API ----------------------------------------------------------
 
@@ -296,6 +306,7 @@ class EventLog(ScrollView, can_focus=True):
         """Forget the live pipeline of the old window before a new one is read."""
         self._generation += 1
         self._stop_feed()
+        self._attached = False
         self._buffer.clear()
         self._held.clear()
         self._held_overflow = False
@@ -472,6 +483,13 @@ class EventLog(ScrollView, can_focus=True):
 
     def _drain(self) -> None:
         self._drain_due = False
+        if not self._can_show():
+            # Hidden, or under a modal: leave the batch in the (bounded)
+            # buffer and look again later; one catch-up batch, or a re-read
+            # if it overflowed, when the pane is back.
+            self._drain_due = True
+            self.set_timer(HIDDEN_RECHECK_SECONDS, self._drain)
+            return
         drained = self._buffer.drain()
         if drained.dropped:
             self.reload(notice=LAG_NOTICE)
@@ -538,21 +556,24 @@ class EventLog(ScrollView, can_focus=True):
         """Resize the scroll area to the window, then keep the view on the same rows (or the end)."""
         self.virtual_size = Size(0, len(self._events))
         # `force`: the scrollbar only appears at the next layout, and without
-        # it Textual would refuse to scroll now.
-        if to_end:
-            self.scroll_end(animate=False, immediate=True, x_axis=False, force=True)
-        elif shift:
-            y = max(0, round(self.scroll_y) + shift)
-            self.scroll_to(y=y, animate=False, force=True)
+        # it Textual would refuse to scroll now. `_adjusting`: these scrolls
+        # keep the view on the same rows; they must not page anything in.
+        self._adjusting = True
+        try:
+            if to_end:
+                self.scroll_end(animate=False, immediate=True, x_axis=False, force=True)
+            elif shift:
+                y = max(0, round(self.scroll_y) + shift)
+                self.scroll_to(y=y, animate=False, force=True)
+        finally:
+            self._adjusting = False
         self._update_titles()
         self._post_selection()
-        if self._should_render():
-            self.refresh()
+        self.refresh()
 
-    def _should_render(self) -> bool:
-        # Hidden panes and panes under a modal skip the repaint; the screen
-        # repaints everything when it comes back.
-        return self.display and self.screen.is_active and self.is_on_screen
+    def _can_show(self) -> bool:
+        """Whether the pane is on the active screen (not hidden, not under a modal)."""
+        return self.is_mounted and self.screen.is_active and self.is_on_screen
 
     def _post_selection(self) -> None:
         event = self.selected_event
@@ -616,14 +637,14 @@ class EventLog(ScrollView, can_focus=True):
             return
         height = max(self.scrollable_content_region.height, 1)
         top = round(self.scroll_y)
-        if self._has_older and (top < height or self._cursor < height):
+        if self._has_older and top < height:
             self._pager = self._page_older(self._generation, self._events[0].position)
         elif not self._attached and top + 2 * height >= len(self._events):
             self._pager = self._page_newer(self._generation, self._events[-1].position)
 
     def watch_scroll_y(self, old_value: float, new_value: float) -> None:
         super().watch_scroll_y(old_value, new_value)
-        if round(new_value) < round(old_value) or not self._attached:
+        if not self._adjusting and (round(new_value) < round(old_value) or not self._attached):
             self._maybe_page()
 
     def watch_follow(self, follow: bool) -> None:
@@ -762,10 +783,10 @@ class EventLog(ScrollView, can_focus=True):
     def _columns(self, width: int) -> tuple[int, int, int]:
         """Widths of the runtime#seq, kind and worker/run columns for a pane `width` wide."""
         if width >= 130:
-            return 16, 22, 24
+            return 18, 22, 24
         if width >= 100:
-            return 12, 22, 12
-        return 9, 20, 5
+            return 14, 22, 12
+        return 11, 20, 5
 
     def _render_event(self, event: Event, width: int, cursor: int, base: Style) -> Strip:
         if cursor:
@@ -778,7 +799,7 @@ class EventLog(ScrollView, can_focus=True):
         line.append(" ")
         line.append(LEVEL_LABELS.get(level, "???"), self._style(level.value))
         line.append(" ")
-        line.append_text(_fixed(f"{event.runtime_id}#{event.seq}", where_w, self._style("where")))
+        line.append_text(_where(event.runtime_id, event.seq, where_w, self._style("where")))
         line.append(" ")
         line.append_text(_fixed(event.kind, kind_w, self._style("kind")))
         line.append(" ")

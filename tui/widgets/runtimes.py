@@ -42,10 +42,10 @@ class RuntimesPane(DataTable[Text | str]):
         self._rows: dict[str, tuple[Text | str, ...]] = {}
 
     def on_mount(self) -> None:
-        self.add_column("runtime", key="runtime", width=12)
+        self.add_column("runtime", key="runtime", width=10)
         self.add_column("status", key="status", width=9)
-        self.add_column("host", key="host", width=16)
-        self.add_column("workers", key="workers", width=11)
+        self.add_column("host", key="host", width=13)
+        self.add_column("workers", key="workers", width=9)
 
     @property
     def selected_runtime_id(self) -> str | None:

@@ -12,13 +12,14 @@ The answer is one line, `answer: <input>`.
 import os
 import sys
 import time
+from pathlib import Path
 
 text = sys.stdin.read().strip() if len(sys.argv) < 2 else sys.argv[-1]
 print(f"started {text}", flush=True)
 word, _, rest = text.partition(" ")
 if word == "gate":
-    gate = os.path.join(os.environ["GATE_DIR"], rest)
-    while not os.path.exists(gate):
+    gate = Path(os.environ["GATE_DIR"]) / rest
+    while not gate.exists():
         time.sleep(0.01)
 elif word == "sleep":
     time.sleep(float(rest))

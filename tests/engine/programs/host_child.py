@@ -26,7 +26,9 @@ AGENT = Path(__file__).with_name("agent.py")
 
 
 def profiles() -> ProfileSet:
-    agent = CommandProfile(name="agent", command=[sys.executable, str(AGENT)], timeout=60, grace=0.2)
+    agent = CommandProfile(
+        name="agent", command=[sys.executable, str(AGENT)], timeout=60, grace=0.2
+    )
     return ProfileSet(profiles={"agent": agent})
 
 

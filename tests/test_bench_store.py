@@ -1,0 +1,81 @@
+"""Smoke test of `agentdeck bench store --quick --json` at a tiny size.
+
+Benchmarks are programs, not timed tests: this only checks that the program
+runs end to end and prints every figure next to its baseline. No timing is
+asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from bench import store as bench_store
+from bench.common import DATA_ENV
+from bench.runner import bench_command
+from store.verify import verify_file
+
+FIGURES = (
+    "append_throughput",
+    "append_latency",
+    "read_after_1000",
+    "text_filter_first_100",
+    "indexer_append_cost",
+    "cross_process_visibility",
+)
+
+
+@pytest.fixture
+def tiny(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv(bench_store.SIZE_ENV, "tiny")
+    monkeypatch.setenv(DATA_ENV, str(tmp_path))
+    return tmp_path
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, int | float) and not math.isnan(float(value))
+
+
+async def test_bench_store_prints_every_figure_with_its_baseline(
+    tiny: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = argparse.Namespace(suite="store", json=True, quick=True)
+    assert await bench_command(args) == 0
+    out, err = capsys.readouterr()
+    assert err == ""  # --json: no progress lines
+    result = json.loads(out)
+    assert result["suite"] == "store"
+    assert result["quick"] is True
+    assert result["size"] == "tiny"
+    assert set(result["machine"]) >= {"python", "sqlite", "cpus"}
+    figures = result["figures"]
+    assert set(figures) == set(FIGURES)
+    for name, fig in figures.items():
+        for key in ("value", "baseline", "ratio"):
+            assert _number(fig[key]), (name, key, fig[key])
+        assert fig["value"] > 0 and fig["baseline"] > 0, name
+        assert fig["unit"] and fig["desc"] and fig["baseline_desc"], name
+        if fig["goal"] is None:
+            assert fig["meets_goal"] is None, name
+        else:
+            assert isinstance(fig["meets_goal"], bool), name
+    # The search results agree with the hand-written SQL, and nothing was lost across processes.
+    assert figures["text_filter_first_100"]["all_same_answer"] is True
+    assert figures["cross_process_visibility"]["missed"] == 0
+    assert figures["cross_process_visibility"]["baseline_missed"] == 0
+    _check_dataset(Path(result["dataset"]["path"]), tiny)
+
+
+def _check_dataset(dataset: Path, data: Path) -> None:
+    # Scratch databases are cleaned up; only the cached log remains (with the
+    # -wal/-shm its read-only readers leave behind).
+    names = {p.name for p in data.iterdir()} - {f"{dataset.name}-wal", f"{dataset.name}-shm"}
+    assert names == {dataset.name}
+    # The cached log is a real store: its projections match a rebuild from the log.
+    report = verify_file(dataset)
+    assert report.ok, report.summary()
+    assert report.events == 2000

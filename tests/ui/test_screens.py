@@ -1,0 +1,655 @@
+"""The console's screens and dialogs, each in a tiny host app: Pilot for keys, snapshots for looks.
+
+Stores are real files driven by a real `Runtime` with the echo driver; seeded
+scenes use the stepping clock and counting ids so the SVGs are stable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import pytest
+from textual.app import App
+from textual.pilot import Pilot
+from textual.screen import Screen
+from textual.widgets import Button, DataTable, Input, Select, Static, TextArea
+
+from engine.clock import CountingIds, SteppingClock
+from engine.runtime import Runtime
+from store.event_store import EventStore
+from store.models import (
+    Capability,
+    Diagnostic,
+    NamedRef,
+    RoleIntent,
+    RunStatus,
+    Severity,
+    TaskIntent,
+    WorkerRef,
+    WorkerSpec,
+)
+from tui.screens.confirm import ConfirmScreen
+from tui.screens.create_worker import CreateWorkerScreen, FormError, parse_capabilities, parse_refs
+from tui.screens.diagnostics import DiagnosticsScreen
+from tui.screens.export import ExportScreen, check_export_path, with_format
+from tui.screens.help import HelpScreen
+from tui.screens.send_input import SendInputScreen
+from tui.screens.worker import WorkerScreen
+
+MARKUP = "[@click=app.quit]x[/] [b]bold[/b] [link=https://example.com]l[/link] \x1b[31mred\x07"
+T0 = datetime(2026, 1, 1, 9, 0, tzinfo=UTC)
+
+
+class Host(App[None]):
+    """Pushes one screen at start and records what it is dismissed with."""
+
+    def __init__(self, make: Callable[[], Screen[Any]]) -> None:
+        super().__init__()
+        self._make = make
+        self.results: list[Any] = []
+
+    def on_mount(self) -> None:
+        self.push_screen(self._make(), self.results.append)
+
+
+class StoreHost(App[None]):
+    """Opens a store file (read-only, as an observer) in its own loop, then pushes a screen."""
+
+    def __init__(self, path: Path, make: Callable[[EventStore], Screen[Any]]) -> None:
+        super().__init__()
+        self._path = path
+        self._make = make
+        self.store: EventStore | None = None
+
+    async def on_mount(self) -> None:
+        self.store = await EventStore.open(self._path, read_only=True, watch=False, index=False)
+        await self.push_screen(self._make(self.store))
+
+    async def on_unmount(self) -> None:
+        if self.store is not None:
+            await self.store.close()
+
+
+async def wait_for(pilot: Pilot[Any], cond: Callable[[], bool], timeout: float = 5.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not cond():
+        if loop.time() > deadline:
+            raise AssertionError("condition not met in time")
+        await pilot.pause(0.02)
+
+
+def screen_text(app: App[Any]) -> str:
+    """What the terminal shows, as plain lines."""
+    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
+
+
+async def run_settled(runtime: Runtime, ref: WorkerRef) -> None:
+    """Wait until the worker has no queued or active run."""
+    for _ in range(500):
+        record = await runtime.store.worker(ref.runtime_id, ref.worker_id)
+        assert record is not None
+        if record.queued == 0 and (
+            record.current_run_status is None or record.current_run_status.terminal
+        ):
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("run did not finish")
+
+
+async def hosted(
+    path: Path, step: timedelta = timedelta(milliseconds=10)
+) -> tuple[EventStore, Runtime]:
+    store = await EventStore.open(path, watch=False, index=False)
+    runtime = await Runtime.host(
+        store, "local", clock=SteppingClock(step=step), ids=CountingIds(), heartbeat_s=3600
+    )
+    return store, runtime
+
+
+# ---------------------------------------------------------------------------
+# Confirm
+# ---------------------------------------------------------------------------
+
+
+def confirm() -> ConfirmScreen:
+    return ConfirmScreen("Stop worker w-1?", f"objective: {MARKUP}", "Stop")
+
+
+@pytest.mark.parametrize(("keys", "expected"), [("y", True), ("n", False), ("escape", False)])
+async def test_confirm_keys(keys: str, expected: bool) -> None:
+    app = Host(confirm)
+    async with app.run_test() as pilot:
+        await pilot.pause()
+        await pilot.press(keys)
+        await pilot.pause()
+    assert app.results == [expected]
+
+
+async def test_confirm_is_safe_by_default() -> None:
+    app = Host(confirm)
+    async with app.run_test() as pilot:
+        await pilot.pause()
+        assert app.focused is not None and app.focused.id == "confirm-no"
+        text = screen_text(app)
+        # The body is literal (and wraps).
+        assert "[@click=app.quit]x[/] [b]bold[/b]" in text
+        assert "[link=https://example.com]l[/link]" in text
+        assert "␛[31mred␇" in text
+        await pilot.press("enter")
+        await pilot.pause()
+    assert app.results == [False]
+
+
+async def test_confirm_enter_on_yes() -> None:
+    app = Host(confirm)
+    async with app.run_test() as pilot:
+        await pilot.pause()
+        await pilot.press("left")
+        assert app.focused is not None and app.focused.id == "confirm-yes"
+        await pilot.press("enter")
+        await pilot.pause()
+    assert app.results == [True]
+
+
+# ---------------------------------------------------------------------------
+# Create worker
+# ---------------------------------------------------------------------------
+
+
+def test_parse_capabilities_and_refs() -> None:
+    assert parse_capabilities("shell, web: read docs ,") == [
+        Capability(name="shell"),
+        Capability(name="web", reason="read docs"),
+    ]
+    assert parse_refs("src=/a, data = s3://b", "workspace_refs", "workspace ref") == [
+        NamedRef(name="src", reference="/a"),
+        NamedRef(name="data", reference="s3://b"),
+    ]
+    with pytest.raises(FormError, match="'nope' has no '='"):
+        parse_refs("src=/a, nope", "mount_refs", "mount ref")
+    with pytest.raises(FormError, match="no name"):
+        parse_capabilities(": why")
+
+
+def creator(seen: list[WorkerSpec], problem: str | None = None) -> Callable[[], Screen[Any]]:
+    def validate(spec: WorkerSpec) -> str | None:
+        seen.append(spec)
+        return problem
+
+    return lambda: CreateWorkerScreen(["default", "coder"], validate)
+
+
+async def choose(pilot: Pilot[Any], select_id: str, value: str) -> None:
+    select = pilot.app.screen.query_one(select_id, Select)
+    select.value = value
+    await pilot.pause()
+
+
+async def test_create_blank_objective_is_refused_inline() -> None:
+    seen: list[WorkerSpec] = []
+    app = Host(creator(seen))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        await choose(pilot, "#cw-intent", "task")
+        screen = app.screen
+        assert screen.query_one("#cw-row-objective").display
+        assert not screen.query_one("#cw-row-purpose").display
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        error = screen.query_one("#cw-error", Static)
+        assert error.display
+        assert "Objective: a task needs an objective" in str(error.visual)
+        assert app.focused is screen.query_one("#cw-objective")
+        assert app.focused.has_class("-invalid")
+        # A bad ref names the item; still nothing is returned.
+        await pilot.press(*"ship it")
+        screen.query_one("#cw-workspace_refs", Input).value = "src=/a, broken"
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert "workspace ref 'broken' has no '='" in str(error.visual)
+        assert app.focused is screen.query_one("#cw-workspace_refs")
+        assert app.results == []
+        assert seen == []
+        await pilot.press("escape")
+        await pilot.pause()
+    assert app.results == [None]
+
+
+async def test_create_shows_validator_error_then_returns_spec() -> None:
+    seen: list[WorkerSpec] = []
+    problems = iter(["unknown profile 'coder'", None])
+
+    def validate(spec: WorkerSpec) -> str | None:
+        seen.append(spec)
+        return next(problems)
+
+    app = Host(lambda: CreateWorkerScreen(["coder"], validate))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        screen = app.screen
+        await choose(pilot, "#cw-intent", "role")
+        await choose(pilot, "#cw-profile", "coder")
+        values = {
+            "role": "reviewer",
+            "purpose": "review [b]diffs[/b]",
+            "capabilities": "git, web: read docs",
+            "config_bundle": "bundle-7",
+            "workspace_refs": "src=/srv/src",
+            "mount_refs": "cache=/var/cache",
+        }
+        for field, value in values.items():
+            screen.query_one(f"#cw-{field}", Input).value = value
+        screen.query_one("#cw-mount_refs", Input).focus()
+        await pilot.press("enter")  # enter in the last field submits
+        await pilot.pause()
+        error = screen.query_one("#cw-error", Static)
+        assert "unknown profile 'coder'" in str(error.visual)
+        assert app.results == []
+        await pilot.click("#cw-create")
+        await pilot.pause()
+    expected = WorkerSpec(
+        intent=RoleIntent(role="reviewer", purpose="review [b]diffs[/b]"),
+        profile="coder",
+        config_bundle="bundle-7",
+        capabilities=[Capability(name="git"), Capability(name="web", reason="read docs")],
+        workspace_refs=[NamedRef(name="src", reference="/srv/src")],
+        mount_refs=[NamedRef(name="cache", reference="/var/cache")],
+    )
+    assert app.results == [expected]
+    assert seen == [expected, expected]
+
+
+async def test_create_task_by_typing() -> None:
+    seen: list[WorkerSpec] = []
+    app = Host(creator(seen))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        await choose(pilot, "#cw-intent", "task")
+        app.screen.query_one("#cw-objective").focus()
+        await pilot.press(*"fix it", "enter")  # enter moves on to the next field
+        assert app.focused is not None and app.focused.id == "cw-profile"
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+    assert app.results == [WorkerSpec(intent=TaskIntent(objective="fix it"))]
+
+
+# ---------------------------------------------------------------------------
+# Send input
+# ---------------------------------------------------------------------------
+
+
+async def test_send_input_refuses_blank_then_sends() -> None:
+    app = Host(lambda: SendInputScreen("local/w-1 [b]x[/b]"))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        screen = app.screen
+        assert app.focused is screen.query_one("#si-content", TextArea)
+        await pilot.press("space", "enter", "ctrl+s")
+        await pilot.pause()
+        assert screen.query_one("#si-error").display
+        assert app.results == []
+        await pilot.press(*"hello", "enter", *"there")
+        await choose(pilot, "#si-role", "system")
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+    assert app.results == [("system", " \nhello\nthere")]
+
+
+async def test_send_input_escape_cancels() -> None:
+    app = Host(lambda: SendInputScreen("local/w-1"))
+    async with app.run_test() as pilot:
+        await pilot.pause()
+        await pilot.press(*"draft", "escape")
+        await pilot.pause()
+    assert app.results == [None]
+
+
+# ---------------------------------------------------------------------------
+# Export
+# ---------------------------------------------------------------------------
+
+
+def test_export_path_rules(tmp_path: Path) -> None:
+    assert with_format(str(tmp_path / "e.jsonl"), "csv") == str(tmp_path / "e.csv")
+    assert with_format("notes.txt", "csv") == "notes.txt"
+    assert check_export_path(str(tmp_path / "e.csv")) == tmp_path / "e.csv"
+    assert "does not exist" in str(check_export_path(str(tmp_path / "missing" / "e.csv")))
+    assert "is a folder" in str(check_export_path(str(tmp_path)))
+    assert "give a file path" in str(check_export_path("  "))
+
+
+async def test_export_refuses_missing_folder_then_returns(tmp_path: Path) -> None:
+    app = Host(lambda: ExportScreen(tmp_path / "nowhere" / "events.jsonl", "kind:run.* [b]"))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        screen = app.screen
+        assert "kind:run.* [b]" in screen_text(app)
+        await pilot.press("enter")
+        await pilot.pause()
+        error = screen.query_one("#ex-error", Static)
+        assert error.display and "does not exist" in str(error.visual)
+        assert app.results == []
+        path_input = screen.query_one("#ex-path", Input)
+        path_input.value = str(tmp_path / "events.jsonl")
+        await choose(pilot, "#ex-format", "csv")
+        assert path_input.value == str(tmp_path / "events.csv")
+        path_input.focus()
+        await pilot.press("enter")
+        await pilot.pause()
+    assert app.results == [(tmp_path / "events.csv", "csv")]
+
+
+async def test_export_escape_cancels(tmp_path: Path) -> None:
+    app = Host(lambda: ExportScreen(tmp_path / "events.csv", ""))
+    async with app.run_test() as pilot:
+        await pilot.pause()
+        assert app.screen.query_one("#ex-format", Select).value == "csv"
+        await pilot.press("escape")
+        await pilot.pause()
+    assert app.results == [None]
+
+
+# ---------------------------------------------------------------------------
+# Help
+# ---------------------------------------------------------------------------
+
+
+async def test_help_opens_and_closes() -> None:
+    app = Host(HelpScreen)
+    async with app.run_test(size=(80, 24)) as pilot:
+        for key in ["escape", "q", "question_mark", "f1"]:
+            await pilot.pause()
+            assert isinstance(app.screen, HelpScreen)
+            await pilot.press("j", "G", "g")
+            await pilot.press(key)
+            await pilot.pause()
+            assert type(app.screen) is not HelpScreen, key
+            app.push_screen(HelpScreen(), app.results.append)
+    assert app.results == [None] * 4
+
+
+def test_help_lists_every_key() -> None:
+    from tui.screens.help import help_text
+
+    text = help_text()
+    for key in ["`n`", "`i`", "`s`", "`c`", "`x`", "`/`", "`f`", "`p`", "`tab`", "`shift+tab`",
+                "`j`", "`k`", "`g`", "`G`", "`enter`", "`esc`", "`d`", "`y`", "OSC 52", "`E`",
+                "`?`", "`F1`", "`ctrl+p`", "`q`", "kind:run.*", "worker:w-3", "runtime:ci",
+                "run:ID", "level:error", "after:-10m", "before:", '"quoted phrase"', "-term",
+                "at least", "`worker:3` means `w-3`"]:  # fmt: skip
+        assert key in text, key
+
+
+# ---------------------------------------------------------------------------
+# Diagnostics
+# ---------------------------------------------------------------------------
+
+
+async def test_diagnostics_from_a_real_store(tmp_path: Path) -> None:
+    store, runtime = await hosted(tmp_path / "d.db")
+    try:
+        await runtime.create_worker(WorkerSpec(intent=TaskIntent(objective="x")))
+        app = Host(lambda: DiagnosticsScreen("local", runtime.diagnostics))
+        async with app.run_test(size=(100, 24)) as pilot:
+            screen = app.screen
+            assert isinstance(screen, DiagnosticsScreen)
+            await wait_for(pilot, lambda: screen.loaded)
+            table = screen.query_one(DataTable)
+            assert table.row_count == 2
+            text = screen_text(app)
+            assert "INFO" in text
+            assert "worker.tools_less" in text and "runtime.local_default_resources" in text
+            assert not screen.query_one("#diag-empty").display
+            # r reloads: a second worker adds two more rows.
+            await runtime.create_worker(WorkerSpec())
+            await pilot.press("r")
+            await wait_for(pilot, lambda: table.row_count == 4)
+            await pilot.press("escape")
+            await pilot.pause()
+        assert app.results == [None]
+    finally:
+        await runtime.close()
+        await store.close()
+
+
+async def test_diagnostics_empty_and_failing_loads() -> None:
+    async def nothing() -> list[Diagnostic]:
+        return []
+
+    app = Host(lambda: DiagnosticsScreen("ci", nothing))
+    async with app.run_test() as pilot:
+        screen = app.screen
+        assert isinstance(screen, DiagnosticsScreen)
+        await wait_for(pilot, lambda: screen.loaded)
+        assert "no diagnostics" in screen_text(app)
+
+    async def broken() -> list[Diagnostic]:
+        raise RuntimeError("database is locked")
+
+    app = Host(lambda: DiagnosticsScreen("ci", broken))
+    async with app.run_test() as pilot:
+        await pilot.pause(0.1)
+        assert "could not load diagnostics: database is locked" in screen_text(app)
+
+
+# ---------------------------------------------------------------------------
+# Worker view
+# ---------------------------------------------------------------------------
+
+
+def entry_texts(screen: WorkerScreen) -> list[str]:
+    return [entry.content for entry in screen.transcript.entries]
+
+
+async def test_worker_view_reads_the_store_and_follows_live(tmp_path: Path) -> None:
+    store, runtime = await hosted(tmp_path / "w.db")
+    try:
+        worker = await runtime.create_worker(
+            WorkerSpec(
+                intent=TaskIntent(objective="watch the [b]logs[/b]"),
+                capabilities=[Capability(name="shell", reason="run tests")],
+                workspace_refs=[NamedRef(name="src", reference="/srv/src")],
+            )
+        )
+        ref = worker.ref
+        await runtime.send_input(ref, "first question")
+        await run_settled(runtime, ref)
+        app = Host(lambda: WorkerScreen(store, ref, readonly_reason="hosted by pid 42 on box"))
+        async with app.run_test(size=(100, 40)) as pilot:
+            screen = app.screen
+            assert isinstance(screen, WorkerScreen)
+            assert screen.ref == ref
+            await wait_for(pilot, lambda: screen.loaded)
+            await pilot.pause()
+            text = screen_text(app)
+            for shown in ["w-1", "▶ running", "objective watch the [b]logs[/b]",
+                          "shell: run tests", "src=/srv/src", "read-only: hosted by pid 42",
+                          "✓ completed", "first question", "echo: first question"]:  # fmt: skip
+                assert shown in text, shown
+            assert screen.query_one(DataTable).row_count == 1
+
+            # Live: input sent by the engine appears without any key press,
+            # and worker-provided markup stays literal.
+            await runtime.send_input(ref, MARKUP)
+            await wait_for(pilot, lambda: f"echo: {MARKUP}" in entry_texts(screen))
+            await wait_for(pilot, lambda: screen.query_one(DataTable).row_count == 2)
+            await wait_for(pilot, lambda: "transcript 4" in screen_text(app))
+            await pilot.pause(0.2)
+            lines = screen_text(app).splitlines()
+            literal = "[@click=app.quit]x[/] [b]bold[/b] [link=https://example.com]l[/link]"
+            hits = [(y, line.index(literal)) for y, line in enumerate(lines) if literal in line]
+            assert len(hits) >= 2, lines
+            assert "␛[31mred␇" in "\n".join(lines)
+            for y, x in hits:
+                for dx in range(len(literal)):
+                    style = app.screen.get_style_at(x + dx, y)
+                    assert not style.meta.get("@click") and not style.link
+            # Clicking where the "link" would be does nothing.
+            y, x = hits[-1]
+            await pilot.click(offset=(x + len("[@click=app.quit]"), y))
+            await pilot.pause()
+            assert app.is_running and isinstance(app.screen, WorkerScreen)
+
+            # Stopping the worker shows up in the detail panel.
+            await runtime.stop_worker(ref)
+            await wait_for(pilot, lambda: "■ stopped" in screen_text(app))
+            await pilot.press("escape")
+            await pilot.pause()
+        assert app.results == [None]
+    finally:
+        await runtime.close()
+        await store.close()
+
+
+async def test_worker_view_pages_back(tmp_path: Path) -> None:
+    store, runtime = await hosted(tmp_path / "p.db")
+    try:
+        worker = await runtime.create_worker(WorkerSpec())
+        for n in range(260):  # 520 entries: one page and a bit
+            await runtime.send_input(worker.ref, f"message {n}")
+            if n % 50 == 49:
+                await run_settled(runtime, worker.ref)
+        await run_settled(runtime, worker.ref)
+        app = Host(lambda: WorkerScreen(store, worker.ref))
+        async with app.run_test(size=(80, 24)) as pilot:
+            screen = app.screen
+            assert isinstance(screen, WorkerScreen)
+            await wait_for(pilot, lambda: screen.loaded)
+            view = screen.transcript
+            assert len(view.entries) == 500
+            assert view.first_sequence == 21 and view.last_sequence == 520
+            assert "20 earlier entries" in str(screen.query_one("#wv-earlier", Button).label)
+            await pilot.press("left_square_bracket")
+            await wait_for(pilot, lambda: view.first_sequence == 1)
+            assert len(view.entries) == 520
+            assert not screen.query_one("#wv-earlier").display
+            assert entry_texts(screen)[0] == "message 0"
+    finally:
+        await runtime.close()
+        await store.close()
+
+
+# ---------------------------------------------------------------------------
+# Snapshots
+# ---------------------------------------------------------------------------
+
+
+async def seed(path: Path) -> WorkerRef:
+    """A worker with two answered inputs, a cancelled one, and a long line; then stopped."""
+    store, runtime = await hosted(path, step=timedelta(milliseconds=1500))
+    try:
+        worker = await runtime.create_worker(
+            WorkerSpec(
+                intent=TaskIntent(objective="Summarise the nightly build logs"),
+                profile="default",
+                capabilities=[Capability(name="shell", reason="run the test suite")],
+                workspace_refs=[NamedRef(name="src", reference="/srv/src")],
+                mount_refs=[NamedRef(name="cache", reference="/var/cache/agent")],
+            )
+        )
+        ref = worker.ref
+        for text in ["What failed last night?", MARKUP + "\n" + "long " * 30]:
+            await runtime.send_input(ref, text)
+            await run_settled(runtime, ref)
+        await runtime.send_input(ref, "Queued, then stopped")
+        await runtime.stop_worker(ref, "operator went home")
+        await run_settled(runtime, ref)
+        return ref
+    finally:
+        await runtime.close()
+        await store.close()
+
+
+@pytest.fixture
+def seeded(tmp_path: Path) -> tuple[Path, WorkerRef]:
+    path = tmp_path / "seeded.db"
+    ref = asyncio.run(seed(path))
+    return path, ref
+
+
+def test_snapshot_worker_view(
+    snap_compare: Callable[..., bool], seeded: tuple[Path, WorkerRef]
+) -> None:
+    path, ref = seeded
+    app = StoreHost(
+        path, lambda store: WorkerScreen(store, ref, readonly_reason="opened with --read-only")
+    )
+
+    async def loaded(pilot: Pilot[Any]) -> None:
+        await wait_for(pilot, lambda: isinstance(app.screen, WorkerScreen) and app.screen.loaded)
+        screen = app.screen
+        assert isinstance(screen, WorkerScreen)
+        assert [run.status for run in screen.runs] == [
+            RunStatus.CANCELLED,
+            RunStatus.COMPLETED,
+            RunStatus.COMPLETED,
+        ]
+        await pilot.pause(0.1)
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=loaded)
+
+
+def test_snapshot_create_form_with_error(snap_compare: Callable[..., bool]) -> None:
+    app = Host(creator([]))
+
+    async def invalid(pilot: Pilot[Any]) -> None:
+        await choose(pilot, "#cw-intent", "task")
+        pilot.app.screen.query_one("#cw-capabilities", Input).value = "shell, web: docs"
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=invalid)
+
+
+def test_snapshot_confirm(snap_compare: Callable[..., bool]) -> None:
+    assert snap_compare(Host(confirm), terminal_size=(80, 24))
+
+
+def test_snapshot_help(snap_compare: Callable[..., bool]) -> None:
+    assert snap_compare(Host(HelpScreen), terminal_size=(80, 24))
+
+
+def diagnostic(
+    n: int, severity: Severity, code: str, message: str, worker: str | None
+) -> Diagnostic:
+    return Diagnostic(
+        id=n,
+        runtime_id="local",
+        severity=severity,
+        code=code,
+        message=message,
+        worker_id=worker,
+        event_id=UUID(int=n),
+        at=T0 + timedelta(seconds=n * 7),
+    )
+
+
+def test_snapshot_diagnostics(snap_compare: Callable[..., bool]) -> None:
+    rows = [
+        diagnostic(4, Severity.ERROR, "worker.restart.failed",
+                   "gave up after 5 restarts: exit 127 [b]not found[/b]", "w-3"),
+        diagnostic(3, Severity.WARNING, "profile.reload", "agentdeck.toml: unknown key 'tiemout'", None),
+        diagnostic(2, Severity.INFO, "worker.tools_less",
+                   "worker created without requested tool capabilities", "w-2"),
+        diagnostic(1, Severity.INFO, "runtime.local_default_resources",
+                   "worker created without a config bundle; runtime-local defaults are assumed", "w-1"),
+    ]  # fmt: skip
+
+    async def load() -> list[Diagnostic]:
+        return rows
+
+    app = Host(lambda: DiagnosticsScreen("local", load))
+
+    async def loaded(pilot: Pilot[Any]) -> None:
+        screen = pilot.app.screen
+        assert isinstance(screen, DiagnosticsScreen)
+        await wait_for(pilot, lambda: screen.loaded)
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=loaded)
