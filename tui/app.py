@@ -437,9 +437,7 @@ class AgentDeckApp(App[int]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         # The event-log keys mean nothing over the worker view or a dialog: hide them there.
-        if action in _MAIN_SCREEN_ONLY and not self._main_visible():
-            return False
-        return True
+        return action not in _MAIN_SCREEN_ONLY or self._main_visible()
 
     def action_filter(self) -> None:
         self.query_one(FilterBar).focus_input()
