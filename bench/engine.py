@@ -199,6 +199,11 @@ def _spread(total: int, parts: int) -> list[int]:
     return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
 
 
+async def _until(condition: Callable[[], bool], step_s: float = 0.01) -> None:
+    while not condition():
+        await asyncio.sleep(step_s)
+
+
 async def _cleanup_gc() -> None:
     gc.collect()
     await asyncio.sleep(0)
@@ -260,12 +265,19 @@ async def engine_demo(
         for ref in refs:
             watcher.per_worker[ref.worker_id] = asyncio.Semaphore(OUTSTANDING_PER_DEMO_WORKER)
 
+        sent = 0
+        stopping = False
+
         async def feeder(ref: Any) -> None:
+            nonlocal sent
             sem = watcher.per_worker[ref.worker_id]
             k = 0
             while True:
                 await sem.acquire()
+                if stopping:
+                    return
                 k += 1
+                sent += 1
                 await runtime.send_input(ref, f"demo task {k} for {ref.worker_id}")
 
         feeders = [asyncio.create_task(feeder(ref)) for ref in refs]
@@ -275,9 +287,15 @@ async def engine_demo(
         watch.start()
         await asyncio.sleep(seconds)
         span = watch.stop(runs=watcher.finished - finished0)
-        for task in feeders:
-            task.cancel()
-        await asyncio.gather(*feeders, return_exceptions=True)
+        # Wind down gently: no feeder is cancelled mid-send_input (that cancels the
+        # store's future and strands a committed run), and every worker is idle
+        # before close() (closing busy workers can hang: see the notes).
+        stopping = True
+        for sem in watcher.per_worker.values():
+            sem.release()
+        await asyncio.gather(*feeders)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(_until(lambda: watcher.finished >= sent), 60)
         await watcher.close()
         return span
     finally:

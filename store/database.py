@@ -114,8 +114,30 @@ def _check_header(path: Path) -> bool:
     return False
 
 
+def _refuse_from_header(path: Path) -> None:
+    """Refuse a foreign or newer file from its raw header, before SQLite opens it.
+
+    Fix (tests/store/test_open_errors.py): even a read-only SQLite connection to a
+    WAL-mode file creates `-wal` and `-shm` beside it, so refusing a newer agentdeck's
+    (or another program's) database only after connecting left new files behind.
+    The header is authoritative only while no WAL content can supersede it.
+    """
+    wal = path.with_name(path.name + "-wal")
+    if wal.exists() and wal.stat().st_size > 0:
+        return  # the WAL may hold a newer page 1: let SQLite read it
+    with path.open("rb") as fh:
+        header = fh.read(100)
+    version = int.from_bytes(header[60:64], "big", signed=True)
+    app_id = int.from_bytes(header[68:72], "big", signed=True)
+    if app_id == APPLICATION_ID and version > LATEST_VERSION:
+        raise NewerSchema(path, version, LATEST_VERSION)
+    if app_id != APPLICATION_ID and (app_id != 0 or version != 0):
+        raise ForeignDatabase(path)
+
+
 def _inspect(path: Path, options: OpenOptions) -> int:
     """Schema version of an existing file, read without writing; raise if unusable."""
+    _refuse_from_header(path)
     try:
         conn = _connect(path, "ro", options)
     except sqlite3.Error as exc:

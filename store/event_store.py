@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from store.database import OpenOptions, prepare
-from store.errors import ReadOnlyDatabase
+from store.errors import ReadOnlyDatabase, StoreClosed
 from store.feed import DEFAULT_QUEUE, ChangeWatcher, Feed, Subscription
 from store.filters import Filter
 from store.models import Event, NewEvent
@@ -102,6 +102,9 @@ class EventStore(Reader):
 
     def _require_writer(self) -> Writer:
         if self._writer is None:
+            if not self.read_only:
+                # Fix: after close() this said "opened read-only", which it was not.
+                raise StoreClosed()
             raise ReadOnlyDatabase(self.path, "it was opened read-only, as an observer")
         return self._writer
 

@@ -208,7 +208,14 @@ class Writer:
         try:
             try:
                 outcomes = self._apply(conn, batch, isolate=False)
-            except sqlite3.IntegrityError:
+            except Exception as exc:
+                # Fix (tests/store/test_writer.py::test_unstorable_append_fails_alone): not
+                # only a constraint but any append the projection cannot fold (a payload
+                # without a key its kind needs) is found by replaying append by append, so
+                # it fails alone; before, the exception escaped and killed the writer task,
+                # leaving every caller awaiting forever.
+                if isinstance(exc, sqlite3.Error) and not isinstance(exc, sqlite3.IntegrityError):
+                    raise
                 conn.execute("ROLLBACK")
                 conn.execute("BEGIN IMMEDIATE")
                 outcomes = self._apply(conn, batch, isolate=True)
@@ -238,13 +245,21 @@ class Writer:
                     _Outcome(error=SequenceConflict(item.runtime_id, item.expected_seq, current))
                 )
                 continue
-            rows = _rows(item, next_position, current)
+            try:
+                rows = _rows(item, next_position, current)
+            except (TypeError, ValueError) as exc:
+                # Fix: a payload JSON cannot encode (a datetime, a set) is this append's
+                # error, not an exception that kills the writer task.
+                outcomes.append(_Outcome(error=AppendRejected(f"append rejected: {exc}")))
+                continue
             if isolate:
                 conn.execute("SAVEPOINT one_append")
                 try:
                     conn.executemany(INSERT_EVENT, [r.column_values() for r in rows])
                     project(conn, rows)
-                except sqlite3.IntegrityError as exc:
+                except Exception as exc:
+                    if isinstance(exc, sqlite3.Error) and not isinstance(exc, sqlite3.IntegrityError):
+                        raise
                     conn.execute("ROLLBACK TO one_append")
                     conn.execute("RELEASE one_append")
                     outcomes.append(_Outcome(error=_rejection(exc, rows)))
@@ -313,10 +328,13 @@ def _rows(item: _Append, first_position: int, last_seq: int) -> list[Row]:
     return rows
 
 
-def _rejection(exc: sqlite3.IntegrityError, rows: list[Row]) -> StoreError:
-    if "events.event_id" in str(exc):
+def _rejection(exc: Exception, rows: list[Row]) -> StoreError:
+    if isinstance(exc, sqlite3.IntegrityError) and "events.event_id" in str(exc):
         seen = {r.event_id for r in rows}
         return DuplicateEvent(next(iter(seen)) if len(seen) == 1 else ", ".join(sorted(seen)))
+    if not isinstance(exc, sqlite3.Error):
+        kinds = ", ".join(sorted({r.kind for r in rows}))
+        return AppendRejected(f"append rejected: the projection cannot fold its {kinds} event(s) ({exc!r})")
     return AppendRejected(f"append rejected by the store: {exc}")
 
 

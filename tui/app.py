@@ -78,8 +78,10 @@ class AgentDeckApp(App[int]):
         *,
         settings_file: Path | None = None,
         now: Callable[[], datetime] | None = None,
+        db_label: str | None = None,
     ) -> None:
         super().__init__()
+        self._db_label = db_label
         self._open_backend = open_backend
         self._settings_file = settings_file
         self._now = now or (lambda: datetime.now(UTC))
@@ -148,7 +150,7 @@ class AgentDeckApp(App[int]):
         self.workers_table.focus()
 
     def _subtitle(self, backend: Backend) -> str:
-        where = clean(str(backend.db_path), newlines=False)
+        where = self._db_label or clean(str(backend.db_path), newlines=False)
         if backend.runtime is not None:
             return f"{where} — hosting {backend.runtime.runtime_id}"
         return f"{where} — watching (read-only)"
@@ -247,7 +249,11 @@ class AgentDeckApp(App[int]):
         counts = {r.runtime_id: await store.workers_by_status(r.runtime_id) for r in runtimes}
         hosts = await store.hosts()
         hosted = self.backend.runtime.runtime_id if self.backend.runtime else None
-        self.runtimes_pane.update(runtimes, counts, hosts, hosted, self._now())
+        pane = self.runtimes_pane
+        first = pane.row_count == 0
+        pane.update(runtimes, counts, hosts, hosted, self._now())
+        if first and self.selected_runtime is not None:
+            pane.select_runtime(self.selected_runtime)  # start on the runtime hosted here
 
     @work(group="refresh-workers")
     async def _refresh_workers(self, runtime_id: str, worker_ids: set[str]) -> None:
@@ -268,8 +274,9 @@ class AgentDeckApp(App[int]):
     async def _show_runtime(self, runtime_id: str) -> None:
         if self.backend is None:
             return
-        self.selected_runtime = runtime_id
         records = await self.backend.store.workers(runtime_id)
+        if runtime_id != self.selected_runtime:
+            return  # the operator moved on while this was read
         table = self.workers_table
         table.show(runtime_id, records)
         reason = self.backend.readonly_reason(runtime_id)
@@ -280,6 +287,7 @@ class AgentDeckApp(App[int]):
     @on(RuntimesPane.RuntimeSelected)
     def _runtime_selected(self, message: RuntimesPane.RuntimeSelected) -> None:
         if message.runtime_id != self.selected_runtime:
+            self.selected_runtime = message.runtime_id
             self._show_runtime(message.runtime_id)
 
     @on(WorkersTable.WorkerHighlighted)

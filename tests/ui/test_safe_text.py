@@ -8,7 +8,6 @@ import unicodedata
 
 from hypothesis import given
 from hypothesis import strategies as st
-from rich.cells import cell_len
 from rich.console import Console
 from rich.style import Style
 from rich.text import Text

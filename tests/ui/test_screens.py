@@ -21,6 +21,7 @@ from textual.widgets import Button, DataTable, Input, Select, Static, TextArea
 
 from engine.clock import CountingIds, SteppingClock
 from engine.runtime import Runtime
+from store.database import OpenOptions
 from store.event_store import EventStore
 from store.models import (
     Capability,
@@ -105,7 +106,10 @@ async def run_settled(runtime: Runtime, ref: WorkerRef) -> None:
 async def hosted(
     path: Path, step: timedelta = timedelta(milliseconds=10)
 ) -> tuple[EventStore, Runtime]:
-    store = await EventStore.open(path, watch=False, index=False)
+    # synchronous=OFF: these tests need no durability, and fsyncs would dominate.
+    store = await EventStore.open(
+        path, watch=False, index=False, options=OpenOptions(synchronous="OFF")
+    )
     runtime = await Runtime.host(
         store, "local", clock=SteppingClock(step=step), ids=CountingIds(), heartbeat_s=3600
     )
@@ -530,6 +534,24 @@ async def test_worker_view_pages_back(tmp_path: Path) -> None:
             assert len(view.entries) == 520
             assert not screen.query_one("#wv-earlier").display
             assert entry_texts(screen)[0] == "message 0"
+            await pilot.pause(0.1)
+            assert view.scroll_y > 0  # still where the operator was, the older entries above
+    finally:
+        await runtime.close()
+        await store.close()
+
+
+async def test_worker_view_of_a_missing_worker_says_so(tmp_path: Path) -> None:
+    store, runtime = await hosted(tmp_path / "m.db")
+    try:
+        ref = WorkerRef(runtime_id="local", worker_id="w-9")
+        app = Host(lambda: WorkerScreen(store, ref))
+        async with app.run_test() as pilot:
+            screen = app.screen
+            assert isinstance(screen, WorkerScreen)
+            await wait_for(pilot, lambda: screen.loaded)
+            await pilot.pause()
+            assert "worker local/w-9 is not in the store" in screen_text(app)
     finally:
         await runtime.close()
         await store.close()

@@ -276,6 +276,7 @@ class TranscriptView(VerticalScroll):
         button.label = Content(f"▲ {earlier} earlier entries: press [ to load ▲")
         button.display = earlier > 0
         self.query_one("#wv-transcript-empty").display = not self._chunks
+        self.screen.refresh_bindings()  # `[` is dimmed in the footer when nothing is earlier
 
     def _chunk_text(self, items: Iterable[TranscriptEntry]) -> Text:
         return Text("\n\n", end="").join(entry_text(entry) for entry in items)
@@ -340,8 +341,8 @@ class TranscriptView(VerticalScroll):
         self._keep = max(self._keep, len(self.entries))
         self._update_markers()
         if anchor is not None:
-            # Keep what the operator was reading in view; the new entries are above it.
-            self.call_after_refresh(self.scroll_to_widget, new[-1][0], top=True, animate=False)
+            # Keep the entry that was first in view; the older ones are above it.
+            self.call_after_refresh(self.scroll_to_widget, anchor, top=True, animate=False)
 
     async def _trim(self) -> None:
         count = sum(len(part) for _, part in self._chunks)
@@ -454,6 +455,7 @@ class WorkerScreen(Screen[None]):
         self._apply(record, runs)
         await self.transcript.set_entries(page.items, start + 1)
         self.loaded = True
+        self.refresh_bindings()
 
     async def _refresh_live(self) -> None:
         record = await self.store.worker(self.ref.runtime_id, self.ref.worker_id)
@@ -534,6 +536,11 @@ class WorkerScreen(Screen[None]):
 
     def action_back(self) -> None:
         self.dismiss(None)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "load_earlier":
+            return True if self.loaded and self.transcript.earlier > 0 else None
+        return True
 
     def action_zoom(self) -> None:
         """Give the focused pane the whole screen, or give it back (esc also does)."""

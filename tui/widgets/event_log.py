@@ -24,10 +24,10 @@ import asyncio
 import contextlib
 import csv
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
-from typing import IO, Any, ClassVar, Literal, Protocol
+from typing import IO, Any, ClassVar, Literal, Protocol, cast
 
 from rich.style import Style
 from rich.text import Text
@@ -39,7 +39,8 @@ from textual.message import Message
 from textual.reactive import var
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
-from textual.worker import Worker
+from textual.timer import Timer
+from textual.worker import Worker, WorkerState
 
 from store.errors import StoreError
 from store.feed import Subscription
@@ -64,8 +65,17 @@ HIDDEN_RECHECK_SECONDS = 0.25
 LEVEL_LABELS = {Severity.INFO: "INF", Severity.WARNING: "WRN", Severity.ERROR: "ERR"}
 EXPORT_FORMATS = ("jsonl", "csv")
 CSV_COLUMNS = (
-    "position", "at", "runtime_id", "seq", "level", "kind",
-    "worker_id", "run_id", "run_seq", "message", "payload",
+    "position",
+    "at",
+    "runtime_id",
+    "seq",
+    "level",
+    "kind",
+    "worker_id",
+    "run_id",
+    "run_seq",
+    "message",
+    "payload",
 )
 
 ExportFormat = Literal["jsonl", "csv"]
@@ -195,9 +205,9 @@ class EventLog(ScrollView, can_focus=True):
         self._held_overflow = False
         self._paused_count = 0
         self._notice: str | None = None
-        self._notice_timer: Any = None
+        self._notice_timer: Timer | None = None
         self._line_cache: LRUCache[tuple[int, int, int], Strip] = LRUCache(1024)
-        self._component_styles: dict[str, Style] = {}
+        self._span_styles: dict[str, Style] = {}
         self._loader: Worker[None] | None = None
         self._pager: Worker[None] | None = None
         self._adjusting = False
@@ -259,7 +269,10 @@ class EventLog(ScrollView, can_focus=True):
         if self._notice:
             parts.append(self._notice)
         if self.paused:
-            parts.append(f"paused — {self._paused_count:,} new")
+            more = "+" if self._held_overflow else ""
+            parts.append(f"paused — {self._paused_count:,}{more} new")
+        elif self._loader is not None and not self._loader.is_finished:
+            parts.append("loading…")
         elif not self._attached and self._loaded:
             parts.append("history — G for newest")
         else:
@@ -287,8 +300,10 @@ class EventLog(ScrollView, can_focus=True):
         self._begin_load()
         if notice:
             self._show_notice(notice)
-        self._loader = self._load_newest(self._generation)
-        return self._loader
+        # `@work` with options loses the result type (Worker[Never]); it is None.
+        worker = cast("Worker[None]", self._load_newest(self._generation))
+        self._loader = worker
+        return worker
 
     def apply_batch(self, batch: Sequence[Item]) -> None:
         """Apply one drained batch of live items (events in position order, lag notices)."""
@@ -450,7 +465,8 @@ class EventLog(ScrollView, can_focus=True):
             self._cursor = len(events) - 1
         else:
             self._cursor = 0
-        self.scroll_to(y=0, animate=False, force=True)
+        with self._programmatic_scroll():
+            self.scroll_to(y=0, animate=False, force=True)
 
     # -- live ---------------------------------------------------------------
 
@@ -491,7 +507,13 @@ class EventLog(ScrollView, can_focus=True):
             self.set_timer(HIDDEN_RECHECK_SECONDS, self._drain)
             return
         drained = self._buffer.drain()
-        if drained.dropped:
+        if drained.dropped and self.paused:
+            # Too much to hold: count it, and re-read from the store on resume.
+            self._paused_count += drained.dropped + len(drained.items)
+            self._held.clear()
+            self._held_overflow = True
+            self._update_titles()
+        elif drained.dropped:
             self.reload(notice=LAG_NOTICE)
         elif drained.items:
             self._apply(drained.items, prefiltered=True)
@@ -555,21 +577,30 @@ class EventLog(ScrollView, can_focus=True):
     def _after_window_change(self, *, to_end: bool = False, shift: int = 0) -> None:
         """Resize the scroll area to the window, then keep the view on the same rows (or the end)."""
         self.virtual_size = Size(0, len(self._events))
-        # `force`: the scrollbar only appears at the next layout, and without
-        # it Textual would refuse to scroll now. `_adjusting`: these scrolls
-        # keep the view on the same rows; they must not page anything in.
-        self._adjusting = True
-        try:
+        with self._programmatic_scroll():
             if to_end:
-                self.scroll_end(animate=False, immediate=True, x_axis=False, force=True)
+                self._scroll_to_end()
             elif shift:
                 y = max(0, round(self.scroll_y) + shift)
                 self.scroll_to(y=y, animate=False, force=True)
-        finally:
-            self._adjusting = False
         self._update_titles()
         self._post_selection()
         self.refresh()
+
+    @contextlib.contextmanager
+    def _programmatic_scroll(self) -> Iterator[None]:
+        """Scrolls made to keep the view on the same rows: they page nothing in, stop no follow."""
+        self._adjusting = True
+        try:
+            yield
+        finally:
+            self._adjusting = False
+
+    def _scroll_to_end(self) -> None:
+        # `force`: the scrollbar only appears at the next layout, and without
+        # it Textual would refuse to scroll now.
+        with self._programmatic_scroll():
+            self.scroll_end(animate=False, immediate=True, x_axis=False, force=True)
 
     def _can_show(self) -> bool:
         """Whether the pane is on the active screen (not hidden, not under a modal)."""
@@ -590,7 +621,7 @@ class EventLog(ScrollView, can_focus=True):
             title.append(" · filter: ")
             title.append_text(one_line(self._filter.text, 60))
         self.border_title = title
-        self.border_subtitle = Text(self.status_text)
+        self.border_subtitle = one_line(self.status_text)
         self.set_class(self.paused, "-paused")
 
     def _show_notice(self, notice: str) -> None:
@@ -644,7 +675,12 @@ class EventLog(ScrollView, can_focus=True):
 
     def watch_scroll_y(self, old_value: float, new_value: float) -> None:
         super().watch_scroll_y(old_value, new_value)
-        if not self._adjusting and (round(new_value) < round(old_value) or not self._attached):
+        if self._adjusting:
+            return
+        back = round(new_value) < round(old_value)
+        if back and self.follow:
+            self.follow = False  # the operator scrolled back to read: stay there
+        if back or not self._attached:
             self._maybe_page()
 
     def watch_follow(self, follow: bool) -> None:
@@ -668,7 +704,7 @@ class EventLog(ScrollView, can_focus=True):
             self.reload()
         elif self._events:
             self._cursor = len(self._events) - 1
-            self.scroll_end(animate=False, immediate=True, x_axis=False, force=True)
+            self._scroll_to_end()
             self.refresh()
             self._post_selection()
 
@@ -713,6 +749,11 @@ class EventLog(ScrollView, can_focus=True):
 
     # -- events -------------------------------------------------------------
 
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        # Workers here do not take the app down on an unexpected error; they say so.
+        if event.state == WorkerState.ERROR and event.worker.group.startswith("event-log"):
+            self._show_notice(f"event log error: {event.worker.error}")
+
     def on_mount(self) -> None:
         self._update_titles()
         if self._store is not None and not self._loaded:
@@ -725,9 +766,10 @@ class EventLog(ScrollView, can_focus=True):
     def on_resize(self, event: events.Resize) -> None:
         self._line_cache.clear()
         if self.follow:
-            self.scroll_end(animate=False, immediate=True, x_axis=False, force=True)
+            self._scroll_to_end()
         else:
-            self._scroll_cursor_into_view()
+            with self._programmatic_scroll():
+                self._scroll_cursor_into_view()
 
     def on_focus(self) -> None:
         self.refresh()
@@ -743,22 +785,33 @@ class EventLog(ScrollView, can_focus=True):
         if 0 <= index < len(self._events):
             self._move_cursor(index)
 
-    def on_mouse_scroll_up(self, event: events.MouseScrollUp) -> None:
-        if self.follow:
-            self.follow = False  # scrolling back means "let me read"
-
     def notify_style_update(self) -> None:
         super().notify_style_update()
         self._line_cache.clear()
-        self._component_styles.clear()
+        self._span_styles.clear()
 
     # -- rendering ----------------------------------------------------------
 
     def _style(self, name: str) -> Style:
-        style = self._component_styles.get(name)
+        """A component's colour and text style, without its background.
+
+        The full style is what blends translucent theme colours (`$foreground
+        60%`) against the pane; its background is dropped so a span never
+        paints over the cursor row's.
+        """
+        style = self._span_styles.get(name)
         if style is None:
-            style = self.get_component_rich_style(f"event-log--{name}", partial=True)
-            self._component_styles[name] = style
+            full = self.get_component_rich_style(f"event-log--{name}")
+            style = Style(
+                color=full.color,
+                bold=full.bold,
+                dim=full.dim,
+                italic=full.italic,
+                underline=full.underline,
+                reverse=full.reverse,
+                strike=full.strike,
+            )
+            self._span_styles[name] = style
         return style
 
     def render_line(self, y: int) -> Strip:
@@ -767,7 +820,9 @@ class EventLog(ScrollView, can_focus=True):
         base = self.rich_style
         if index >= len(self._events) or index < 0:
             if index == 0 and self._loaded:
-                empty = "No events match the filter." if not self._filter.is_empty else "No events yet."
+                empty = (
+                    "No events match the filter." if not self._filter.is_empty else "No events yet."
+                )
                 line = Text(empty, style=self._style("empty"), end="")
                 return Strip(line.render(self.app.console)).adjust_cell_length(width, base)
             return Strip.blank(width, base)
@@ -790,7 +845,7 @@ class EventLog(ScrollView, can_focus=True):
 
     def _render_event(self, event: Event, width: int, cursor: int, base: Style) -> Strip:
         if cursor:
-            base = base + self._style("cursor")
+            base = base + self.get_component_rich_style("event-log--cursor")
         where_w, kind_w, who_w = self._columns(width)
         at = event.at.astimezone(self._tz)
         level = event.level
@@ -841,9 +896,7 @@ def _csv_row(event: Event) -> list[Any]:
 
 def _write_page(handle: IO[str], fmt: ExportFormat, events: list[Event]) -> None:
     if fmt == "jsonl":
-        handle.writelines(
-            json.dumps(e.to_json_dict(), ensure_ascii=False) + "\n" for e in events
-        )
+        handle.writelines(json.dumps(e.to_json_dict(), ensure_ascii=False) + "\n" for e in events)
     else:
         csv.writer(handle).writerows(_csv_row(e) for e in events)
 

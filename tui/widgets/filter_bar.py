@@ -42,7 +42,7 @@ PRESETS: tuple[Preset, ...] = (
     Preset("", "All events (clear the filter)"),
 )
 
-PLACEHOLDER = "kind:run.* worker:w-3 level:error after:-10m words \"a phrase\" -term"
+PLACEHOLDER = 'kind:run.* worker:w-3 level:error after:-10m words "a phrase" -term'
 
 
 class FilterBar(Widget):

@@ -13,6 +13,8 @@ from textual.widgets import DataTable
 from store.models import HostLease, RuntimeRecord, RuntimeStatus, WorkerStatus
 
 STALE_AFTER = timedelta(seconds=10)
+RUNNING = Style(color="green")
+STOPPED = Style(color="yellow")
 
 
 def host_text(lease: HostLease | None, here: bool, now: datetime) -> Text:
@@ -42,9 +44,8 @@ class RuntimesPane(DataTable[Text | str]):
         self._rows: dict[str, tuple[Text | str, ...]] = {}
 
     def on_mount(self) -> None:
-        self.add_column("runtime", key="runtime", width=10)
-        self.add_column("status", key="status", width=9)
-        self.add_column("host", key="host", width=13)
+        self.add_column("runtime", key="runtime", width=12)
+        self.add_column("host", key="host", width=14)
         self.add_column("workers", key="workers", width=9)
 
     @property
@@ -66,12 +67,13 @@ class RuntimesPane(DataTable[Text | str]):
             rid = record.runtime_id
             c = counts.get(rid, {})
             stopped = record.status is RuntimeStatus.STOPPED
+            name = Text("■ " if stopped else "● ", style=STOPPED if stopped else RUNNING)
+            name.append(rid)
             row: tuple[Text | str, ...] = (
-                rid,
-                Text("■ stopped", style=Style(color="yellow"))
-                if stopped
-                else Text("● running", style=Style(color="green")),
-                host_text(hosts.get(rid), rid == hosted_here, now),
+                name,
+                host_text(hosts.get(rid), rid == hosted_here, now)
+                if not stopped
+                else Text("stopped", style=STOPPED),
                 f"{c.get(WorkerStatus.RUNNING, 0)}● {c.get(WorkerStatus.STOPPED, 0)}■ {c.get(WorkerStatus.CANCELLED, 0)}✕",
             )
             old = self._rows.get(rid)

@@ -37,17 +37,17 @@ ROLE_STYLE = {
 def entry_lines(entry: TranscriptEntry) -> list[Text]:
     head = Text()
     head.append(entry.at.strftime("%H:%M:%S "), style=Style(dim=True))
-    head.append(f"{entry.role.value:<9}", style=ROLE_STYLE[entry.role])
+    head.append(f"{entry.role.value:<10}", style=ROLE_STYLE[entry.role])
     head.append(f"#{entry.sequence}", style=Style(dim=True))
     if entry.run_id:
-        head.append(f"  {entry.run_id}", style=Style(dim=True))
+        head.append(f" {entry.run_id}", style=Style(dim=True))
     body = multi_line(entry.content).split("\n", allow_blank=True)
     return [head, *(Text("  ") + line for line in body)]
 
 
 class TranscriptView(ScrollView, can_focus=True):
     DEFAULT_CSS = """
-    TranscriptView { height: 1fr; }
+    TranscriptView { height: 1fr; overflow-x: hidden; }
     """
     BINDINGS = [
         Binding("up,k", "scroll_up", "Up", show=False),
@@ -146,7 +146,8 @@ class TranscriptView(ScrollView, can_focus=True):
         self.virtual_size = Size(self.size.width, len(self._lines))
         self.refresh()
         if follow:
-            self.scroll_end(animate=False, immediate=True)
+            # After the new virtual size is laid out, or the end is the old end.
+            self.call_after_refresh(self.scroll_end, animate=False, immediate=True)
 
     def watch_scroll_y(self, old: float, new: float) -> None:
         super().watch_scroll_y(old, new)
@@ -174,7 +175,8 @@ class TranscriptView(ScrollView, can_focus=True):
             if text.cell_len > width:
                 text.truncate(max(width, 1), overflow="ellipsis")
             segments = [Segment(s.text, s.style) for s in text.render(self.app.console, end="")]
-            strip = Strip(segments).crop_extend(0, width, self.rich_style)
+            # The pane's own style goes under every segment, so text keeps the background.
+            strip = Strip(segments).crop_extend(0, width, None).apply_style(self.rich_style)
         self._cache[key] = strip
         if len(self._cache) > 500:
             self._cache.popitem(last=False)

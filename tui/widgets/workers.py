@@ -17,12 +17,13 @@ from store.models import WorkerRecord, WorkerSpec
 from tui.safe_text import one_line
 from tui.widgets.labels import clock_time, run_status, worker_status
 
+# Most telling first: on a narrow screen the table scrolls sideways for the rest.
 COLUMNS = (
-    ("id", "id", 5),
+    ("id", "id", 4),
     ("status", "status", 11),
-    ("intent", "intent", 28),
+    ("run", "run", 13),
+    ("intent", "intent", 26),
     ("profile", "profile", 13),
-    ("run", "run", 14),
     ("queue", "queue", 5),
     ("transcript", "msgs", 5),
     ("activity", "last", 8),
@@ -42,9 +43,9 @@ def _cells(record: WorkerRecord) -> dict[str, Text | str]:
     return {
         "id": record.worker_id,
         "status": worker_status(record.status),
-        "intent": one_line(intent_text(record.spec), 28),
-        "profile": one_line(record.spec.profile, 13),
         "run": run_status(record.current_run_status, record.current_run_id),
+        "intent": one_line(intent_text(record.spec), 26),
+        "profile": one_line(record.spec.profile, 13),
         "queue": str(record.queued),
         "transcript": str(record.transcript_len),
         "activity": clock_time(record.updated_at),

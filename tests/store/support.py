@@ -1,0 +1,131 @@
+"""Helpers shared by the store tests and tests/test_cli_store.py (no fixtures here)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from uuid6 import uuid7
+
+from store.event_store import EventStore
+from store.feed import Subscription
+from store.models import Event, Lag, NewEvent
+
+T = TypeVar("T")
+
+REPO = Path(__file__).resolve().parents[2]
+PROGRAMS = Path(__file__).parent / "programs"
+AGENTDECK = Path(sys.executable).parent / "agentdeck"
+
+
+def new_event(kind: str = "test.event", **fields: Any) -> NewEvent:
+    """A NewEvent with a fresh UUIDv7 and the current time unless given."""
+    fields.setdefault("event_id", uuid7())
+    fields.setdefault("at", datetime.now(UTC))
+    return NewEvent(kind=kind, **fields)
+
+
+def program(name: str, *args: object) -> list[str]:
+    """The argv that runs tests/store/programs/NAME with this interpreter."""
+    return [sys.executable, str(PROGRAMS / name), *(str(a) for a in args)]
+
+
+def child_env() -> dict[str, str]:
+    """The environment for child programs: the repository importable, output unbuffered."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def spawn(name: str, *args: object, **popen: Any) -> subprocess.Popen[str]:
+    popen.setdefault("stdin", subprocess.PIPE)
+    popen.setdefault("stdout", subprocess.PIPE)
+    popen.setdefault("stderr", subprocess.PIPE)
+    return subprocess.Popen(program(name, *args), env=child_env(), text=True, **popen)
+
+
+def wait_for_line(proc: subprocess.Popen[str], expected: str, timeout: float = 15.0) -> str:
+    """Read the child's stdout until a line starting with `expected` (blocking, bounded)."""
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout
+    seen: list[str] = []
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        if line.startswith(expected):
+            return line.strip()
+        seen.append(line)
+    stderr = proc.stderr.read() if proc.stderr and proc.poll() is not None else ""
+    raise AssertionError(f"child never printed {expected!r}; stdout {seen!r}; stderr {stderr!r}")
+
+
+async def eventually(
+    check: Callable[[], Awaitable[T | None] | T | None], timeout: float = 10.0, what: str = ""
+) -> T:
+    """Poll `check` until it returns something truthy, and return it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if asyncio.iscoroutine(value) or isinstance(value, asyncio.Future):
+            value = await value
+        if value:
+            return value  # type: ignore[return-value]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or check}")
+        await asyncio.sleep(0.02)
+
+
+async def collect(
+    sub: Subscription, count: int, timeout: float = 10.0
+) -> tuple[list[Event], list[Lag]]:
+    """Take items from `sub` until `count` events have arrived (lag notices kept apart)."""
+    events: list[Event] = []
+    lags: list[Lag] = []
+
+    async def run() -> None:
+        while len(events) < count:
+            for item in await sub.next_batch():
+                if isinstance(item, Lag):
+                    lags.append(item)
+                else:
+                    events.append(item)
+
+    try:
+        await asyncio.wait_for(run(), timeout)
+    except TimeoutError:
+        raise AssertionError(
+            f"subscription delivered {len(events)} of {count} events in {timeout}s "
+            f"(last position {events[-1].position if events else None}, lags {lags})"
+        ) from None
+    return events, lags
+
+
+async def read_all(store: EventStore) -> list[Event]:
+    """The whole log through the store's own bounded reads."""
+    out: list[Event] = []
+    position = 0
+    while True:
+        batch = await store.read_after(position, store.max_batch)
+        out.extend(batch.events)
+        position = batch.cursor.position
+        if not batch.has_more:
+            return out
+
+
+def sidecars(path: Path) -> dict[str, bool]:
+    """Which of the database's -wal and -shm files exist."""
+    return {s: path.with_name(path.name + s).exists() for s in ("-wal", "-shm")}
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file in `folder` with its bytes: 'unchanged' means this compares equal."""
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
