@@ -707,7 +707,11 @@ class Runtime:
                 try:
                     await asyncio.shield(run.task)
                 except asyncio.CancelledError:
-                    if run.task.done():
+                    # A done run task alone does not mean the run was what got cancelled:
+                    # if this loop was cancelled (close) in the step in which the run
+                    # ended, swallowing that left the loop waiting forever and close hung.
+                    this = asyncio.current_task()
+                    if run.task.done() and not (this is not None and this.cancelling()):
                         pass  # the run was cancelled, not this loop
                     else:
                         run.task.cancel()

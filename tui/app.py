@@ -21,6 +21,7 @@ from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
+from textual.widget import Widget
 from textual.widgets import DataTable, Footer, Header
 
 from engine.errors import EngineError
@@ -93,6 +94,7 @@ class AgentDeckApp(App[int]):
         self._stale_workers: set[tuple[str, str]] = set()
         self._stale_runtimes = False
         self.selected_runtime: str | None = None
+        self._panes: dict[str, Widget] = {}
         theme = load_settings(settings_file).get("theme")
         if isinstance(theme, str) and theme in self.available_themes:
             self.theme = theme
@@ -110,26 +112,34 @@ class AgentDeckApp(App[int]):
             yield EventLog(id="events")
         yield Footer()
 
+    # The panes live on the default screen; `App.query_one` searches the *active*
+    # screen, which is a dialog or the worker view half the time, so keep them.
     @property
     def workers_table(self) -> WorkersTable:
-        return self.query_one(WorkersTable)
+        return self._panes["workers"]  # type: ignore[return-value]
 
     @property
     def runtimes_pane(self) -> RuntimesPane:
-        return self.query_one(RuntimesPane)
+        return self._panes["runtimes"]  # type: ignore[return-value]
 
     @property
     def transcript(self) -> TranscriptView:
-        return self.query_one(TranscriptView)
+        return self._panes["transcript"]  # type: ignore[return-value]
 
     @property
     def event_log(self) -> EventLog:
-        return self.query_one(EventLog)
+        return self._panes["events"]  # type: ignore[return-value]
+
+    @property
+    def filter_bar(self) -> FilterBar:
+        return self._panes["filter"]  # type: ignore[return-value]
 
     async def on_mount(self) -> None:
-        self.query_one("#runtimes").border_title = "Runtimes"
-        self.query_one("#workers").border_title = "Workers"
-        self.query_one("#transcript").border_title = "Transcript"
+        for pane_id in ("runtimes", "workers", "transcript", "events", "filter"):
+            self._panes[pane_id] = self.query_one(f"#{pane_id}")
+        self.runtimes_pane.border_title = "Runtimes"
+        self.workers_table.border_title = "Workers"
+        self.transcript.border_title = "Transcript"
         try:
             self.backend = await self._open_backend()
         except (StoreError, EngineError) as exc:
@@ -187,6 +197,8 @@ class AgentDeckApp(App[int]):
 
     def _drain(self) -> None:
         self._drain_timer = None
+        if not self.is_running:
+            return
         drained = self._buffer.drain()
         if drained.dropped:
             self._mark_all_workers_stale()
@@ -448,7 +460,7 @@ class AgentDeckApp(App[int]):
         return action not in _MAIN_SCREEN_ONLY or self._main_visible()
 
     def action_filter(self) -> None:
-        self.query_one(FilterBar).focus_input()
+        self.filter_bar.focus_input()
 
     def action_toggle_follow(self) -> None:
         self.event_log.action_toggle_follow()
@@ -509,7 +521,7 @@ class AgentDeckApp(App[int]):
         self._say(f"exported {count} events to {path}")
 
     def action_filter_preset(self, text: str) -> None:
-        self.query_one(FilterBar).set_active(text)
+        self.filter_bar.set_active(text)
         self.event_log.set_filter(text)
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:

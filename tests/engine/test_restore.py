@@ -210,3 +210,48 @@ async def test_a_restored_queue_keeps_its_order_and_roles(
         ("user", "question 2"),
     ]
     assert (await again.store.run("local", blocked.run_id)).error == "host closed"  # type: ignore[union-attr]
+
+
+class EndsWhenReleased:
+    """Ignores cancellation, then ends its run when the test releases it."""
+
+    cancelled = asyncio.Event()
+    release = asyncio.Event()
+
+    async def run(self, ctx: RunContext) -> str:
+        await ctx.phase("executing")
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            EndsWhenReleased.cancelled.set()
+            await EndsWhenReleased.release.wait()
+        return "ended"
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_close_does_not_hang_when_a_run_ends_at_the_same_moment(
+    host: HostFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    EndsWhenReleased.cancelled = asyncio.Event()
+    EndsWhenReleased.release = asyncio.Event()
+    monkeypatch.setattr("engine.runtime.make_driver", lambda profile, worker: EndsWhenReleased())
+    rt = await host()
+    w = await rt.create_worker(CreateWorkerRequest())
+    ack = await rt.send_input(w.ref, "work")
+    await wait_run(rt, ack.run_id, RunStatus.EXECUTING)
+    cancelling = asyncio.create_task(rt.cancel_run(w.ref, ack.run_id))
+    await asyncio.wait_for(EndsWhenReleased.cancelled.wait(), 5)
+    # The run ends in the very step in which close() cancels the worker's loop:
+    # the loop must still end, not mistake the close for its run's cancellation.
+    EndsWhenReleased.release.set()
+    closing = asyncio.create_task(rt.close())
+    done, _ = await asyncio.wait({closing}, timeout=5)
+    loop_task = rt._workers["w-1"].loop_task
+    if not done and loop_task is not None:
+        loop_task.cancel()  # unstick it, so the failure below is the only symptom
+    assert done, "close() hung: the worker loop swallowed its own cancellation"
+    assert await cancelling is True
+    run = await rt.store.run("local", ack.run_id)
+    assert run is not None and run.status is RunStatus.CANCELLED

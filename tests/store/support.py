@@ -126,6 +126,14 @@ def sidecars(path: Path) -> dict[str, bool]:
     return {s: path.with_name(path.name + s).exists() for s in ("-wal", "-shm")}
 
 
-def snapshot(folder: Path) -> dict[str, bytes]:
-    """Every file in `folder` with its bytes: 'unchanged' means this compares equal."""
-    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+def snapshot(folder: Path) -> dict[str, bytes | None]:
+    """Every file in `folder` with its bytes: 'unchanged' means this compares equal.
+
+    A `-shm` file counts by its presence only: it is SQLite's shared-memory index,
+    which any reader may write to, not part of the database.
+    """
+    return {
+        p.name: None if p.name.endswith("-shm") else p.read_bytes()
+        for p in sorted(folder.iterdir())
+        if p.is_file()
+    }

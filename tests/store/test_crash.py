@@ -115,28 +115,39 @@ def test_sigkill_at_random_moments_loses_nothing_acknowledged(tmp_path: Path) ->
     rounds_with_acks = 0
     early_kills = 0
     total = 0
-    upcoming = _Writer(tmp_path, db, 0, rng.randrange(1 << 30))
-    for round_no in range(ROUNDS):
-        writer = upcoming
-        try:
-            writer.go()
-            if rng.random() < 0.2:
-                # Now and then kill it while it is still opening (creating, migrating,
-                # recovering the file left by the previous kill).
-                early_kills += 1
-                time.sleep(rng.uniform(0.0, 0.05))
-            else:
-                _wait_ready(writer.out, writer.proc)
-                time.sleep(rng.uniform(0.01, 0.25))
-        finally:
-            acks = writer.kill()
-        if round_no + 1 < ROUNDS:
-            upcoming = _Writer(tmp_path, db, round_no + 1, rng.randrange(1 << 30))
-        rounds_with_acks += bool(acks)
-        for ack in acks:
-            assert ack.burst not in acked
-            acked[ack.burst] = ack
-        total = asyncio.run(_check(db, acked))
+    # Two writers wait ahead (imports done, store not yet open) so start-up costs
+    # overlap the checks.
+    upcoming = collections.deque(
+        _Writer(tmp_path, db, n, rng.randrange(1 << 30)) for n in range(min(2, ROUNDS))
+    )
+    try:
+        for round_no in range(ROUNDS):
+            writer = upcoming.popleft()
+            try:
+                writer.go()
+                if rng.random() < 0.2:
+                    # Now and then kill it while it is still opening (creating, migrating,
+                    # recovering the file left by the previous kill).
+                    early_kills += 1
+                    time.sleep(rng.uniform(0.0, 0.05))
+                else:
+                    _wait_ready(writer.out, writer.proc)
+                    time.sleep(rng.uniform(0.01, 0.25))
+            finally:
+                acks = writer.kill()
+            if round_no + 2 < ROUNDS:
+                upcoming.append(_Writer(tmp_path, db, round_no + 2, rng.randrange(1 << 30)))
+            rounds_with_acks += bool(acks)
+            for ack in acks:
+                assert ack.burst not in acked
+                acked[ack.burst] = ack
+            total = asyncio.run(_check(db, acked))
+    finally:
+        for waiting in upcoming:
+            waiting.proc.kill()
+            waiting.proc.wait()
+            assert waiting.proc.stdin is not None
+            waiting.proc.stdin.close()
     # The kills really landed while appends were in flight, not only at start-up.
     assert rounds_with_acks >= ROUNDS // 2, f"only {rounds_with_acks} rounds appended anything"
     assert len(acked) > 100 and total >= sum(a.n for a in acked.values())

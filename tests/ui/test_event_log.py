@@ -191,7 +191,7 @@ def shows(app: App[Any], text: str) -> bool:
 
 async def loaded(pilot: Pilot[Any]) -> EventLog:
     log = pilot.app.query_one(EventLog)
-    await until(pilot, lambda: log.loaded and log.attached)
+    await until(pilot, lambda: log.loaded and log.attached and not log.busy)
     await pilot.pause()
     return log
 
@@ -655,7 +655,7 @@ def seeded_db(path: Path) -> Path:
 
 async def _settle(pilot: Pilot[Any]) -> None:
     log = pilot.app.query_one(EventLog)
-    await until(pilot, lambda: log.loaded and log.attached)
+    await until(pilot, lambda: log.loaded and log.attached and not log.busy)
     await pilot.pause()
 
 

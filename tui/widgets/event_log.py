@@ -211,6 +211,7 @@ class EventLog(ScrollView, can_focus=True):
         self._loader: Worker[None] | None = None
         self._pager: Worker[None] | None = None
         self._adjusting = False
+        self._loading = False  # a load (not a page) is in flight
 
     # -- public API ----------------------------------------------------------
 
@@ -263,6 +264,11 @@ class EventLog(ScrollView, can_focus=True):
         return self._loaded
 
     @property
+    def busy(self) -> bool:
+        """Whether a read from the store (a load or a page) is in flight."""
+        return self._loading or (self._pager is not None and not self._pager.is_finished)
+
+    @property
     def status_text(self) -> str:
         """What the bottom border says: follow/pause state, notices, counts."""
         parts: list[str] = []
@@ -271,7 +277,7 @@ class EventLog(ScrollView, can_focus=True):
         if self.paused:
             more = "+" if self._held_overflow else ""
             parts.append(f"paused — {self._paused_count:,}{more} new")
-        elif self._loader is not None and not self._loader.is_finished:
+        elif self._loading:
             parts.append("loading…")
         elif not self._attached and self._loaded:
             parts.append("history — G for newest")
@@ -320,6 +326,7 @@ class EventLog(ScrollView, can_focus=True):
     def _begin_load(self) -> None:
         """Forget the live pipeline of the old window before a new one is read."""
         self._generation += 1
+        self._loading = True
         self._stop_feed()
         self._attached = False
         self._buffer.clear()
@@ -357,7 +364,7 @@ class EventLog(ScrollView, can_focus=True):
                 sub.close()
                 raise
         except StoreError as exc:
-            self._show_notice(f"cannot read events: {exc}")
+            self._load_failed(generation, exc)
             return
         if generation != self._generation:
             sub.close()
@@ -377,7 +384,7 @@ class EventLog(ScrollView, can_focus=True):
         try:
             batch = await store.read_after(0, self.page_size, flt)
         except StoreError as exc:
-            self._show_notice(f"cannot read events: {exc}")
+            self._load_failed(generation, exc)
             return
         if generation != self._generation:
             return
@@ -385,6 +392,11 @@ class EventLog(ScrollView, can_focus=True):
         if not batch.has_more:
             self._attach_at(batch.cursor.position)
         self._after_window_change()
+
+    def _load_failed(self, generation: int, error: StoreError) -> None:
+        if generation == self._generation:
+            self._loading = False
+            self._show_notice(f"cannot read events: {error}")
 
     def _attach_at(self, position: int) -> None:
         """Follow live from just after `position` (the window's bottom)."""
@@ -455,6 +467,7 @@ class EventLog(ScrollView, can_focus=True):
             self.set_reactive(EventLog.follow, False)
 
     def _replace_window(self, events: list[Event], *, has_older: bool, cursor_at_end: bool) -> None:
+        self._loading = False
         self._events = events
         self._has_older = has_older
         self._attached = False
@@ -752,6 +765,8 @@ class EventLog(ScrollView, can_focus=True):
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         # Workers here do not take the app down on an unexpected error; they say so.
         if event.state == WorkerState.ERROR and event.worker.group.startswith("event-log"):
+            if event.worker is self._loader:
+                self._loading = False
             self._show_notice(f"event log error: {event.worker.error}")
 
     def on_mount(self) -> None:

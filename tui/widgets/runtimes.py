@@ -67,8 +67,7 @@ class RuntimesPane(DataTable[Text | str]):
             rid = record.runtime_id
             c = counts.get(rid, {})
             stopped = record.status is RuntimeStatus.STOPPED
-            name = Text("■ " if stopped else "● ", style=STOPPED if stopped else RUNNING)
-            name.append(rid)
+            name = Text.assemble(("■ " if stopped else "● ", STOPPED if stopped else RUNNING), rid)
             row: tuple[Text | str, ...] = (
                 name,
                 host_text(hosts.get(rid), rid == hosted_here, now)
@@ -81,7 +80,7 @@ class RuntimesPane(DataTable[Text | str]):
                 self.add_row(*row, key=rid)
             elif old != row:
                 for key, new, before in zip(
-                    ("runtime", "status", "host", "workers"), row, old, strict=True
+                    ("runtime", "host", "workers"), row, old, strict=True
                 ):
                     if new != before:
                         self.update_cell(rid, key, new)

@@ -1,0 +1,355 @@
+"""The console end to end: every key against a real store file, the real engine and Pilot."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from textual.pilot import Pilot
+from textual.widgets import Input, Select, TextArea
+
+from engine.profiles import parse_profiles
+from engine.results import CreateWorkerRequest
+from store.models import RunStatus, WorkerRef, WorkerStatus
+from tui.app import AgentDeckApp
+from tui.backend import Backend, open_backend
+from tui.screens.confirm import ConfirmScreen
+from tui.screens.create_worker import CreateWorkerScreen
+from tui.screens.diagnostics import DiagnosticsScreen
+from tui.screens.help import HelpScreen
+from tui.screens.send_input import SendInputScreen
+from tui.screens.worker import WorkerScreen
+from tui.widgets.event_log import EventLog
+from tui.widgets.filter_bar import FilterBar
+
+AGENTDECK = Path(sys.executable).parent / "agentdeck"
+SIZE = (120, 40)
+
+
+class Console:
+    """The app under test plus what it told the operator."""
+
+    def __init__(self, app: AgentDeckApp, pilot: Pilot[int]) -> None:
+        self.app = app
+        self.pilot = pilot
+        self.said: list[str] = []
+        original = app.notify
+
+        def record(message: str, *args: object, **kwargs: object) -> None:
+            self.said.append(str(message))
+            original(message, *args, **kwargs)  # type: ignore[arg-type]
+
+        app.notify = record  # type: ignore[method-assign]
+
+    @property
+    def backend(self) -> Backend:
+        assert self.app.backend is not None
+        return self.app.backend
+
+    async def until(self, condition: Callable[[], bool], timeout: float = 8.0) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not condition():
+            if loop.time() > deadline:
+                raise AssertionError("condition not met in time")
+            await self.pilot.pause(0.05)
+
+    async def said_something(self, fragment: str) -> None:
+        await self.until(lambda: any(fragment in s for s in self.said))
+
+
+def console(db: Path, **kwargs: object) -> AgentDeckApp:
+    return AgentDeckApp(lambda: open_backend(db, watch=True, **kwargs), settings_file=None)  # type: ignore[arg-type]
+
+
+async def started(app: AgentDeckApp, pilot: Pilot[int]) -> Console:
+    c = Console(app, pilot)
+    await c.until(lambda: app.backend is not None and app.runtimes_pane.row_count > 0)
+    return c
+
+
+async def make_worker(c: Console, objective: str = "fix the build", **kwargs: object) -> WorkerRef:
+    runtime = c.backend.runtime
+    assert runtime is not None
+    from store.models import TaskIntent
+
+    record = await runtime.create_worker(CreateWorkerRequest(intent=TaskIntent(objective=objective), **kwargs))  # type: ignore[arg-type]
+    await c.until(lambda: record.worker_id in (c.app.workers_table._shown))
+    c.app.workers_table.select_worker(record.worker_id)
+    c.app.workers_table.focus()
+    await c.pilot.pause()
+    return record.ref
+
+
+async def test_opens_hosting_local_with_no_configuration(tmp_path: Path) -> None:
+    app = console(tmp_path / "a.db")
+    async with app.run_test(size=SIZE) as pilot:
+        c = await started(app, pilot)
+        assert c.backend.runtime is not None and c.backend.runtime.runtime_id == "local"
+        assert "hosting local" in app.sub_title
+        assert app.runtimes_pane.selected_runtime_id == "local"
+        await c.until(lambda: len(app.event_log.window) >= 1)
+        assert app.event_log.window[0].kind == "runtime.started"
+
+
+async def test_new_worker_form_validates_then_creates(tmp_path: Path) -> None:
+    app = console(tmp_path / "a.db")
+    async with app.run_test(size=SIZE) as pilot:
+        c = await started(app, pilot)
+        await pilot.press("n")
+        await c.until(lambda: isinstance(app.screen, CreateWorkerScreen))
+        app.screen.query_one("#cw-intent", Select).value = "task"
+        await pilot.pause()
+        await pilot.press("ctrl+s")  # blank objective
+        await pilot.pause()
+        assert isinstance(app.screen, CreateWorkerScreen)
+        assert "objective" in str(app.screen.query_one("#cw-error").render())
+        assert await c.backend.store.workers("local") == []
+        app.screen.query_one("#cw-objective", Input).value = "triage CI"
+        await pilot.press("ctrl+s")
+        await c.said_something("created w-1")
+        workers = await c.backend.store.workers("local")
+        assert [w.worker_id for w in workers] == ["w-1"]
+        assert workers[0].spec.intent.type == "task"
+        await c.until(lambda: app.workers_table.row_count == 1)
+
+
+async def test_input_runs_and_shows_in_transcript_and_log(tmp_path: Path) -> None:
+    app = console(tmp_path / "a.db")
+    async with app.run_test(size=SIZE) as pilot:
+        c = await started(app, pilot)
+        ref = await make_worker(c)
+        await pilot.press("i")
+        await c.until(lambda: isinstance(app.screen, SendInputScreen))
+        app.screen.query_one("#si-content", TextArea).text = "line one\nline two"
+        await pilot.press("ctrl+s")
+        await c.said_something("queued as run w-1.r1")
+        await c.until(lambda: any(e.role.value == "assistant" for e in app.transcript.entries))
+        assert app.transcript.entries[0].content == "line one\nline two"
+        assert app.transcript.entries[1].content == "echo: line one\nline two"
+        await c.until(lambda: any(e.kind == "run.completed" for e in app.event_log.window))
+        record = await c.backend.store.worker(ref.runtime_id, ref.worker_id)
+        assert record is not None and record.transcript_len == 2
+
+
+async def test_stop_asks_first_and_is_idempotent(tmp_path: Path) -> None:
+    app = console(tmp_path / "a.db")
+    async with app.run_test(size=SIZE) as pilot:
+        c = await started(app, pilot)
+        ref = await make_worker(c)
+        await pilot.press("s")
+        await c.until(lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("n")  # safe by default: no changes nothing
+        await pilot.pause()
+        record = await c.backend.store.worker(ref.runtime_id, ref.worker_id)
+        assert record is not None and record.status is WorkerStatus.RUNNING
+        await pilot.press("s")
+        await c.until(lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await c.said_something("w-1 stopped")
+        record = await c.backend.store.worker(ref.runtime_id, ref.worker_id)
+        assert record is not None and record.status is WorkerStatus.STOPPED
+        await pilot.press("c")
+        await c.until(lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await c.said_something("already stopped")
+        await pilot.press("i")  # refused before any dialog, naming the status
+        await c.said_something("w-1 is stopped and takes no more input")
+        assert not isinstance(app.screen, SendInputScreen)
+
+
+async def test_cancel_worker_and_cancel_run(tmp_path: Path) -> None:
+    config = tmp_path / "agentdeck.toml"
+    config.write_text('[profiles.slow]\nbuiltin = "demo"\ndemo = { pace = 5.0, steps = 3, fail_rate = 0.0 }\n')
+    app = console(tmp_path / "a.db", config=config)
+    async with app.run_test(size=SIZE) as pilot:
+        c = await started(app, pilot)
+        parse_profiles(config.read_text())  # the file the runtime loaded is valid
+        ref = await make_worker(c, profile="slow")
+        await pilot.press("x")
+        await c.said_something("has no run in progress")
+        runtime = c.backend.runtime
+        assert runtime is not None
+        await runtime.send_input(ref, "first")
+        await runtime.send_input(ref, "second")
+
+        async def current() -> str | None:
+            record = await c.backend.store.worker(ref.runtime_id, ref.worker_id)
+            return record.current_run_id if record else None
+
+        for _ in range(100):
+            if await current() == "w-1.r1":
+                break
+            await pilot.pause(0.05)
+        await pilot.press("x")
+        await c.until(lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await c.said_something("run w-1.r1 cancelled")
+        run = await c.backend.store.run("local", "w-1.r1")
+        assert run is not None and run.status is RunStatus.CANCELLED
+        for _ in range(100):
+            if await current() == "w-1.r2":
+                break
+            await pilot.pause(0.05)
+        assert await current() == "w-1.r2"  # the queue went on
+        await pilot.press("c")
+        await c.until(lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await c.said_something("w-1 cancelled")
+        run2 = await c.backend.store.run("local", "w-1.r2")
+        assert run2 is not None and run2.status is RunStatus.CANCELLED
+
+
+async def test_worker_view_diagnostics_help_and_back(tmp_path: Path) -> None:
+    app = console(tmp_path / "a.db")
+    async with app.run_test(size=SIZE) as pilot:
+        c = await started(app, pilot)
+        ref = await make_worker(c)
+        await pilot.press("enter")
+        await c.until(lambda: isinstance(app.screen, WorkerScreen))
+        assert app.screen.ref == ref
+        await pilot.press("escape")
+        await c.until(lambda: not isinstance(app.screen, WorkerScreen))
+        await pilot.press("d")
+        await c.until(lambda: isinstance(app.screen, DiagnosticsScreen))
+        await pilot.press("escape")
+        await pilot.press("question_mark")
+        await c.until(lambda: isinstance(app.screen, HelpScreen))
+        await pilot.press("escape")
+        await c.until(lambda: len(app.screen_stack) == 1)
+
+
+async def test_filter_errors_inline_and_applies(tmp_path: Path) -> None:
+    app = console(tmp_path / "a.db")
+    async with app.run_test(size=SIZE) as pilot:
+        c = await started(app, pilot)
+        await make_worker(c)
+        await pilot.press("slash")
+        bar = app.query_one(FilterBar)
+        assert bar.input.has_focus
+        bar.input.value = "level:loud"
+        await pilot.press("enter")
+        await pilot.pause()
+        assert bar.error is not None and "level:loud" in bar.error
+        assert app.event_log.filter_text == ""
+        bar.input.value = "kind:worker.*"
+        await pilot.press("enter")
+        await c.until(lambda: app.event_log.filter_text == "kind:worker.*")
+        await c.until(lambda: bool(app.event_log.window))
+        assert all(e.kind.startswith("worker.") for e in app.event_log.window)
+
+
+async def test_copy_and_export(tmp_path: Path) -> None:
+    app = console(tmp_path / "a.db")
+    async with app.run_test(size=SIZE) as pilot:
+        c = await started(app, pilot)
+        await make_worker(c)
+        await pilot.press("y")
+        await c.said_something("copied")
+        assert app.clipboard == "local/w-1"
+        target = tmp_path / "out.jsonl"
+        await pilot.press("E")
+        await pilot.pause(0.2)
+        app.screen.query_one("#ex-path", Input).value = str(target)
+        await pilot.press("ctrl+s")
+        await c.said_something("exported")
+        rows = [json.loads(line) for line in target.read_text().splitlines()]
+        assert [r["kind"] for r in rows][:2] == ["runtime.started", "worker.created"]
+
+
+async def test_read_only_mode_says_why(tmp_path: Path) -> None:
+    db = tmp_path / "a.db"
+    writer = console(db)
+    async with writer.run_test(size=SIZE) as pilot:
+        c = await started(writer, pilot)
+        await make_worker(c)
+    app = console(db, read_only=True)
+    async with app.run_test(size=SIZE) as pilot:
+        c = await started(app, pilot)
+        assert "read-only" in app.sub_title
+        await c.until(lambda: app.workers_table.row_count == 1)
+        for key, screen in (("n", CreateWorkerScreen), ("i", SendInputScreen), ("s", ConfirmScreen)):
+            await pilot.press(key)
+            await c.said_something("--read-only")
+            assert not isinstance(app.screen, screen)
+            c.said.clear()
+
+
+async def test_untrusted_output_is_literal_and_inert(tmp_path: Path) -> None:
+    app = console(tmp_path / "a.db")
+    async with app.run_test(size=SIZE) as pilot:
+        c = await started(app, pilot)
+        ref = await make_worker(c)
+        runtime = c.backend.runtime
+        assert runtime is not None
+        await runtime.send_input(ref, "[@click=app.quit]QUIT[/] [b]x[/b] \x1b[31mred")
+        await c.until(lambda: len(app.transcript.entries) == 2)
+        await pilot.pause(0.2)
+        rendered = [app.transcript.render_line(y).text for y in range(app.transcript.size.height)]
+        joined = "\n".join(rendered)
+        assert "[@click=app.quit]QUIT[/]" in joined
+        assert "␛[31mred" in joined
+        # Click where the fake link is drawn: the app must still be running.
+        await pilot.click(app.transcript, offset=(4, 1))
+        await pilot.pause()
+        assert app.is_running
+        await c.until(lambda: any("QUIT" in e.message for e in app.event_log.window))
+
+
+async def test_events_from_another_process_and_its_workers_read_only(tmp_path: Path) -> None:
+    db = tmp_path / "a.db"
+    app = console(db)
+    async with app.run_test(size=SIZE) as pilot:
+        c = await started(app, pilot)
+        demo = subprocess.Popen(
+            [str(AGENTDECK), "--db", str(db), "demo", "--runtime", "other", "--workers", "2",
+             "--rate", "40", "--duration", "20"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )
+        try:
+            await c.until(lambda: any(e.runtime_id == "other" for e in app.event_log.window), 15)
+            await c.until(lambda: app.runtimes_pane.row_count == 2)
+            app.runtimes_pane.select_runtime("other")
+            await c.until(lambda: app.workers_table.runtime_id == "other" and app.workers_table.row_count == 2)
+            app.workers_table.focus()
+            await pilot.press("s")
+            await c.said_something("hosted by another process")
+            assert not isinstance(app.screen, ConfirmScreen)
+            # New events keep arriving from the other process.
+            seen = max(e.position for e in app.event_log.window)
+            await c.until(lambda: max(e.position for e in app.event_log.window) > seen, 10)
+        finally:
+            demo.send_signal(signal.SIGINT)
+            out, err = demo.communicate(timeout=20)
+        assert demo.returncode == 0, err.decode()
+        assert b"Traceback" not in err
+
+
+def test_headless_commands_do_not_import_textual(tmp_path: Path) -> None:
+    code = (
+        "import sys; from tui.cli import main\n"
+        "try:\n    main(['--db', sys.argv[1], 'verify'])\nexcept SystemExit: pass\n"
+        "assert 'textual' not in sys.modules, 'verify imported textual'\n"
+    )
+    db = tmp_path / "v.db"
+    env = dict(os.environ)
+    result = subprocess.run([sys.executable, "-c", code, str(db)], capture_output=True, text=True, env=env)
+    assert "imported textual" not in result.stderr
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("size", [(80, 24)])
+async def test_usable_at_80x24(tmp_path: Path, size: tuple[int, int]) -> None:
+    app = console(tmp_path / "a.db")
+    async with app.run_test(size=size) as pilot:
+        c = await started(app, pilot)
+        await make_worker(c)
+        for widget in (app.runtimes_pane, app.workers_table, app.transcript, app.event_log):
+            assert widget.size.height >= 2, f"{widget.id} has no room at 80x24"
