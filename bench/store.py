@@ -355,16 +355,18 @@ def make_workload(
             load.setup.append((rt, events(next(script))))
         scripts.append((rt, script, []))
     # Built round-robin so event ids and times interleave as they would live.
-    active = list(scripts)
+    counts = [0] * producers
+    active = list(range(producers))
     while active:
         still = []
-        for rt, script, appends in active:
+        for p in active:
+            _, script, appends = scripts[p]
             appends.append(events(next(script)))
-            done_events = sum(len(a) for a in appends)
-            if (events_each is not None and done_events < events_each) or (
+            counts[p] += len(appends[-1])
+            if (events_each is not None and counts[p] < events_each) or (
                 appends_each is not None and len(appends) < appends_each
             ):
-                still.append((rt, script, appends))
+                still.append(p)
         active = still
     load.producers = [(rt, appends) for rt, _, appends in scripts]
     return load
@@ -722,7 +724,7 @@ def _dataset_ok(path: Path, events: int) -> bool:
 
 def build_dataset(path: Path, events: int, progress: Progress) -> None:
     """Raw executemany of the rows, the real projector, then the real FTS indexer step."""
-    tmp = path.with_name(path.name + ".building")
+    tmp = path.with_name(f"{path.name}.building-{os.getpid()}")
     # A cache, not data: no fsync while building, a big page cache.
     conn = fresh_raw_db(tmp, OpenOptions(synchronous="OFF"))
     try:
@@ -1129,6 +1131,7 @@ async def run_store_bench(*, quick: bool, json_only: bool) -> int:
         },
         "figures": figures,
         "peak_rss_mb": peak_rss_mb(),
+        "loadavg_1m_at_end": os.getloadavg()[0],
         "seconds": now() - started,
     }
     emit_json(result)

@@ -389,8 +389,8 @@ class Runtime:
         events: list[NewEvent] = []
         tasks: list[asyncio.Task[None]] = []
         for worker in self._workers.values():
-            if worker.status is not WorkerStatus.RUNNING:
-                continue
+            # Every worker, not only running ones: a stopped worker may still be
+            # finishing its last run, which kept emitting after runtime.stopped.
             events.extend(
                 self._cancel_runs(worker, "runtime stopped", include_current=True, tasks=tasks)
             )

@@ -133,6 +133,11 @@ def _refuse_from_header(path: Path) -> None:
         raise NewerSchema(path, version, LATEST_VERSION)
     if app_id != APPLICATION_ID and (app_id != 0 or version != 0):
         raise ForeignDatabase(path)
+    # No marks at all: a file agentdeck began but never migrated has one page; more
+    # pages (when the in-header size is valid) means another program's tables.
+    pages = int.from_bytes(header[28:32], "big")
+    if app_id == 0 and header[24:28] == header[92:96] and pages > 1:
+        raise ForeignDatabase(path)
 
 
 def _inspect(path: Path, options: OpenOptions) -> int:

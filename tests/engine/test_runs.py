@@ -482,3 +482,21 @@ async def test_builtin_demo_by_name(host: HostFactory) -> None:
     run = await wait_run(rt, ack.run_id, timeout=10)
     assert run.status in (RunStatus.COMPLETED, RunStatus.FAILED)
     assert "run.step.started" in await run_kinds(rt, ack.run_id)
+
+
+async def test_stopping_the_runtime_ends_a_stopped_workers_last_run_too(
+    gated: tuple[Runtime, WorkerRecord], gates: Path
+) -> None:
+    rt, w = gated
+    current = await rt.send_input(w.ref, "gate a")
+    await wait_run(rt, current.run_id, RunStatus.EXECUTING)
+    pid = await program_pid(rt, current.run_id)
+    await rt.stop_worker(w.ref)  # lets the run finish ...
+    stop_id = await rt.stop_runtime()  # ... but a stopped runtime runs nothing
+    assert pid_gone(pid)
+    run = await rt.store.run("local", current.run_id)
+    assert run is not None and (run.status, run.error) == (RunStatus.CANCELLED, "runtime stopped")
+    open_gate(gates, "a")
+    await asyncio.sleep(0.2)
+    events = await all_events(rt)
+    assert events[-1].kind == "runtime.stopped" and events[-1].event_id == stop_id

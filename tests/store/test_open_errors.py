@@ -78,8 +78,8 @@ async def test_a_truncated_database_is_corrupt_at_open(tmp_path: Path, read_only
     b-tree, so a lost tail is caught before the console starts.)
     """
     path = tmp_path / "agentdeck.db"
-    await _make_db(path, events=2000, message_size=300)
-    _settle(path)
+    await _make_db(path, events=2000, message_size=300)  # closed cleanly: WAL checkpointed
+    assert path.with_name(path.name + "-wal").stat().st_size == 0
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     error = await _refused(path, CorruptDatabase, read_only=read_only)

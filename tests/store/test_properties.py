@@ -10,7 +10,7 @@ import asyncio
 import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 from uuid import UUID
@@ -22,7 +22,7 @@ from store.errors import DuplicateEvent, SequenceConflict
 from store.event_store import EventStore
 from store.filters import parse_filter
 from store.models import Event, NewEvent, WorkerRef
-from tests.store.support import new_event, read_all
+from tests.store.support import collect, new_event, read_all
 
 T = TypeVar("T")
 EXAMPLES = settings(max_examples=30, deadline=None)
@@ -423,5 +423,50 @@ def test_conflicting_appends_never_land(plan: list[tuple[str, str, int, int]]) -
             seqs = [e.seq for e in log if e.runtime_id == runtime_id]
             assert seqs == list(range(1, len(seqs) + 1))
         assert [e.position for e in log] == list(range(1, len(log) + 1))
+
+    on_fresh_store(body)
+
+
+# ---------------------------------------------------------------------------
+# replay equals live: what an appender gets back, what a live subscriber sees
+# and what a later reader replays are the same events
+# ---------------------------------------------------------------------------
+
+json_like = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=6),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.tuples(inner, inner)  # not JSON: stored (and so replayed) as a list
+        | st.dictionaries(st.text(max_size=4), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+zones = st.sampled_from([UTC, timezone(timedelta(hours=5, minutes=30)), timezone(-timedelta(hours=8))])
+appended = st.tuples(
+    st.dictionaries(st.text(max_size=6), json_like, max_size=4),
+    st.text(max_size=12),
+    st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=zones),
+)
+
+
+@EXAMPLES
+@given(batches=st.lists(st.lists(appended, min_size=1, max_size=4), min_size=1, max_size=5))
+def test_replay_equals_live(batches: list[list[tuple[dict[str, Any], str, datetime]]]) -> None:
+    async def body(store: EventStore) -> None:
+        await store.append("rt", None, [new_event()])
+        with store.subscribe(0) as sub:
+            assert len(await sub.next_batch()) == 1  # replayed; from here on it is live
+            returned: list[Event] = []
+            for batch in batches:
+                sent = [new_event(payload=p, message=m, at=at) for p, m, at in batch]
+                got = await store.append("rt", None, sent)
+                assert [(e.event_id, e.message, e.at) for e in got] == [
+                    (n.event_id, n.message, n.at) for n in sent
+                ]
+                returned += got
+            live, _ = await collect(sub, len(returned))
+        replayed = (await read_all(store))[1:]
+        assert returned == live == replayed
+        assert [e.to_json_dict() for e in live] == [e.to_json_dict() for e in replayed]
 
     on_fresh_store(body)

@@ -138,11 +138,14 @@ async def test_unstorable_append_fails_alone(store: EventStore) -> None:
         store.submit("rt", None, [new_event("worker.output", worker_id="w-1", payload={"role": "user"})]),
         store.submit("rt", None, [new_event(payload={"when": datetime.now(UTC)})]),
         store.submit("rt", None, [new_event()]),
+        # a lone surrogate (undecodable input passed through): SQLite cannot encode it
+        store.submit("rt", None, [new_event(message="bad \udc80 byte")]),
     ]
     results = await asyncio.wait_for(asyncio.gather(*futures, return_exceptions=True), 10)
     assert isinstance(results[1], AppendRejected)
     assert "worker.output" in str(results[1])
     assert isinstance(results[2], AppendRejected)
+    assert isinstance(results[4], AppendRejected)
     assert [e.seq for e in results[0]] == [2]  # type: ignore[union-attr]
     assert [e.seq for e in results[3]] == [3]  # type: ignore[union-attr]
     # The writer lives on.
@@ -198,3 +201,19 @@ async def test_append_after_close_is_refused(db_path: Path) -> None:
         await store.append("rt", None, [new_event()])
     with pytest.raises(StoreClosed):
         await store.read_after(0, 10)
+
+
+async def test_the_wal_is_checkpointed_when_idle(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The log file does not grow without bound: an idle writer truncates the WAL."""
+    import store.writer as writer_module
+
+    monkeypatch.setattr(writer_module, "CHECKPOINT_EVERY_S", 0.2)
+    wal = db_path.with_name(db_path.name + "-wal")
+    async with await EventStore.open(db_path, watch=False, index=False) as store:
+        for _ in range(20):
+            await store.append("rt", None, [new_event(message="x" * 2000) for _ in range(20)])
+        assert wal.stat().st_size > 100_000
+        await asyncio.sleep(0.8)
+        assert wal.stat().st_size == 0
+        assert len(await read_all(store)) == 400  # everything is in the main file now
+    assert wal.stat().st_size == 0
