@@ -33,6 +33,7 @@ import asyncio
 import contextlib
 import cProfile
 import gc
+import os
 import pstats
 import random
 import shutil
@@ -40,7 +41,6 @@ import sys
 import tempfile
 import time
 import timeit
-from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -48,12 +48,12 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import Goal, data_dir, figure, machine_info, now
-
 from engine.clock import Uuid7Ids
 from engine.profiles import BuiltinProfile, ProfileSet
 from engine.results import CreateWorkerRequest
 from engine.run_context import one_line
 from engine.runtime import Runtime
+from store.database import OpenOptions
 from store.event_store import EventStore
 from store.models import Event, NewEvent, RoleIntent
 
@@ -65,8 +65,14 @@ DEMO_WORKERS = 50
 DEMO_SETTINGS: dict[str, float] = {"pace": 0.0, "steps": 3, "fail_rate": 0.1, "tool_rate": 0.7}
 DEMO_PROFILE = "bench-demo"
 TERMINAL_KINDS = frozenset({"run.completed", "run.failed", "run.cancelled"})
-ECHO_EVENTS_PER_INPUT = 7  # input.accepted, created, planning, executing, output, verifying, completed
-OUTSTANDING_PER_DEMO_WORKER = 2  # runs queued or running per demo worker, so none idles
+ECHO_EVENTS_PER_INPUT = (
+    7  # input.accepted, created, planning, executing, output, verifying, completed
+)
+OUTSTANDING_PER_DEMO_WORKER = 2
+# Event-loop turns from a run's last commit to the next run's first append in the engine's
+# worker loop: the run task ends, shield's callback completes its outer future, the loop
+# resumes and creates the next run task, whose first step appends run.planning.
+ENGINE_RUN_TURNS = 4  # runs queued or running per demo worker, so none idles
 COST_GOAL = Goal(
     subject="ratio",
     op="<=",
@@ -86,9 +92,9 @@ class Sizes:
 
 def sizes(quick: bool, scale: float) -> Sizes:
     if quick:
-        inputs, seconds, rounds, prof = 3_000, 4.0, 1, 1_000
+        inputs, seconds, rounds, prof = 2_000, 3.0, 1, 800
     else:
-        inputs, seconds, rounds, prof = 10_000, 10.0, 3, 3_000
+        inputs, seconds, rounds, prof = 6_000, 8.0, 3, 2_000
     return Sizes(
         echo_inputs=max(ECHO_WORKERS, round(inputs * scale)),
         demo_seconds=max(0.3, seconds * scale),
@@ -110,6 +116,7 @@ class Span:
     loop_cpu_s: float = 0.0
     process_cpu_s: float = 0.0
     runs: int = 0
+    commits: int = 0
 
     @property
     def events_per_s(self) -> float:
@@ -122,6 +129,9 @@ class Span:
             "events": self.events,
             "runs": self.runs,
             "events_per_s": self.events_per_s,
+            "commits": self.commits,
+            "events_per_commit": self.events / self.commits if self.commits else 0.0,
+            "wall_ms_per_commit": self.wall_s * 1e3 / self.commits if self.commits else 0.0,
             "wall_us_per_event": self.wall_s * per,
             "loop_thread_cpu_us_per_event": self.loop_cpu_s * per,
             "other_threads_cpu_us_per_event": (self.process_cpu_s - self.loop_cpu_s) * per,
@@ -129,14 +139,27 @@ class Span:
 
 
 class Stopwatch:
-    """Starts and stops a `Span` against the store's published position."""
+    """Starts and stops a `Span` against the store's published position.
+
+    Commits are counted with a feed listener: the feed hands each local commit
+    over as one batch, so listener calls = group commits.
+    """
 
     def __init__(self, store: EventStore) -> None:
         self._store = store
         self._t0 = self._loop0 = self._proc0 = 0.0
         self._pos0 = 0
+        self._commits = 0
+        self._counting = False
+        store.feed.add_listener(self._on_commit)
+
+    def _on_commit(self, _events: list[Event]) -> None:
+        if self._counting:
+            self._commits += 1
 
     def start(self) -> None:
+        self._commits = 0
+        self._counting = True
         self._pos0 = self._store.feed.last_position
         self._loop0, self._proc0 = time.thread_time(), time.process_time()
         self._t0 = now()
@@ -144,7 +167,9 @@ class Stopwatch:
     def stop(self, runs: int = 0) -> Span:
         t1 = now()
         loop1, proc1 = time.thread_time(), time.process_time()
+        self._counting = False
         return Span(
+            commits=self._commits,
             wall_s=t1 - self._t0,
             events=self._store.feed.last_position - self._pos0,
             loop_cpu_s=loop1 - self._loop0,
@@ -184,10 +209,11 @@ class RunWatcher:
 
 
 @contextlib.asynccontextmanager
-async def fresh_store(tag: str) -> Any:
-    """A store on a new database file, removed afterwards."""
+async def fresh_store(tag: str, synchronous: str = "FULL") -> Any:
+    """A store on a new database file (the store's default pragmas), removed afterwards."""
     folder = Path(tempfile.mkdtemp(prefix=f"engine-{tag}-", dir=data_dir()))
-    store = await EventStore.open(folder / "bench.db", watch=False, index=False)
+    options = OpenOptions(synchronous=synchronous)
+    store = await EventStore.open(folder / "bench.db", watch=False, index=False, options=options)
     try:
         yield store
     finally:
@@ -339,13 +365,17 @@ class PlannedRun:
 
     input_append: list[NewEvent]
     run_events: list[NewEvent] = field(default_factory=list)
+    # Indexes of run events the driver sleeps `pace` before (the demo's simulated work).
+    pauses: frozenset[int] = frozenset()
 
     @property
     def size(self) -> int:
         return len(self.input_append) + len(self.run_events)
 
 
-def _input_append(mk: Maker, worker_id: str, run_no: int, content: str) -> tuple[str, list[NewEvent]]:
+def _input_append(
+    mk: Maker, worker_id: str, run_no: int, content: str
+) -> tuple[str, list[NewEvent]]:
     run_id = f"{worker_id}.r{run_no}"
     accepted = mk.new(
         "worker.input.accepted",
@@ -372,7 +402,9 @@ def plan_echo_run(mk: Maker, worker_id: str, run_no: int, content: str) -> Plann
     seq = iter(range(3, 100))
 
     def ev(kind: str, message: str, payload: dict[str, Any] | None = None) -> NewEvent:
-        return mk.new(kind, message, worker_id=worker_id, run_id=run_id, run_seq=next(seq), payload=payload)
+        return mk.new(
+            kind, message, worker_id=worker_id, run_id=run_id, run_seq=next(seq), payload=payload
+        )
 
     return PlannedRun(
         first,
@@ -390,7 +422,9 @@ def plan_echo_run(mk: Maker, worker_id: str, run_no: int, content: str) -> Plann
     )
 
 
-def plan_demo_run(mk: Maker, worker_id: str, run_no: int, content: str, rng: random.Random) -> PlannedRun:
+def plan_demo_run(
+    mk: Maker, worker_id: str, run_no: int, content: str, rng: random.Random
+) -> PlannedRun:
     """A run shaped like `builtin:demo`'s (steps, tool calls 70%, failures 10%)."""
     from engine.drivers.demo import TOOLS, VERBS
 
@@ -398,9 +432,15 @@ def plan_demo_run(mk: Maker, worker_id: str, run_no: int, content: str, rng: ran
     seq = iter(range(3, 1000))
 
     def ev(kind: str, message: str, payload: dict[str, Any] | None = None) -> NewEvent:
-        return mk.new(kind, message, worker_id=worker_id, run_id=run_id, run_seq=next(seq), payload=payload)
+        return mk.new(
+            kind, message, worker_id=worker_id, run_id=run_id, run_seq=next(seq), payload=payload
+        )
 
-    events = [ev("run.planning", f"run {run_id} planning"), ev("run.executing", f"run {run_id} executing")]
+    events = [
+        ev("run.planning", f"run {run_id} planning"),
+        ev("run.executing", f"run {run_id} executing"),
+    ]
+    pauses: set[int] = set()
     for step in range(1, int(DEMO_SETTINGS["steps"]) + 1):
         verb = VERBS[rng.randrange(len(VERBS))]
         events.append(ev("run.step.started", f"step {step}: {verb}", {"step": step, "title": verb}))
@@ -408,6 +448,7 @@ def plan_demo_run(mk: Maker, worker_id: str, run_no: int, content: str, rng: ran
             tool = TOOLS[rng.randrange(len(TOOLS))]
             events.append(ev("run.tool.started", f"tool {tool}", {"step": step, "tool": tool}))
             took = rng.randint(5, 900)
+            pauses.add(len(events))  # asyncio.sleep(pace) before the tool completes
             events.append(
                 ev(
                     "run.tool.completed",
@@ -415,6 +456,8 @@ def plan_demo_run(mk: Maker, worker_id: str, run_no: int, content: str, rng: ran
                     {"step": step, "tool": tool, "duration_ms": took},
                 )
             )
+        else:
+            pauses.add(len(events))  # asyncio.sleep(pace) before the next step
     events.append(ev("run.verifying", f"run {run_id} verifying"))
     if rng.random() < DEMO_SETTINGS["fail_rate"]:
         reason = "demo failure: the simulated tests did not pass"
@@ -429,13 +472,15 @@ def plan_demo_run(mk: Maker, worker_id: str, run_no: int, content: str, rng: ran
             )
         )
         events.append(ev("run.completed", f"run {run_id} completed", {"result": answer}))
-    return PlannedRun(first, events)
+    return PlannedRun(first, events, frozenset(pauses))
 
 
 async def _store_setup(store: EventStore, mk: Maker, workers: int, profile: str) -> list[str]:
     """runtime.started and the workers' creation events, as the engine writes them (untimed)."""
     ids = [f"w-{i + 1}" for i in range(workers)]
-    events = [mk.new("runtime.started", f"runtime {RUNTIME} started", payload={"display_name": None})]
+    events = [
+        mk.new("runtime.started", f"runtime {RUNTIME} started", payload={"display_name": None})
+    ]
     for i, worker_id in enumerate(ids):
         spec = CreateWorkerRequest(intent=RoleIntent(role=f"bench-{i + 1}"), profile=profile)
         events.append(
@@ -459,13 +504,24 @@ async def _store_setup(store: EventStore, mk: Maker, workers: int, profile: str)
     return ids
 
 
-async def store_replay(store: EventStore, plans: Sequence[Sequence[PlannedRun]]) -> Span:
+async def store_replay(
+    store: EventStore,
+    plans: Sequence[Sequence[PlannedRun]],
+    *,
+    outstanding: int | None = None,
+    pace: float | None = None,
+    hops_between_runs: int = 0,
+) -> Span:
     """Push planned runs through `EventStore.append` as the engine would, minus the engine.
 
     Per worker, an input producer appends each run's input and hands the run to
     a run producer that appends its events one append each, in order; the
     runtime sequence is claimed synchronously right before each append, as
-    `Runtime._submit` does.
+    `Runtime._submit` does. With `outstanding`, an input producer keeps at most
+    that many runs unfinished, released by the subscriber as the demo feeders
+    are; with `pace`, the run producer sleeps where the demo driver sleeps.
+    `hops_between_runs` adds that many event-loop turns before each run's first
+    event (an experiment: the engine's run-to-run turns, without the engine).
     """
     last = [await store.last_seq(RUNTIME)]
     total = sum(len(runs) for runs in plans)
@@ -477,23 +533,36 @@ async def store_replay(store: EventStore, plans: Sequence[Sequence[PlannedRun]])
         last[0] += len(events)
         await store.append(RUNTIME, expected, events)
 
-    async def inputs(runs: Sequence[PlannedRun], handoff: asyncio.Queue[PlannedRun | None]) -> None:
+    async def inputs(
+        worker_id: str, runs: Sequence[PlannedRun], handoff: asyncio.Queue[PlannedRun | None]
+    ) -> None:
+        gate = watcher.per_worker.get(worker_id)
         for run in runs:
+            if gate is not None:
+                await gate.acquire()
             await append(run.input_append)
             handoff.put_nowait(run)
         handoff.put_nowait(None)
 
     async def runner(handoff: asyncio.Queue[PlannedRun | None]) -> None:
         while (run := await handoff.get()) is not None:
-            for event in run.run_events:
+            for _ in range(hops_between_runs):
+                await asyncio.sleep(0)
+            for i, event in enumerate(run.run_events):
+                if pace is not None and i in run.pauses:
+                    await asyncio.sleep(pace)
                 await append([event])
 
+    worker_ids = [runs[0].input_append[0].worker_id or "" if runs else "" for runs in plans]
+    if outstanding is not None:
+        for worker_id in worker_ids:
+            watcher.per_worker[worker_id] = asyncio.Semaphore(outstanding)
     watch = Stopwatch(store)
     watch.start()
     tasks = []
-    for runs in plans:
+    for worker_id, runs in zip(worker_ids, plans, strict=True):
         handoff: asyncio.Queue[PlannedRun | None] = asyncio.Queue()
-        tasks.append(asyncio.create_task(inputs(runs, handoff)))
+        tasks.append(asyncio.create_task(inputs(worker_id, runs, handoff)))
         tasks.append(asyncio.create_task(runner(handoff)))
     await watcher.all_done.wait()
     span = watch.stop(runs=watcher.finished)
@@ -512,7 +581,9 @@ async def store_echo(store: EventStore, inputs: int, workers: int = ECHO_WORKERS
     return await store_replay(store, plans)
 
 
-async def store_demo(store: EventStore, events: int, workers: int = DEMO_WORKERS) -> Span:
+async def store_demo(
+    store: EventStore, events: int, workers: int = DEMO_WORKERS, hops_between_runs: int = 0
+) -> Span:
     """About `events` events of demo-shaped runs (whole runs), spread over `workers`."""
     mk = Maker()
     ids = await _store_setup(store, mk, workers, DEMO_PROFILE)
@@ -525,8 +596,16 @@ async def store_demo(store: EventStore, events: int, workers: int = DEMO_WORKERS
             run = plan_demo_run(mk, wid, k + 1, f"demo task {k + 1} for {wid}", rng)
             plans[i].append(run)
             planned += run.size
+            if planned >= events:
+                break
         k += 1
-    return await store_replay(store, plans)
+    return await store_replay(
+        store,
+        plans,
+        outstanding=OUTSTANDING_PER_DEMO_WORKER,
+        pace=float(DEMO_SETTINGS["pace"]),
+        hops_between_runs=hops_between_runs,
+    )
 
 
 # -- micro-timings and profile -------------------------------------------------------------
@@ -541,14 +620,26 @@ def micro_costs() -> dict[str, float]:
 
     def validated() -> NewEvent:
         return NewEvent(
-            event_id=eid, kind="worker.output", worker_id="w-1", run_id="w-1.r1", run_seq=5,
-            message="assistant: echo: bench input", payload=payload, at=at,
+            event_id=eid,
+            kind="worker.output",
+            worker_id="w-1",
+            run_id="w-1.r1",
+            run_seq=5,
+            message="assistant: echo: bench input",
+            payload=payload,
+            at=at,
         )
 
     def constructed() -> NewEvent:
         return NewEvent.model_construct(
-            event_id=eid, kind="worker.output", worker_id="w-1", run_id="w-1.r1", run_seq=5,
-            message="assistant: echo: bench input", payload=payload, at=at,
+            event_id=eid,
+            kind="worker.output",
+            worker_id="w-1",
+            run_id="w-1.r1",
+            run_seq=5,
+            message="assistant: echo: bench input",
+            payload=payload,
+            at=at,
         )
 
     def loop_overhead() -> None:
@@ -561,7 +652,7 @@ def micro_costs() -> dict[str, float]:
 
         asyncio.run(many())
 
-    def one(fn: Callable[[], Any], n: int = 20_000) -> float:
+    def one(fn: Callable[[], Any], n: int = 10_000) -> float:
         return min(timeit.repeat(fn, number=n, repeat=3)) / n * 1e6
 
     return {
@@ -570,7 +661,9 @@ def micro_costs() -> dict[str, float]:
         "uuid7 event id": one(ids.event_id),
         "datetime.now(UTC)": one(lambda: datetime.now(UTC)),
         "one_line(message)": one(lambda: one_line("assistant: echo: bench input 12 for w-3")),
-        "create_task+await (per task)": min(timeit.repeat(loop_overhead, number=1, repeat=3)) / 1000 * 1e6,
+        "create_task+await (per task)": min(timeit.repeat(loop_overhead, number=1, repeat=3))
+        / 1000
+        * 1e6,
     }
 
 
@@ -619,8 +712,14 @@ async def profile_echo(inputs: int) -> dict[str, Any]:
         )
     by_own = sorted(rows, key=lambda r: r["own_us_per_event"], reverse=True)[:20]
     wanted = (
-        "runtime.py", "run_context.py", "drivers/echo.py", "store/writer.py", "store/feed.py",
-        "store/event_store.py", "pydantic", "clock.py",
+        "runtime.py",
+        "run_context.py",
+        "drivers/echo.py",
+        "store/writer.py",
+        "store/feed.py",
+        "store/event_store.py",
+        "pydantic",
+        "clock.py",
     )
     by_cum = sorted(
         (r for r in rows if any(w in r["function"] for w in wanted)),
@@ -661,6 +760,7 @@ async def run_engine_bench(
     say = progress or (lambda _m: None)
     size = sizes(quick, scale)
     started = now()
+    machine = machine_info(data_dir())
 
     # 1. echo: inputs through 100 echo workers vs the same append stream straight into the store.
     echo_engine: list[Span] = []
@@ -699,7 +799,36 @@ async def run_engine_bench(
             f"in {span.wall_s:.2f}s = {span.events_per_s:,.0f} events/s"
         )
 
-    # 3. where the time goes.
+    # 3. the same echo comparison without the per-commit fsync (synchronous=NORMAL on both
+    #    sides): how much of the gap is CPU rather than commit latency.
+    nosync_engine: list[Span] = []
+    nosync_store: list[Span] = []
+    nosync_inputs = max(ECHO_WORKERS, min(size.echo_inputs, 3_000))
+    for side in ("store", "engine"):
+        async with fresh_store(f"echo-normal-{side}", synchronous="NORMAL") as store:
+            if side == "engine":
+                span = await engine_echo(store, nosync_inputs)
+                nosync_engine.append(span)
+            else:
+                span = await store_echo(store, nosync_inputs)
+                nosync_store.append(span)
+        say(
+            f"echo synchronous=NORMAL {side:6}: {span.events} events in {span.wall_s:.2f}s "
+            f"= {span.events_per_s:,.0f} events/s"
+        )
+
+    # 4. the demo gap without the engine: the store baseline with the loop turns the
+    #    engine spends between one run's last commit and the next run's first append.
+    async with fresh_store("demo-turns") as store:
+        turns = await store_demo(
+            store, _best(demo_engine).events, hops_between_runs=ENGINE_RUN_TURNS
+        )
+    say(
+        f"demo store with {ENGINE_RUN_TURNS} loop turns between runs: {turns.events_per_s:,.0f} "
+        f"events/s, {turns.as_dict()['events_per_commit']:.1f} events/commit"
+    )
+
+    # 5. where the time goes.
     say("micro-timings of the engine's per-event building blocks")
     micro = await asyncio.to_thread(micro_costs)
     say(f"cProfile of an echo run with {size.profile_inputs} inputs")
@@ -733,6 +862,7 @@ async def run_engine_bench(
             desc=f"engine events/s with {ECHO_WORKERS} echo workers; ratio = store rate / engine rate",
             goal=COST_GOAL,
             ratio=echo_ratio,
+            cpu_ratio=_cpu_ratio(ee, es),
             engine=ee.as_dict(),
             store=es.as_dict(),
             rounds_value=_rates(echo_engine),
@@ -749,6 +879,7 @@ async def run_engine_bench(
             ),
             goal=COST_GOAL,
             ratio=demo_ratio,
+            cpu_ratio=_cpu_ratio(de, ds),
             engine=de.as_dict(),
             store=ds.as_dict(),
             rounds_value=_rates(demo_engine),
@@ -756,6 +887,7 @@ async def run_engine_bench(
         ),
     }
     notes = {
+        "findings": _findings(ee, es, de, ds, turns, micro),
         "method": (
             "Each side on a fresh database file (same pragmas: EventStore.open defaults, "
             "synchronous=FULL, watch=False, index=False), one subscriber counting finished runs "
@@ -772,6 +904,30 @@ async def run_engine_bench(
             "demo_engine_minus_store_wall_us": _diff_us(de, ds),
             "demo_engine_minus_store_loop_cpu_us": _diff_cpu(de, ds),
         },
+        "echo_synchronous_normal": {
+            "desc": (
+                "informational, not a goal: the echo comparison with synchronous=NORMAL on "
+                "both sides (no fsync per commit), so CPU rather than commit latency decides"
+            ),
+            "engine_events_per_s": nosync_engine[0].events_per_s,
+            "store_events_per_s": nosync_store[0].events_per_s,
+            "ratio": (
+                nosync_store[0].events_per_s / nosync_engine[0].events_per_s
+                if nosync_engine[0].events_per_s
+                else None
+            ),
+            "engine": nosync_engine[0].as_dict(),
+            "store": nosync_store[0].as_dict(),
+        },
+        "demo_store_with_engine_run_turns": {
+            "desc": (
+                f"the demo baseline again with {ENGINE_RUN_TURNS} event-loop turns before each "
+                "run's first append (what the engine's worker loop spends between runs: run "
+                "task ends, shield callback, loop resumes and creates the next run task, the "
+                "task's first step); compare events_per_commit with demo_engine's"
+            ),
+            **turns.as_dict(),
+        },
         "micro_us_per_call": micro,
         "profile": profile,
     }
@@ -780,11 +936,62 @@ async def run_engine_bench(
         "quick": quick,
         "scale": scale,
         "sizes": size.__dict__,
-        "machine": machine_info(data_dir()),
+        "machine": machine,
+        "loadavg_1m_at_end": _loadavg(),
         "elapsed_s": now() - started,
         "figures": figures,
         "notes": notes,
     }
+
+
+def _cpu(span: Span) -> float:
+    return span.process_cpu_s / span.events * 1e6 if span.events else 0.0
+
+
+def _cpu_ratio(engine: Span, store: Span) -> float | None:
+    """Engine process CPU per event over the store's: steadier than wall on a busy machine."""
+    return _cpu(engine) / _cpu(store) if _cpu(store) else None
+
+
+def _findings(
+    ee: Span, es: Span, de: Span, ds: Span, turns: Span, micro: dict[str, float]
+) -> list[str]:
+    """What the numbers say, in words (computed from this run's measurements)."""
+    e, s, d, b, t = ee.as_dict(), es.as_dict(), de.as_dict(), ds.as_dict(), turns.as_dict()
+    return [
+        (
+            f"Wall time per event is well above this process's CPU per event, so commit "
+            f"latency (one fsync per group commit) and the machine's other load set the pace: "
+            f"echo engine {e['wall_ms_per_commit']:.1f} ms/commit carrying "
+            f"{e['events_per_commit']:.0f} events vs store {s['wall_ms_per_commit']:.1f} ms/commit "
+            f"carrying {s['events_per_commit']:.0f}; process CPU {_cpu(ee):.0f} vs {_cpu(es):.0f} "
+            f"µs/event against {e['wall_us_per_event']:.0f} vs {s['wall_us_per_event']:.0f} µs "
+            "of wall time per event."
+        ),
+        (
+            f"demo: the engine's commits carry {d['events_per_commit']:.0f} events vs the "
+            f"store's {b['events_per_commit']:.0f}; the store baseline given "
+            f"{ENGINE_RUN_TURNS} extra loop turns between runs drops to "
+            f"{t['events_per_commit']:.0f} events/commit ({t['events_per_s']:,.0f} events/s): the "
+            "turns between a run's last commit and the next run's first append make that "
+            "append miss the writer's next batch, and the workers split into cohorts that "
+            "commit alternately."
+        ),
+        (
+            f"CPU the engine adds on the event-loop thread: echo "
+            f"{_diff_cpu(ee, es):.0f} µs/event, demo {_diff_cpu(de, ds):.0f} µs/event "
+            f"(NewEvent validated {micro['NewEvent(...) validated']:.1f} µs, uuid7 id "
+            f"{micro['uuid7 event id']:.1f} µs, a task per run "
+            f"{micro['create_task+await (per task)']:.1f} µs; see profile)."
+        ),
+    ]
+
+
+def _loadavg() -> float | None:
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return None
 
 
 def _diff_us(engine: Span, store: Span) -> float:

@@ -45,6 +45,7 @@ from store.models import (
     Event,
     Limits,
     NewEvent,
+    RunRecord,
     RunStatus,
     RuntimeStatus,
     RuntimeSummary,
@@ -531,7 +532,7 @@ class Runtime:
     async def diagnostics(self, limit: int = 1000) -> list[Diagnostic]:
         return await self.store.diagnostics(self.runtime_id, limit)
 
-    async def runs(self, ref: WorkerRef, limit: int = 100) -> list[Any]:
+    async def runs(self, ref: WorkerRef, limit: int = 100) -> list[RunRecord]:
         self._worker(ref)
         return await self.store.runs(self.runtime_id, ref.worker_id, limit)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import sqlite3
 import subprocess
@@ -188,4 +187,4 @@ def test_unusable_databases_are_one_line_and_exit_2(tmp_path: Path) -> None:
     result = agentdeck("events", "--db", missing)
     assert result.returncode == 2 and "does not exist" in one_line_error(result)
     assert not missing.exists()
-    assert not os.path.exists(str(missing) + "-wal")
+    assert not missing.with_name("missing.db-wal").exists()

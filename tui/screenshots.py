@@ -46,6 +46,18 @@ async def settled(pilot: Pilot[int], timeout: float = 15.0) -> None:
     await pilot.wait_for_scheduled_animations()
 
 
+async def steady(pilot: Pilot[int], timeout: float = 8.0) -> None:
+    """Wait until three looks in a row, 0.15 s apart, show the same screen."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    last, same = "", 0
+    while same < 3 and loop.time() < deadline:
+        await pilot.pause(0.15)
+        now = pilot.app.export_screenshot()
+        same = same + 1 if now == last else 0
+        last = now
+
+
 def _still(pilot: Pilot[int]) -> None:
     """Stop cursors blinking, so a picture does not depend on the moment it is taken."""
     for widget in pilot.app.screen.query("Input, TextArea"):
@@ -55,13 +67,13 @@ def _still(pilot: Pilot[int]) -> None:
 async def _main(pilot: Pilot[int]) -> None:
     await settled(pilot)
     await pilot.press("down", "down")  # w-3: the worker that printed untrusted text
-    await pilot.pause(0.3)
+    await steady(pilot)
 
 
 async def _worker_view(pilot: Pilot[int]) -> None:
     await settled(pilot)
     await pilot.press("enter")
-    await pilot.pause(0.6)
+    await steady(pilot)
 
 
 async def _create_form_error(pilot: Pilot[int]) -> None:
@@ -72,13 +84,13 @@ async def _create_form_error(pilot: Pilot[int]) -> None:
     await pilot.pause(0.1)
     await pilot.press("ctrl+s")
     _still(pilot)
-    await pilot.pause(0.3)
+    await steady(pilot)
 
 
 async def _confirm(pilot: Pilot[int]) -> None:
     await settled(pilot)
     await pilot.press("c")
-    await pilot.pause(0.3)
+    await steady(pilot)
 
 
 async def _filter_error(pilot: Pilot[int]) -> None:
@@ -87,19 +99,19 @@ async def _filter_error(pilot: Pilot[int]) -> None:
     await pilot.press("slash")
     await pilot.press(*"level:loud kind:run.*")
     await pilot.press("enter")
-    await pilot.pause(0.3)
+    await steady(pilot)
 
 
 async def _help(pilot: Pilot[int]) -> None:
     await settled(pilot)
     await pilot.press("question_mark")
-    await pilot.pause(0.5)
+    await steady(pilot)
 
 
 async def _diagnostics(pilot: Pilot[int]) -> None:
     await settled(pilot)
     await pilot.press("d")
-    await pilot.pause(0.5)
+    await steady(pilot)
 
 
 @dataclass(frozen=True)

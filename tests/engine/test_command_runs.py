@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import re
+import sys
+import time
+from pathlib import Path
 from typing import Any
 
 from engine.profiles import CommandProfile, parse_profiles
@@ -310,3 +313,44 @@ async def test_profiles_from_toml_text_run_through_the_runtime(host: HostFactory
     ack = await rt.send_input(w.ref, "fix the bug")
     assert (await wait_run(rt, ack.run_id)).status is RunStatus.COMPLETED
     assert "answer: fix the bug" in said(await transcript_text(rt, w.ref), "assistant")
+
+
+async def test_the_working_folder_and_the_payload_of_a_failure(
+    host: HostFactory, tmp_path: Path
+) -> None:
+    where = tmp_path / "work"
+    where.mkdir()
+    script = "import os, sys; print(os.getcwd()); sys.exit(int(sys.stdin.read()))"
+    profile = CommandProfile(name="pwd", command=[sys.executable, "-c", script], cwd=str(where))
+    rt, w = await worker_with(host, profile)
+    ack = await rt.send_input(w.ref, "5")
+    run = await wait_run(rt, ack.run_id)
+    assert run.status is RunStatus.FAILED and "exited with code 5" in (run.error or "")
+    assert said(await transcript_text(rt, w.ref), "assistant") == str(where)
+    events = await run_events(rt, ack.run_id)
+    assert payload_of(events, "exec.command.started")["cwd"] == str(where)
+    failed = payload_of(events, "exec.command.failed")
+    assert failed["exit_code"] == 5 and failed["duration_s"] >= 0 and failed["pid"] > 0
+    assert failed["argv"] == profile.command
+
+
+async def test_a_flooding_program_does_not_stall_other_workers(host: HostFactory) -> None:
+    flood = CommandProfile(name="flood", command=program("firehose.py", "1.5"), timeout=30)
+    rt = await host(profiles=profile_set(flood))
+    noisy = await rt.create_worker(CreateWorkerRequest(profile="flood"))
+    quiet = await rt.create_worker(CreateWorkerRequest())
+    flooding = await rt.send_input(noisy.ref, "go")
+    await wait_run(rt, flooding.run_id, RunStatus.EXECUTING)
+    round_trips = []
+    while (await rt.store.run("local", flooding.run_id)).status is RunStatus.EXECUTING:  # type: ignore[union-attr]
+        began = time.monotonic()
+        ack = await rt.send_input(quiet.ref, "ping")
+        await wait_run(rt, ack.run_id)
+        round_trips.append(time.monotonic() - began)
+    run = await wait_run(rt, flooding.run_id, timeout=30)
+    assert run.status is RunStatus.COMPLETED
+    assert len(round_trips) >= 3
+    assert max(round_trips) < 0.5, f"echo round trips during the flood: {round_trips}"
+    outputs = [e for e in await run_events(rt, flooding.run_id) if e.kind == "worker.output"]
+    assert len(outputs) <= 40  # capped at 1 MiB, in chunks of up to 64 KiB
+    assert "exec.output.truncated" in {d.code for d in await rt.diagnostics()}

@@ -255,3 +255,22 @@ async def test_close_does_not_hang_when_a_run_ends_at_the_same_moment(
     assert await cancelling is True
     run = await rt.store.run("local", ack.run_id)
     assert run is not None and run.status is RunStatus.CANCELLED
+
+
+async def test_a_restored_worker_whose_profile_is_gone_fails_its_runs_with_the_reason(
+    host: HostFactory, tmp_path: Path
+) -> None:
+    gates = tmp_path / "gates"
+    gates.mkdir()
+    rt = await host(profiles=profile_set(agent_profile(gate_dir=gates)))
+    w = await rt.create_worker(CreateWorkerRequest(profile="agent"))
+    first = await rt.send_input(w.ref, "gate a")
+    await wait_run(rt, first.run_id, RunStatus.EXECUTING)
+    queued = await rt.send_input(w.ref, "gate b")
+    await rt.close()
+
+    again = await host()  # the config no longer has "agent"
+    run = await wait_run(again, queued.run_id)
+    assert run.status is RunStatus.FAILED
+    assert run.error == "profile 'agent' is no longer in the config"
+    assert (await again.worker_detail(w.ref)).status is WorkerStatus.RUNNING

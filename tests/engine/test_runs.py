@@ -396,7 +396,7 @@ async def test_a_driver_completing_after_cancel_changes_nothing(
 
 
 async def test_a_demo_run_cancelled_mid_step_stays_cancelled(host: HostFactory) -> None:
-    rt = await host(profiles=profile_set(demo_profile(pace=0.3, steps=3)))
+    rt = await host(profiles=profile_set(demo_profile(pace=0.6, steps=3)))
     w = await rt.create_worker(CreateWorkerRequest(profile="slow"))
     ack = await rt.send_input(w.ref, "work")
 
@@ -405,7 +405,7 @@ async def test_a_demo_run_cancelled_mid_step_stays_cancelled(host: HostFactory) 
 
     await eventually(in_a_step)
     assert await rt.cancel_run(w.ref, ack.run_id) is True
-    await asyncio.sleep(0.5)  # longer than a step: a live driver would have moved on
+    await asyncio.sleep(0.8)  # longer than a step: a live driver would have moved on
     events = await run_events(rt, ack.run_id)
     kinds = [e.kind for e in events]
     assert kinds[-1] == "run.cancelled"
@@ -500,3 +500,28 @@ async def test_stopping_the_runtime_ends_a_stopped_workers_last_run_too(
     await asyncio.sleep(0.2)
     events = await all_events(rt)
     assert events[-1].kind == "runtime.stopped" and events[-1].event_id == stop_id
+
+
+async def test_concurrent_operations_keep_ids_sequences_and_projections_consistent(
+    host: HostFactory,
+) -> None:
+    rt = await host()
+    workers = await asyncio.gather(*(rt.create_worker(CreateWorkerRequest()) for _ in range(20)))
+    assert sorted(int(w.worker_id[2:]) for w in workers) == list(range(1, 21))
+    acks = await asyncio.gather(
+        *(rt.send_input(w.ref, f"{w.worker_id} says {n}") for w in workers for n in range(3))
+    )
+    for ack in acks:
+        assert (await wait_run(rt, ack.run_id)).status is RunStatus.COMPLETED
+    for w in workers:
+        mine = sorted((a for a in acks if a.ref == w.ref), key=lambda a: a.transcript_sequence)
+        assert [a.run_id for a in mine] == [f"{w.worker_id}.r{n}" for n in (1, 2, 3)]
+        entries = await transcript_text(rt, w.ref)
+        assert [text for role, text in entries if role == "user"] == [
+            f"{w.worker_id} says {n}" for n in range(3)
+        ]
+        assert len(entries) == 6
+    seqs = [e.seq for e in await all_events(rt)]
+    assert seqs == list(range(1, len(seqs) + 1))
+    report = await rt.store.verify()
+    assert report.ok, report.problems

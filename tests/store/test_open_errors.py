@@ -307,13 +307,17 @@ async def test_a_local_mount_inside_a_network_one_is_fine(tmp_path: Path) -> Non
         pass
 
 
+def _modes(folder: Path) -> dict[str, int]:
+    return {p.name: stat.S_IMODE(p.stat().st_mode) for p in folder.iterdir()}
+
+
 async def test_new_files_are_owner_only(tmp_path: Path) -> None:
     path = tmp_path / "agentdeck.db"
     old = os.umask(0)  # the store must not rely on the umask for this
     try:
         async with await EventStore.open(path, watch=False) as store:
             await store.append("rt", None, [new_event()])
-            modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()}
+            modes = _modes(tmp_path)
     finally:
         os.umask(old)
     assert modes == {"agentdeck.db": 0o600, "agentdeck.db-wal": 0o600, "agentdeck.db-shm": 0o600}

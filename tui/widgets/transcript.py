@@ -67,6 +67,7 @@ class TranscriptView(ScrollView, can_focus=True):
         self._cache: OrderedDict[tuple[int, int], Strip] = OrderedDict()
         self.total = 0
         self._loading_earlier = False
+        self._following = True
 
     # -- data ---------------------------------------------------------------
 
@@ -145,9 +146,17 @@ class TranscriptView(ScrollView, can_focus=True):
         # Rows are cut to the pane, never scrolled sideways: the width is the pane's.
         self.virtual_size = Size(self.size.width, len(self._lines))
         self.refresh()
+        self._following = follow
         if follow:
-            # After the new virtual size is laid out, or the end is the old end.
-            self.call_after_refresh(self.scroll_end, animate=False, immediate=True)
+            # `force`: before the first layout there is no scrollbar and a plain
+            # scroll_end does nothing; after it, the end is the new end.
+            self.scroll_end(animate=False, immediate=True, x_axis=False, force=True)
+            self.call_after_refresh(
+                self.scroll_end, animate=False, immediate=True, x_axis=False, force=True
+            )
+
+    def on_resize(self) -> None:
+        self._relayout(follow=self._following or self.scroll_y >= self.max_scroll_y)
 
     def watch_scroll_y(self, old: float, new: float) -> None:
         super().watch_scroll_y(old, new)
