@@ -511,6 +511,7 @@ async def store_replay(
     outstanding: int | None = None,
     pace: float | None = None,
     hops_between_runs: int = 0,
+    fresh_ids: bool = True,
 ) -> Span:
     """Push planned runs through `EventStore.append` as the engine would, minus the engine.
 
@@ -525,10 +526,17 @@ async def store_replay(
     """
     last = [await store.last_seq(RUNTIME)]
     total = sum(len(runs) for runs in plans)
+    # Event ids in append order, as the engine's (uuid7 made at submit time): ids in
+    # plan order would land all over the event_id index and cost the store extra.
+    id_pool = iter(
+        sorted(Uuid7Ids().event_id() for _ in range(sum(r.size for p in plans for r in p)))
+    )
     await _cleanup_gc()
     watcher = RunWatcher(store, expected=total)
 
     async def append(events: list[NewEvent]) -> None:
+        if fresh_ids:
+            events = [e.model_copy(update={"event_id": next(id_pool)}) for e in events]
         expected = last[0]
         last[0] += len(events)
         await store.append(RUNTIME, expected, events)

@@ -26,7 +26,6 @@ from tui.screens.diagnostics import DiagnosticsScreen
 from tui.screens.help import HelpScreen
 from tui.screens.send_input import SendInputScreen
 from tui.screens.worker import WorkerScreen
-from tui.widgets.event_log import EventLog
 from tui.widgets.filter_bar import FilterBar
 
 AGENTDECK = Path(sys.executable).parent / "agentdeck"
@@ -80,7 +79,9 @@ async def make_worker(c: Console, objective: str = "fix the build", **kwargs: ob
     assert runtime is not None
     from store.models import TaskIntent
 
-    record = await runtime.create_worker(CreateWorkerRequest(intent=TaskIntent(objective=objective), **kwargs))  # type: ignore[arg-type]
+    record = await runtime.create_worker(
+        CreateWorkerRequest(intent=TaskIntent(objective=objective), **kwargs)
+    )  # type: ignore[arg-type]
     await c.until(lambda: record.worker_id in (c.app.workers_table._shown))
     c.app.workers_table.select_worker(record.worker_id)
     c.app.workers_table.focus()
@@ -167,7 +168,9 @@ async def test_stop_asks_first_and_is_idempotent(tmp_path: Path) -> None:
 
 async def test_cancel_worker_and_cancel_run(tmp_path: Path) -> None:
     config = tmp_path / "agentdeck.toml"
-    config.write_text('[profiles.slow]\nbuiltin = "demo"\ndemo = { pace = 5.0, steps = 3, fail_rate = 0.0 }\n')
+    config.write_text(
+        '[profiles.slow]\nbuiltin = "demo"\ndemo = { pace = 5.0, steps = 3, fail_rate = 0.0 }\n'
+    )
     app = console(tmp_path / "a.db", config=config)
     async with app.run_test(size=SIZE) as pilot:
         c = await started(app, pilot)
@@ -275,7 +278,11 @@ async def test_read_only_mode_says_why(tmp_path: Path) -> None:
         c = await started(app, pilot)
         assert "read-only" in app.sub_title
         await c.until(lambda: app.workers_table.row_count == 1)
-        for key, screen in (("n", CreateWorkerScreen), ("i", SendInputScreen), ("s", ConfirmScreen)):
+        for key, screen in (
+            ("n", CreateWorkerScreen),
+            ("i", SendInputScreen),
+            ("s", ConfirmScreen),
+        ):
             await pilot.press(key)
             await c.said_something("--read-only")
             assert not isinstance(app.screen, screen)
@@ -308,16 +315,29 @@ async def test_events_from_another_process_and_its_workers_read_only(tmp_path: P
     app = console(db)
     async with app.run_test(size=SIZE) as pilot:
         c = await started(app, pilot)
-        demo = subprocess.Popen(
-            [str(AGENTDECK), "--db", str(db), "demo", "--runtime", "other", "--workers", "2",
-             "--rate", "40", "--duration", "20"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        demo = await asyncio.create_subprocess_exec(
+            str(AGENTDECK),
+            "--db",
+            str(db),
+            "demo",
+            "--runtime",
+            "other",
+            "--workers",
+            "2",
+            "--rate",
+            "40",
+            "--duration",
+            "20",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
         )
         try:
             await c.until(lambda: any(e.runtime_id == "other" for e in app.event_log.window), 15)
             await c.until(lambda: app.runtimes_pane.row_count == 2)
             app.runtimes_pane.select_runtime("other")
-            await c.until(lambda: app.workers_table.runtime_id == "other" and app.workers_table.row_count == 2)
+            await c.until(
+                lambda: app.workers_table.runtime_id == "other" and app.workers_table.row_count == 2
+            )
             app.workers_table.focus()
             await pilot.press("s")
             await c.said_something("hosted by another process")
@@ -327,7 +347,7 @@ async def test_events_from_another_process_and_its_workers_read_only(tmp_path: P
             await c.until(lambda: max(e.position for e in app.event_log.window) > seen, 10)
         finally:
             demo.send_signal(signal.SIGINT)
-            out, err = demo.communicate(timeout=20)
+            _, err = await asyncio.wait_for(demo.communicate(), 20)
         assert demo.returncode == 0, err.decode()
         assert b"Traceback" not in err
 
@@ -340,7 +360,9 @@ def test_headless_commands_do_not_import_textual(tmp_path: Path) -> None:
     )
     db = tmp_path / "v.db"
     env = dict(os.environ)
-    result = subprocess.run([sys.executable, "-c", code, str(db)], capture_output=True, text=True, env=env)
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(db)], capture_output=True, text=True, env=env
+    )
     assert "imported textual" not in result.stderr
     assert result.returncode == 0, result.stderr
 
