@@ -173,6 +173,7 @@ class Feed:
 
     def hint(self) -> None:
         """Something may have been committed elsewhere: look after the last position."""
+        self._dirty.set()
 
     def _deliver(self, events: list[Event]) -> None:
         self.last_position = events[-1].position
