@@ -63,8 +63,10 @@ import random
 import re
 import shutil
 import sqlite3
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -117,6 +119,7 @@ IDLE_KEYS = 8  # key samples before the load starts (the figure at rest)
 CATCH_UP_TIMEOUT_S = 20.0
 PAINT_TIMEOUT_S = 120.0
 LOG_BASELINE_LINES = 5_000  # the stock Log keeps as many lines as the EventLog's window
+YIELD_EVERY = 100  # the Log app's feed yields to the event loop every so many write_line calls
 PROJECT_ROOT = str(Path(__file__).resolve().parent.parent)
 
 _WORKER_ID_CELL = re.compile(r"\bw-\d+\b")
@@ -307,33 +310,38 @@ async def _load_main(db: str, rate: float, seconds: float, workers: int, seed: i
 
 
 class LoadChild:
-    """The load process, seen from here: its commits as (monotonic time, position)."""
+    """The load process, seen from here: its commits as (monotonic time, position).
 
-    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+    Its lines are read by a thread, not by the event loop the app runs on, so a
+    busy app cannot make the load look later than it was.
+    """
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
         self.proc = proc
         self.commits: list[tuple[float, int]] = []
         self.setup_position = 0
         self.sent = 0
         self.elapsed = 0.0
         self.cpu_s = 0.0
-        self.done = asyncio.Event()
-        self._ready = asyncio.Event()
-        self._reader = asyncio.create_task(self._read(), name="bench-load-reader")
+        self._ready = threading.Event()
+        self._done = threading.Event()
+        self._reader = threading.Thread(target=self._read, name="bench-load-reader", daemon=True)
+        self._reader.start()
 
     @classmethod
-    async def start(cls, db: Path, rate: float, seconds: float, workers: int, seed: int) -> LoadChild:
+    def start(cls, db: Path, rate: float, seconds: float, workers: int, seed: int) -> LoadChild:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (PROJECT_ROOT, env.get("PYTHONPATH")) if p)
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bench.console", "load", str(db), str(rate), str(seconds),
-            str(workers), str(seed),
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env,
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.console", "load", str(db), str(rate), str(seconds),
+             str(workers), str(seed)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
         )
         return cls(proc)
 
-    async def _read(self) -> None:
+    def _read(self) -> None:
         assert self.proc.stdout is not None
-        while line := await self.proc.stdout.readline():
+        for line in self.proc.stdout:
             parts = line.split()
             if not parts:
                 continue
@@ -344,44 +352,45 @@ class LoadChild:
                 self._ready.set()
             elif parts[0] == b"done":
                 self.sent, self.elapsed, self.cpu_s = int(parts[1]), float(parts[2]), float(parts[3])
-                self.done.set()
+                self._done.set()
         self._ready.set()
-        self.done.set()
+        self._done.set()
 
     async def ready(self, timeout: float = 60.0) -> None:
-        await asyncio.wait_for(self._ready.wait(), timeout)
-        if self.proc.returncode is not None and not self.setup_position:
-            raise RuntimeError(f"the load process exited {self.proc.returncode} before it was ready")
+        if not await asyncio.to_thread(self._ready.wait, timeout) or not self.setup_position:
+            raise RuntimeError(f"the load process was not ready (exit status {self.proc.poll()})")
 
-    async def go(self) -> None:
+    def go(self) -> None:
         assert self.proc.stdin is not None
         self.proc.stdin.write(b"go\n")
-        await self.proc.stdin.drain()
+        self.proc.stdin.flush()
+
+    def finished_now(self) -> bool:
+        return self._done.is_set()
 
     def committed_at(self, t: float) -> int:
         """The newest position the child had committed at monotonic time `t`."""
-        best = self.setup_position
-        for stamp, position in reversed(self.commits):
+        commits = self.commits
+        for i in range(len(commits) - 1, -1, -1):
+            stamp, position = commits[i]
             if stamp <= t:
-                best = position
-                break
-        return best
+                return position
+        return self.setup_position
 
     @property
     def last_position(self) -> int:
         return self.commits[-1][1] if self.commits else self.setup_position
 
     async def close(self) -> None:
+        if self.proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                self.proc.stdin.close()
         try:
-            if self.proc.returncode is None and self.proc.stdin is not None:
-                with contextlib.suppress(Exception):
-                    self.proc.stdin.close()
-            await asyncio.wait_for(self.proc.wait(), 30)
-        except TimeoutError:
+            await asyncio.to_thread(self.proc.wait, 30)
+        except subprocess.TimeoutExpired:
             self.proc.kill()
-            await self.proc.wait()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._reader
+            await asyncio.to_thread(self.proc.wait)
+        await asyncio.to_thread(self._reader.join, 5)
         if self.proc.returncode != 0:
             raise RuntimeError(f"the load process exited {self.proc.returncode}")
 
@@ -622,10 +631,13 @@ def _log_baseline_app(db: Path) -> Any:
                         batch = await sub.next_batch(1000)
                     except StopAsyncIteration:
                         return
-                    for item in batch:
+                    for n, item in enumerate(batch, 1):
                         if isinstance(item, Event):
                             widget.write_line(format_event(item))
                             self.applied = item.position
+                        if n % YIELD_EVERY == 0:
+                            await asyncio.sleep(0)  # let keys and frames through
+                    await asyncio.sleep(0)
 
         def action_pick(self, worker_id: str) -> None:
             self.query_one(Log).border_title = f"selected {worker_id}"
@@ -762,7 +774,7 @@ async def _press_and_time(
     t0 = time.monotonic()
     presses.append(asyncio.create_task(pilot.press(key)))
     try:
-        t1 = await asyncio.wait_for(shown, KEY_TIMEOUT_S)
+        t1: float = await asyncio.wait_for(shown, KEY_TIMEOUT_S)
     except TimeoutError:
         return None
     return t1 - t0
@@ -773,7 +785,7 @@ async def live_phase(
 ) -> LiveRun:
     db = work / f"live-{name}.db"
     run = LiveRun(name=name, target_rate=size.rate, seconds=size.load_s)
-    child = await LoadChild.start(db, size.rate, size.load_s, size.load_workers, seed)
+    child = LoadChild.start(db, size.rate, size.load_s, size.load_workers, seed)
     try:
         await child.ready()
         target: ConsoleUnderTest | LogUnderTest = (
@@ -798,7 +810,7 @@ async def live_phase(
             profiler = cProfile.Profile() if profile else None
             loop_cpu0, cpu0 = time.thread_time(), time.process_time()
             applied0 = target.applied()
-            await child.go()
+            child.go()
             t_go = time.monotonic()
             end = t_go + size.load_s
             if profiler is not None:
@@ -837,12 +849,14 @@ async def live_phase(
             run.applied_rate = run.applied_events / (t_end - t_go)
             run.rss.append((t_end - t_go, rss_mb()))
             run.frames = target.frames.stats(t_go, t_end)
-            await asyncio.wait_for(child.done.wait(), 60)
-            final = child.last_position
-            started = time.monotonic()
-            with contextlib.suppress(TimeoutError):
-                await _until(lambda: target.applied() >= final, CATCH_UP_TIMEOUT_S)
-                run.catch_up_s = time.monotonic() - started
+            # Catch-up: from the load's last commit until the app has applied it.
+            deadline = t_end + CATCH_UP_TIMEOUT_S
+            while time.monotonic() < deadline:
+                done = child.finished_now()
+                if done and target.applied() >= child.last_position:
+                    run.catch_up_s = max(0.0, time.monotonic() - child.commits[-1][0])
+                    break
+                await asyncio.sleep(0.02)
             await asyncio.gather(*presses, return_exceptions=True)
             run.app = target.details()
     finally:
@@ -1075,6 +1089,20 @@ async def first_paint_on(
     }
 
 
+def import_ms() -> float:
+    """Milliseconds a fresh interpreter takes to import the console (not in first paint)."""
+    code = (
+        "import time; t = time.perf_counter(); import tui.app, tui.backend;"
+        " print((time.perf_counter() - t) * 1000)"
+    )
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (PROJECT_ROOT, env.get("PYTHONPATH")) if p)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    )
+    return float(out.stdout.strip())
+
+
 # ---------------------------------------------------------------------------
 # The program
 # ---------------------------------------------------------------------------
@@ -1109,6 +1137,7 @@ async def run_console_bench(
         small = await first_paint_on("small", small_db, work, size.paint_repeats, say)
         many = await first_paint_on("many-workers", many_db, work, size.paint_repeats, say)
         big = await first_paint_on("big", big_db, work, size.paint_repeats, say)
+        big["import_ms"] = await asyncio.to_thread(import_ms)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -1226,10 +1255,17 @@ def _figures(
             baseline=small["ms"],
             baseline_desc=f"the same on {small['events']:,} events and {small['workers']} workers",
             goal=Goal("value", "<=", 1000.0, "<= 1 s"),
+            events=big["events"],
+            workers=big["workers"],
+            baseline_events=small["events"],
+            baseline_workers=small["workers"],
             runs_ms=big["runs_ms"],
             baseline_runs_ms=small["runs_ms"],
             backend_open_ms=big["backend_open_ms"],
             first_frame_ms=big["first_frame_ms"],
+            import_ms=big["import_ms"],
+            import_desc="what a fresh `agentdeck` process spends importing tui.app before it"
+            " can construct the App (measured in a child interpreter; not in the figure)",
             baseline_backend_open_ms=small["backend_open_ms"],
         ),
         "first_paint_vs_small": figure(

@@ -13,10 +13,12 @@ sides):
   producers (per worker, one input producer handing runs to one run producer),
   with every `NewEvent` built before the clock starts (uuid7 ids from a
   pre-made pool stamped in append order, as the engine's are made at submit
-  time), watched by the same subscriber. That is what the engine could at best do per event.
+  time), watched by the same subscriber: what the engine could at best do
+  per event.
 - demo: 50 `builtin:demo` workers with pace 0 and fail rate 0.1, kept busy
-  for a fixed window; engine events/s against the store appending the same
-  number of demo-shaped runs the same way.
+  for a fixed window (at most 2 runs outstanding per worker, topped up as
+  runs finish); engine events/s against the store appending the same number
+  of demo-shaped events (same kinds and mix, the same gating) the same way.
 
 A figure's ratio is engine cost per event / store cost per event (the
 store's events/s over the engine's); the goal is <= 2.
@@ -24,8 +26,10 @@ store's events/s over the engine's); the goal is <= 2.
 `notes` breaks the per-event cost down: CPU µs/event of the event-loop thread
 (engine + the store's loop-side work) and of the other threads (the writer's
 SQLite transaction), micro-timings of the engine's per-event building blocks,
-and a cProfile of a short echo run (loop thread only; cProfile roughly
-doubles per-call costs, so read its numbers as shares).
+a cProfile of a short echo run (loop thread only; cProfile inflates per-call
+costs, so read its numbers as shares), and two experiments: the echo pair at
+synchronous=NORMAL (CPU rather than fsync decides) and the demo baseline with
+the engine's loop turns between runs added.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import asyncio
 import contextlib
 import cProfile
 import gc
+import math
 import os
 import pstats
 import random
@@ -66,14 +71,14 @@ DEMO_WORKERS = 50
 DEMO_SETTINGS: dict[str, float] = {"pace": 0.0, "steps": 3, "fail_rate": 0.1, "tool_rate": 0.7}
 DEMO_PROFILE = "bench-demo"
 TERMINAL_KINDS = frozenset({"run.completed", "run.failed", "run.cancelled"})
-ECHO_EVENTS_PER_INPUT = (
-    7  # input.accepted, created, planning, executing, output, verifying, completed
-)
+# input.accepted, run.created, planning, executing, worker.output, verifying, completed
+ECHO_EVENTS_PER_INPUT = 7
+# Runs queued or running per demo worker, so none idles.
 OUTSTANDING_PER_DEMO_WORKER = 2
 # Event-loop turns from a run's last commit to the next run's first append in the engine's
 # worker loop: the run task ends, shield's callback completes its outer future, the loop
 # resumes and creates the next run task, whose first step appends run.planning.
-ENGINE_RUN_TURNS = 4  # runs queued or running per demo worker, so none idles
+ENGINE_RUN_TURNS = 4
 COST_GOAL = Goal(
     subject="ratio",
     op="<=",
@@ -315,8 +320,8 @@ async def engine_demo(
         await asyncio.sleep(seconds)
         span = watch.stop(runs=watcher.finished - finished0)
         # Wind down gently: no feeder is cancelled mid-send_input (that cancels the
-        # store's future and strands a committed run), and every worker is idle
-        # before close() (closing busy workers can hang: see the notes).
+        # store's own future: the input and run.created commit, but the run never
+        # reaches the worker's queue), and every worker is idle before close().
         stopping = True
         for sem in watcher.per_worker.values():
             sem.release()
@@ -709,20 +714,27 @@ async def profile_echo(inputs: int) -> dict[str, Any]:
             await runtime.close()
     stats = pstats.Stats(prof)
     raw: dict[Any, Any] = stats.stats  # type: ignore[attr-defined]
-    total_tt = sum(v[2] for v in raw.values()) or 1.0
     rows = []
+    categories: dict[str, float] = {}
     for (filename, line, name), (_cc, ncalls, tt, ct, _callers) in raw.items():
-        short = _short(filename)
+        function = f"{_short(filename)}:{line}({name})"
+        category = _category(function)
+        categories[category] = categories.get(category, 0.0) + tt
         rows.append(
             {
-                "function": f"{short}:{line}({name})",
+                "function": function,
+                "category": category,
                 "calls_per_event": ncalls / events,
                 "own_us_per_event": tt / events * 1e6,
                 "cum_us_per_event": ct / events * 1e6,
-                "own_share": tt / total_tt,
             }
         )
-    by_own = sorted(rows, key=lambda r: r["own_us_per_event"], reverse=True)[:20]
+    busy = sum(t for c, t in categories.items() if c != "idle (epoll wait)") or 1.0
+    by_own = sorted(
+        (r for r in rows if r["category"] != "idle (epoll wait)"),
+        key=lambda r: r["own_us_per_event"],
+        reverse=True,
+    )[:20]
     wanted = (
         "runtime.py",
         "run_context.py",
@@ -730,7 +742,6 @@ async def profile_echo(inputs: int) -> dict[str, Any]:
         "store/writer.py",
         "store/feed.py",
         "store/event_store.py",
-        "pydantic",
         "clock.py",
     )
     by_cum = sorted(
@@ -739,11 +750,39 @@ async def profile_echo(inputs: int) -> dict[str, Any]:
         reverse=True,
     )[:20]
     return {
+        "desc": (
+            "cProfile of the event-loop thread only (the writer's SQLite work runs in its own "
+            "thread and is not in here); cProfile inflates per-call costs about 2-3x, so read "
+            "the shares, and the unprofiled micro_us_per_call for absolute costs"
+        ),
         "events": events,
-        "profiled_loop_us_per_event": total_tt / events * 1e6,
+        "busy_loop_us_per_event": busy / events * 1e6,
+        "own_time_share_by_category": {
+            c: t / busy
+            for c, t in sorted(categories.items(), key=lambda kv: -kv[1])
+            if c != "idle (epoll wait)"
+        },
         "top_own_time": by_own,
         "top_cumulative_engine_store": by_cum,
     }
+
+
+_CATEGORIES = (
+    ("idle (epoll wait)", ("select.epoll",)),
+    ("uuid7 event ids", ("uuid6/", "uuid.py", "posix.urandom", "engine/clock.py")),
+    ("pydantic (NewEvent validation, Event construction)", ("pydantic", "store/models.py")),
+    ("engine/", ("engine/",)),
+    ("store/ (loop side: submit, settle, rows to Events, feed)", ("store/",)),
+    ("bench/ (the watcher, senders)", ("bench/",)),
+    ("asyncio machinery", ("asyncio/", "_asyncio", "_contextvars", "heapq", "SimpleQueue")),
+)
+
+
+def _category(function: str) -> str:
+    for name, markers in _CATEGORIES:
+        if any(m in function for m in markers):
+            return name
+    return "other (datetime, json, re, builtins)"
 
 
 def _short(filename: str) -> str:
@@ -757,8 +796,17 @@ def _short(filename: str) -> str:
 # -- the suite ---------------------------------------------------------------------
 
 
-def _best(spans: list[Span]) -> Span:
-    return max(spans, key=lambda s: s.events_per_s)
+def _median(spans: list[Span]) -> Span:
+    """The round with the median rate (the upper one of an even count)."""
+    return sorted(spans, key=lambda s: s.events_per_s)[len(spans) // 2]
+
+
+def _paired(engine: list[Span], store: list[Span]) -> list[float]:
+    """Per-round ratios (store rate / engine rate) of back-to-back measurements."""
+    return [
+        s.events_per_s / e.events_per_s if e.events_per_s else math.nan
+        for e, s in zip(engine, store, strict=True)
+    ]
 
 
 def _rates(spans: list[Span]) -> list[float]:
@@ -833,7 +881,7 @@ async def run_engine_bench(
     #    engine spends between one run's last commit and the next run's first append.
     async with fresh_store("demo-turns") as store:
         turns = await store_demo(
-            store, _best(demo_engine).events, hops_between_runs=ENGINE_RUN_TURNS
+            store, _median(demo_engine).events, hops_between_runs=ENGINE_RUN_TURNS
         )
     say(
         f"demo store with {ENGINE_RUN_TURNS} loop turns between runs: {turns.events_per_s:,.0f} "
@@ -846,8 +894,8 @@ async def run_engine_bench(
     say(f"cProfile of an echo run with {size.profile_inputs} inputs")
     profile = await profile_echo(size.profile_inputs)
 
-    ee, es = _best(echo_engine), _best(echo_store)
-    de, ds = _best(demo_engine), _best(demo_store)
+    ee, es = _median(echo_engine), _median(echo_store)
+    de, ds = _median(demo_engine), _median(demo_store)
     echo_inputs_s = ee.runs / ee.wall_s if ee.wall_s else 0.0
     store_inputs_s = es.runs / es.wall_s if es.wall_s else 0.0
     echo_ratio = es.events_per_s / ee.events_per_s if ee.events_per_s else float("nan")
@@ -879,6 +927,7 @@ async def run_engine_bench(
             store=es.as_dict(),
             rounds_value=_rates(echo_engine),
             rounds_baseline=_rates(echo_store),
+            paired_round_ratios=_paired(echo_engine, echo_store),
         ),
         "demo_events_per_s": figure(
             value=de.events_per_s,
@@ -896,6 +945,7 @@ async def run_engine_bench(
             store=ds.as_dict(),
             rounds_value=_rates(demo_engine),
             rounds_baseline=_rates(demo_store),
+            paired_round_ratios=_paired(demo_engine, demo_store),
         ),
     }
     notes = {
@@ -903,8 +953,8 @@ async def run_engine_bench(
         "method": (
             "Each side on a fresh database file (same pragmas: EventStore.open defaults, "
             "synchronous=FULL, watch=False, index=False), one subscriber counting finished runs "
-            "on both sides. Best of the rounds per side (echo rounds alternate which side goes "
-            "first). The baseline's NewEvents are built (validated) before its clock starts and "
+            "on both sides. Each side's figure is its median round (echo rounds alternate which "
+            "side goes first); paired_round_ratios are the per-round ratios. The baseline's NewEvents are built (validated) before its clock starts and "
             "get pre-made uuid7 ids in append order as they are appended (ids in plan order "
             "would scatter over the event_id index and cost the writer ~20 µs/event more), so "
             "its figure is the store alone. Ratios: store events/s over engine events/s (wall); "

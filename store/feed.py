@@ -27,6 +27,7 @@ from store.reader import Reader
 
 REPLAY_PAGE = 1000
 DEFAULT_QUEUE = 20_000
+IDLE_HINT_S = 0.01
 
 Item = Event | Lag
 
@@ -187,13 +188,20 @@ class Feed:
             await self._dirty.wait()
             self._dirty.clear()
             try:
+                found = False
                 while True:
                     batch = await self._reader.read_after(self.last_position, REPLAY_PAGE)
                     fresh = [e for e in batch.events if e.position > self.last_position]
                     if fresh:
+                        found = True
                         self._deliver(fresh)
                     if not batch.has_more:
                         break
+                if not found:
+                    # Our own commits wake the file watcher too; a wake-up that found
+                    # nothing was most likely one of those, so let a burst of them
+                    # coalesce instead of reading once per commit.
+                    await asyncio.sleep(IDLE_HINT_S)
             except Exception:
                 # A transient read failure (locked, closing) only delays delivery:
                 # the next hint or poll retries from the same position.

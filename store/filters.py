@@ -306,12 +306,20 @@ class Filter:
             return all(w.test_line(line) != w.negated for w in words)
         return True
 
-    def where(self, indexed_upto: int) -> tuple[str, list[object]]:
+    @property
+    def fts_match(self) -> str | None:
+        """The FTS5 query of the wanted words (None without any), for driving a search."""
+        wanted = [t for t in self.terms if isinstance(t, _WordTerm) and not t.negated]
+        return " AND ".join(w.fts_query for w in wanted) if wanted else None
+
+    def where(self, indexed_upto: int, *, skip_wanted_words: bool = False) -> tuple[str, list[object]]:
         """A parameterized SQL condition over `events e` ("1" when empty).
 
         Words are looked up in `events_fts` for positions up to
         `indexed_upto` (what the indexer has covered) and checked with
         `adk_words` above it; the connection needs `register_sql_functions`.
+        With `skip_wanted_words`, the wanted words are left out: for a query
+        that starts from `fts_match` itself (the fast path for rare words).
         """
         clauses: list[str] = []
         params: list[object] = []
@@ -328,7 +336,7 @@ class Filter:
         unwanted = [w for w in words if w.negated]
         # All wanted words go into one FTS query (AND), all unwanted ones into
         # another (OR, negated as a whole): at most two index lookups.
-        if wanted:
+        if wanted and not skip_wanted_words:
             sql, values = _words_sql(wanted, "AND", indexed_upto)
             clauses.append(f"({sql})")
             params += values

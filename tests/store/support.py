@@ -6,6 +6,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -53,19 +54,37 @@ def spawn(name: str, *args: object, **popen: Any) -> subprocess.Popen[str]:
 
 
 def wait_for_line(proc: subprocess.Popen[str], expected: str, timeout: float = 15.0) -> str:
-    """Read the child's stdout until a line starting with `expected` (blocking, bounded)."""
+    """Read the child's stdout until a line starting with `expected`.
+
+    A blocked readline cannot be given a timeout, so it runs in a thread; when
+    the time is up the child is killed (which ends the read) and the test fails
+    instead of hanging.
+    """
     assert proc.stdout is not None
-    deadline = time.monotonic() + timeout
+    stdout = proc.stdout
     seen: list[str] = []
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        if line.startswith(expected):
-            return line.strip()
-        seen.append(line)
+    found: list[str] = []
+
+    def read() -> None:
+        for line in stdout:
+            if line.startswith(expected):
+                found.append(line.strip())
+                return
+            seen.append(line)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(timeout)
+    if found:
+        return found[0]
+    if reader.is_alive():
+        proc.kill()
+        reader.join(5)
+        problem = f"timed out after {timeout}s"
+    else:
+        problem = f"stdout ended (exit status {proc.wait(5)})"
     stderr = proc.stderr.read() if proc.stderr and proc.poll() is not None else ""
-    raise AssertionError(f"child never printed {expected!r}; stdout {seen!r}; stderr {stderr!r}")
+    raise AssertionError(f"waiting for {expected!r}: {problem}; stdout {seen!r}; stderr {stderr!r}")
 
 
 async def eventually(
