@@ -463,10 +463,11 @@ class FrameWatch:
     """Wraps `app._display` (instance only): encodes each frame like the driver, keeps a virtual screen."""
 
     def __init__(self, app: Any, size: tuple[int, int] = SIZE) -> None:
-        from textual._compositor import CompositorUpdate
+        from textual._compositor import CompositorUpdate, LayoutUpdate
 
         self.vt = VirtualTerminal(*size)
         self.frames: list[float] = []
+        self.full_frames: list[float] = []  # whole-screen repaints (after a layout refresh)
         self.encode_s = 0.0
         self.parse_s = 0.0
         self._waiters: list[_Waiter] = []
@@ -483,6 +484,8 @@ class FrameWatch:
             self.parse_s += time.monotonic() - t1
             self.encode_s += t1 - t0
             self.frames.append(t1)
+            if isinstance(renderable, LayoutUpdate):
+                self.full_frames.append(t1)
             for waiter in list(self._waiters):
                 if waiter.future.done():
                     self._waiters.remove(waiter)
@@ -515,11 +518,13 @@ class FrameWatch:
 
     def stats(self, since: float, until: float) -> dict[str, Any]:
         frames = [t for t in self.frames if since <= t <= until]
+        full = [t for t in self.full_frames if since <= t <= until]
         span = max(until - since, 1e-9)
         total = len(self.frames) or 1
         return {
             "frames": len(frames),
             "frames_per_s": len(frames) / span,
+            "full_screen_frames": len(full),
             "encode_us_per_frame": self.encode_s / total * 1e6,
             "virtual_terminal_us_per_frame": self.parse_s / total * 1e6,
         }
@@ -569,10 +574,8 @@ class ConsoleUnderTest:
 
     def applied(self) -> int:
         """The newest position applied to the event log's window."""
-        event = self.app.event_log.selected_event  # follow is on: the newest row is selected
         window = self.app.event_log.window
-        newest = window[-1].position if window else 0
-        return max(newest, event.position if event else 0)
+        return window[-1].position if window else 0
 
     def shows(self, worker_id: str) -> bool:
         region = self.app.transcript.region
@@ -690,6 +693,84 @@ async def _until(condition: Callable[[], bool], timeout: float, step: float = 0.
 # ---------------------------------------------------------------------------
 
 
+LAG_TICK_S = 0.01
+
+
+class LoopWatch:
+    """What the app's event loop went through during the load: stalls, GC pauses, layouts.
+
+    Stalls: a task sleeping 10 ms at a time records how late it wakes. GC:
+    `gc.callbacks` times every collection. Layouts: the main screen's
+    `_refresh_layout` (a whole-screen reflow and repaint) is wrapped on the
+    instance and timed.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.lags: list[float] = []
+        self.gc: list[tuple[int, float]] = []  # (generation, seconds)
+        self.layouts = 0
+        self.layout_s = 0.0
+        self._active = False
+        self._gc_start = 0.0
+        self._task: asyncio.Task[None] | None = None
+        screen = app.screen
+        original = screen._refresh_layout
+
+        def refresh_layout(*args: Any, **kwargs: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                if self._active:
+                    self.layouts += 1
+                    self.layout_s += time.perf_counter() - t0
+
+        screen._refresh_layout = refresh_layout
+
+    def _on_gc(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._gc_start = time.perf_counter()
+        elif self._active:
+            self.gc.append((int(info.get("generation", -1)), time.perf_counter() - self._gc_start))
+
+    async def _tick(self) -> None:
+        while self._active:
+            t0 = time.perf_counter()
+            await asyncio.sleep(LAG_TICK_S)
+            self.lags.append(max(0.0, time.perf_counter() - t0 - LAG_TICK_S))
+
+    def start(self) -> None:
+        self._active = True
+        gc.callbacks.append(self._on_gc)
+        self._task = asyncio.create_task(self._tick(), name="bench-loop-lag")
+
+    async def stop(self) -> None:
+        self._active = False
+        with contextlib.suppress(ValueError):
+            gc.callbacks.remove(self._on_gc)
+        if self._task is not None:
+            await self._task
+
+    def summary(self, seconds: float) -> dict[str, Any]:
+        lag = latency_ms(self.lags)
+        pauses = [d for _, d in self.gc]
+        full = [d for g, d in self.gc if g == 2]
+        return {
+            "loop_lag_ms": {k: lag[k] for k in ("p50", "p99", "max")},
+            "loop_stalls_over_50ms": sum(1 for x in self.lags if x > 0.05),
+            "gc_collections": len(pauses),
+            "gc_ms_total": sum(pauses) * 1000,
+            "gc_ms_max": max(pauses) * 1000 if pauses else 0.0,
+            "gc_full_collections": len(full),
+            "gc_full_ms_max": max(full) * 1000 if full else 0.0,
+            "screen_layouts": self.layouts,
+            "screen_layouts_per_s": self.layouts / seconds if seconds else 0.0,
+            "screen_layout_ms_total": self.layout_s * 1000,
+            "screen_layout_ms_mean": self.layout_s * 1000 / self.layouts if self.layouts else 0.0,
+        }
+
+
+
 @dataclass
 class LiveRun:
     name: str
@@ -710,8 +791,10 @@ class LiveRun:
     process_cpu_s: float = 0.0
     catch_up_s: float | None = None
     frames: dict[str, Any] = field(default_factory=dict)
+    loop: dict[str, Any] = field(default_factory=dict)
     app: dict[str, Any] = field(default_factory=dict)
     profile: list[dict[str, Any]] | None = None
+    loadavg: list[float] = field(default_factory=list)  # 1-minute load average at go and at end
 
     def backlog_values(self) -> list[int]:
         return [b for _, b in self.backlog]
@@ -739,6 +822,7 @@ class LiveRun:
         return {
             "target_events_per_s": self.target_rate,
             "source_events_per_s": self.source_rate,
+            "source_reached_target": self.source_rate >= 0.95 * self.target_rate,
             "source_events": self.source_events,
             "source_cpu_s": self.source_cpu_s,
             "applied_events_per_s": self.applied_rate,
@@ -760,7 +844,9 @@ class LiveRun:
             "process_cpu_s": self.process_cpu_s,
             "loop_thread_cpu_us_per_event": self.loop_cpu_s * per_event,
             "process_cpu_us_per_event": self.process_cpu_s * per_event,
+            "machine_loadavg_1m_at_start_and_end": self.loadavg,
             "frames": self.frames,
+            "loop": self.loop,
             "app": self.app,
         }
 
@@ -810,6 +896,9 @@ async def live_phase(
             profiler = cProfile.Profile() if profile else None
             loop_cpu0, cpu0 = time.thread_time(), time.process_time()
             applied0 = target.applied()
+            watch = LoopWatch(app)
+            watch.start()
+            run.loadavg.append(os.getloadavg()[0])
             child.go()
             t_go = time.monotonic()
             end = t_go + size.load_s
@@ -839,6 +928,9 @@ async def live_phase(
 
             await asyncio.gather(sample(), keys())
             t_end = time.monotonic()
+            run.loadavg.append(os.getloadavg()[0])
+            await watch.stop()
+            run.loop = watch.summary(t_end - t_go)
             if profiler is not None:
                 profiler.disable()
                 run.profile = _top_functions(profiler)
@@ -850,7 +942,7 @@ async def live_phase(
             run.rss.append((t_end - t_go, rss_mb()))
             run.frames = target.frames.stats(t_go, t_end)
             # Catch-up: from the load's last commit until the app has applied it.
-            deadline = t_end + CATCH_UP_TIMEOUT_S
+            deadline = t_end + min(CATCH_UP_TIMEOUT_S, max(5.0, size.load_s))
             while time.monotonic() < deadline:
                 done = child.finished_now()
                 if done and target.applied() >= child.last_position:
@@ -1185,6 +1277,7 @@ def _figures(
             f" subscription, its own load child at {b['source_events_per_s']:,.0f}/s",
             goal=Goal("value", ">=", pace, f"keeps pace: >= 95% of the source's {src:,.0f}/s"),
             source_events_per_s=src,
+            source_reached_target=c["source_reached_target"],
             baseline_source_events_per_s=b["source_events_per_s"],
             catch_up_s=c["catch_up_s"],
             baseline_catch_up_s=b["catch_up_s"],
@@ -1320,6 +1413,19 @@ def _notes(
             " and an event time in the event log. Pilot.press itself is not awaited for the"
             " figure: under constant load its wait_for_idle waits its 1 s maximum."
         ),
+        "baseline_log": (
+            "Textual's Log.write_lines starts a thread worker (_update_size) per call and sets"
+            " virtual_size (a screen layout) until max_lines is reached, so one write_line per"
+            f" event costs a thread per event; its feed yields to the loop every {YIELD_EVERY}"
+            " lines so keys and frames get through (without that it starves the loop for as"
+            " long as the subscription has events queued)."
+        ),
+        "loop": (
+            "loop_lag_ms: how late a task sleeping 10 ms wakes (stalls of the event loop);"
+            " gc_*: every collection timed with gc.callbacks; screen_layouts: calls of the main"
+            " screen's _refresh_layout (a whole-screen reflow), timed; full_screen_frames:"
+            " frames that repaint the whole screen."
+        ),
         "applied_and_backlog": (
             "applied = newest position in EventLog.window (follow on); backlog(t) = the load's"
             " newest commit at t (its own timestamps) - applied(t). For the Log app, applied ="
@@ -1345,6 +1451,13 @@ def _notes(
         "first_paint_big": big,
         "first_paint_small": small,
     }
+    short = [r.name for r in (console, log) if r.source_rate < 0.95 * r.target_rate]
+    if short:
+        notes["warning"] = (
+            f"the load did not reach {size.rate:,.0f} events/s for {', '.join(short)} (see"
+            " source_events_per_s): the machine was short of CPU (see"
+            " machine_loadavg_1m_at_start_and_end); the figures hold for the rate achieved"
+        )
     if console.profile is not None:
         notes["profile_console_loop_thread"] = {
             "desc": "cProfile of the event-loop thread during the console's load (--profile;"

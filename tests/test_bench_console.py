@@ -58,5 +58,9 @@ async def test_bench_console_prints_every_figure_with_its_baseline(
     assert figures["first_paint"]["workers"] == result["sizes"]["paint_workers"]
     assert result["notes"]["method"]
     # Scratch databases are gone; only the cached first-paint databases remain.
-    left = {p.name for p in tmp_path.iterdir() if not p.name.endswith(("-wal", "-shm"))}
+    left = _cached(tmp_path)
     assert left and all(name.startswith("console-") and name.endswith(".db") for name in left)
+
+
+def _cached(data: Path) -> set[str]:
+    return {p.name for p in data.iterdir() if not p.name.endswith(("-wal", "-shm"))}
