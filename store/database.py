@@ -117,10 +117,10 @@ def _check_header(path: Path) -> bool:
 def _refuse_from_header(path: Path) -> None:
     """Refuse a foreign or newer file from its raw header, before SQLite opens it.
 
-    Fix (tests/store/test_open_errors.py): even a read-only SQLite connection to a
-    WAL-mode file creates `-wal` and `-shm` beside it, so refusing a newer agentdeck's
-    (or another program's) database only after connecting left new files behind.
-    The header is authoritative only while no WAL content can supersede it.
+    Even a read-only SQLite connection to a WAL-mode file creates `-wal` and
+    `-shm` beside it, so a refusal decided after connecting would leave new
+    files behind. The header is authoritative only while no WAL content can
+    supersede it.
     """
     wal = path.with_name(path.name + "-wal")
     if wal.exists() and wal.stat().st_size > 0:

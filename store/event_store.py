@@ -103,7 +103,7 @@ class EventStore(Reader):
     def _require_writer(self) -> Writer:
         if self._writer is None:
             if not self.read_only:
-                # Fix: after close() this said "opened read-only", which it was not.
+                # Closed, not an observer: say so rather than "read-only".
                 raise StoreClosed()
             raise ReadOnlyDatabase(self.path, "it was opened read-only, as an observer")
         return self._writer

@@ -209,11 +209,10 @@ class Writer:
             try:
                 outcomes = self._apply(conn, batch, isolate=False)
             except Exception as exc:
-                # Fix (tests/store/test_writer.py::test_unstorable_append_fails_alone): not
-                # only a constraint but any append the projection cannot fold (a payload
-                # without a key its kind needs) is found by replaying append by append, so
-                # it fails alone; before, the exception escaped and killed the writer task,
-                # leaving every caller awaiting forever.
+                # Not only a constraint but any append the projection cannot fold (a
+                # payload without a key its kind needs) is found by replaying append by
+                # append, so it fails alone instead of killing the writer task and
+                # leaving every caller waiting.
                 if isinstance(exc, sqlite3.Error) and not isinstance(exc, sqlite3.IntegrityError):
                     raise
                 conn.execute("ROLLBACK")
@@ -248,8 +247,8 @@ class Writer:
             try:
                 rows = _rows(item, next_position, current)
             except (TypeError, ValueError) as exc:
-                # Fix: a payload JSON cannot encode (a datetime, a set) is this append's
-                # error, not an exception that kills the writer task.
+                # A payload JSON cannot encode (a datetime, a set) is this append's
+                # error, not one that kills the writer task.
                 outcomes.append(_Outcome(error=AppendRejected(f"append rejected: {exc}")))
                 continue
             if isolate:
@@ -322,11 +321,10 @@ def _rows(item: _Append, first_position: int, last_seq: int) -> list[Row]:
                 ev.message,
                 payload_json,
                 us_from_dt(ev.at),
-                # Fix (tests/store/test_properties.py::test_replay_equals_live): the
-                # payload as stored (JSON round trip), so the event an appender gets
-                # back and live subscribers see equals the one replay reads later (a
-                # tuple became a list only on replay); it also stops sharing the
-                # producer's mutable dict. About 2 µs an event.
+                # The payload as stored (JSON round trip), so the event an appender
+                # gets back and live subscribers see equals the one replay reads
+                # later (a tuple would become a list only on replay), and no one
+                # shares the producer's mutable dict. About 2 µs an event.
                 load_payload(payload_json),
             )
         )
