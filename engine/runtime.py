@@ -567,23 +567,11 @@ class Runtime:
             f"run {run.run_id} queued",
             {"prompt": content, "input_sequence": sequence, "role": role},
         )
-        await self._append([accepted, created])
-        if _is_running(worker):
-            worker.queue.append(run)
-            worker.wake.set()
-        else:
-            # Stopped while the input was being committed: the run never starts.
-            await self._append(
-                [
-                    self._run_event_new(
-                        run,
-                        "run.cancelled",
-                        f"run {run.run_id} cancelled",
-                        {"reason": f"worker {worker.status.value}"},
-                    )
-                ]
-            )
-            run.status = RunStatus.CANCELLED
+        committed = self._submit([accepted, created])
+        # Queue the run when the commit lands, not when this coroutine resumes: a
+        # caller cancelled while waiting must not strand a committed input.
+        committed.add_done_callback(lambda done: self._queue_committed_run(done, worker, run))
+        await asyncio.shield(committed)
         return InputAck(
             ref=ref,
             status=worker.status,
@@ -591,6 +579,25 @@ class Runtime:
             event_id=accepted.event_id,
             run_id=run.run_id,
         )
+
+    def _queue_committed_run(
+        self, done: asyncio.Future[list[Event]], worker: WorkerState, run: RunState
+    ) -> None:
+        if done.cancelled() or done.exception() is not None:
+            return
+        if _is_running(worker):
+            worker.queue.append(run)
+            worker.wake.set()
+            return
+        # Stopped while the input was being committed: the run never starts.
+        run_cancelled = self._run_event_new(
+            run,
+            "run.cancelled",
+            f"run {run.run_id} cancelled",
+            {"reason": f"worker {worker.status.value}"},
+        )
+        run.status = RunStatus.CANCELLED
+        self._submit([run_cancelled])
 
     async def stop_worker(self, ref: WorkerRef, reason: str | None = None) -> LifecycleAck:
         """Stop: the current run finishes, the queue is dropped. Idempotent."""

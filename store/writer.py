@@ -36,6 +36,7 @@ from store.projector import INSERT_EVENT, Row, project
 T = TypeVar("T")
 
 MAX_BATCH_EVENTS = 5000
+GATHER_TURNS = 3
 CHECKPOINT_EVERY_S = 5.0
 CHECKPOINT_BUSY_MS = 200
 
@@ -88,7 +89,9 @@ class Writer:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self._conn = await loop.run_in_executor(self._executor, open_writer, self._path, self._options)
+        self._conn = await loop.run_in_executor(
+            self._executor, open_writer, self._path, self._options
+        )
         self._task = asyncio.create_task(self._run(), name="agentdeck-writer")
 
     async def append(
@@ -147,7 +150,12 @@ class Writer:
                         await asyncio.wait_for(self._wake.wait(), CHECKPOINT_EVERY_S)
                     if not self._pending:
                         await loop.run_in_executor(self._executor, self._maybe_checkpoint)
-                    continue
+                        continue
+                # Woken by the first append of a burst: give producers that are a
+                # few loop turns behind it (a task finishing, the next one starting)
+                # the chance to join this commit instead of waiting for the next fsync.
+                for _ in range(GATHER_TURNS):
+                    await asyncio.sleep(0)
             head = self._pending[0]
             if isinstance(head, _Job):
                 self._pending.popleft()
@@ -155,7 +163,9 @@ class Writer:
                 continue
             batch: list[_Append] = []
             count = 0
-            while self._pending and isinstance(self._pending[0], _Append) and count < self._max_batch:
+            while (
+                self._pending and isinstance(self._pending[0], _Append) and count < self._max_batch
+            ):
                 item = self._pending.popleft()
                 assert isinstance(item, _Append)
                 batch.append(item)
@@ -226,8 +236,12 @@ class Writer:
             error = translate(exc, self._path, self._options.busy_timeout_s)
             return [_Outcome(error=error) for _ in batch]
 
-    def _apply(self, conn: sqlite3.Connection, batch: list[_Append], isolate: bool) -> list[_Outcome]:
-        next_position = conn.execute("SELECT coalesce(max(position), 0) FROM events").fetchone()[0] + 1
+    def _apply(
+        self, conn: sqlite3.Connection, batch: list[_Append], isolate: bool
+    ) -> list[_Outcome]:
+        next_position = (
+            conn.execute("SELECT coalesce(max(position), 0) FROM events").fetchone()[0] + 1
+        )
         last_seq: dict[str, int] = {}
         outcomes: list[_Outcome] = []
         accepted: list[Row] = []
@@ -257,7 +271,9 @@ class Writer:
                     conn.executemany(INSERT_EVENT, [r.column_values() for r in rows])
                     project(conn, rows)
                 except Exception as exc:
-                    if isinstance(exc, sqlite3.Error) and not isinstance(exc, sqlite3.IntegrityError):
+                    if isinstance(exc, sqlite3.Error) and not isinstance(
+                        exc, sqlite3.IntegrityError
+                    ):
                         raise
                     conn.execute("ROLLBACK TO one_append")
                     conn.execute("RELEASE one_append")
@@ -357,7 +373,9 @@ def _event_from_row(row: Row) -> Event:
     )
 
 
-def _settle(future: asyncio.Future[Any], *, result: Any = None, error: BaseException | None = None) -> None:
+def _settle(
+    future: asyncio.Future[Any], *, result: Any = None, error: BaseException | None = None
+) -> None:
     if future.done():
         return  # the caller gave up (cancelled); the commit stands regardless
     if error is not None:
