@@ -595,6 +595,9 @@ class ConsoleUnderTest:
             "workers_feed_buffer_dropped": getattr(buffer, "dropped_total", None),
         }
 
+    async def wind_down(self) -> None:
+        return None
+
 
 def _log_baseline_app(db: Path) -> Any:
     from textual.app import App, ComposeResult
@@ -678,6 +681,12 @@ class LogUnderTest:
         from textual.widgets import Log
 
         return {"log_lines": self.app.query_one(Log).line_count}
+
+    async def wind_down(self, timeout: float = 30.0) -> None:
+        """Stop the feed and let the Log's pending size workers finish before the app exits."""
+        self.app.workers.cancel_group(self.app, "feed")
+        with contextlib.suppress(TimeoutError):
+            await _until(lambda: all(w.is_finished for w in self.app.workers), timeout)
 
 
 async def _until(condition: Callable[[], bool], timeout: float, step: float = 0.02) -> None:
@@ -951,6 +960,7 @@ async def live_phase(
                 await asyncio.sleep(0.02)
             await asyncio.gather(*presses, return_exceptions=True)
             run.app = target.details()
+            await target.wind_down()
     finally:
         await child.close()
     run.source_rate = child.source_rate()

@@ -54,7 +54,8 @@ async def test_engine_bench_reports_every_figure_with_baseline_and_ratio(
         assert echo[side]["events"] == inputs * ECHO_EVENTS_PER_INPUT
         assert echo[side]["commits"] >= 1
     demo = figures["demo_events_per_s"]
-    assert demo["engine"]["events"] > 0 and demo["store"]["events"] >= demo["engine"]["events"]
+    # Both sides made load (how much in a fixed time depends on the machine).
+    assert demo["engine"]["events"] > 0 and demo["store"]["events"] > 0
 
     for name in ("echo_events_per_s", "demo_events_per_s"):
         assert _positive(figures[name]["cpu_ratio"]), name
