@@ -375,3 +375,39 @@ async def test_usable_at_80x24(tmp_path: Path, size: tuple[int, int]) -> None:
         await make_worker(c)
         for widget in (app.runtimes_pane, app.workers_table, app.transcript, app.event_log):
             assert widget.size.height >= 2, f"{widget.id} has no room at 80x24"
+
+
+async def test_theme_is_remembered(tmp_path: Path) -> None:
+    settings = tmp_path / "settings.json"
+    db = tmp_path / "a.db"
+    app = AgentDeckApp(lambda: open_backend(db), settings_file=settings)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(app, pilot)
+        app.theme = "textual-light"
+        await pilot.pause()
+    assert json.loads(settings.read_text())["theme"] == "textual-light"
+    again = AgentDeckApp(lambda: open_backend(db), settings_file=settings)
+    async with again.run_test(size=SIZE) as pilot:
+        await started(again, pilot)
+        assert again.theme == "textual-light"
+
+
+async def test_palette_lists_every_action(tmp_path: Path) -> None:
+    app = console(tmp_path / "a.db")
+    async with app.run_test(size=SIZE) as pilot:
+        await started(app, pilot)
+        titles = {command.title for command in app.get_system_commands(app.screen)}
+        for title in (
+            "New worker",
+            "Send input",
+            "Stop worker",
+            "Cancel worker",
+            "Cancel current run",
+            "Filter events",
+            "Toggle follow",
+            "Toggle pause",
+            "Export events",
+            "Quit",
+            "Theme",
+        ):
+            assert any(title.lower() in t.lower() for t in titles), title
