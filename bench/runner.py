@@ -19,5 +19,9 @@ async def bench_command(args: argparse.Namespace) -> int:
         from bench.engine import run_engine_command
 
         return await run_engine_command(quick=bool(args.quick), json_only=bool(args.json))
+    if suite == "console":
+        from bench.console import run_console_command
+
+        return await run_console_command(quick=bool(args.quick), json_only=bool(args.json))
     print(f"agentdeck: the {suite} benchmarks are not built yet", file=sys.stderr)
     return EXIT_NOT_BUILT

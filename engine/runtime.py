@@ -192,15 +192,16 @@ class Runtime:
                 0, 1, parse_filter(f"runtime:{self.runtime_id} kind:runtime.stopped")
             )
             self._stop_event_id = found.events[0].event_id if found.events else None
+        newest_runs = await self.store.newest_run_ids(self.runtime_id)
         for rec in await self.store.workers(self.runtime_id):
-            newest = await self.store.runs(self.runtime_id, rec.worker_id, limit=1)
+            newest = newest_runs.get(rec.worker_id)
             state = WorkerState(
                 worker_id=rec.worker_id,
                 status=rec.status,
                 spec=rec.spec,
                 profile=self._profile_or_none(rec.spec.profile),
                 transcript_len=rec.transcript_len,
-                runs_made=run_number(newest[0].run_id) if newest else 0,
+                runs_made=run_number(newest) if newest else 0,
                 terminal_event_id=rec.terminal_event_id,
             )
             self._workers[rec.worker_id] = state

@@ -290,6 +290,16 @@ class Reader:
         )
         return _run(row) if row else None
 
+    async def newest_run_ids(self, runtime_id: str) -> dict[str, str]:
+        """Each worker's most recent run id, in one indexed query (for a host's restore)."""
+        rows = await self.fetchall(
+            # SQLite's bare-column rule: run_id comes from the row holding the max.
+            "SELECT worker_id, run_id, max(created_at) FROM runs WHERE runtime_id = ?"
+            " GROUP BY worker_id",
+            (runtime_id,),
+        )
+        return {str(r[0]): str(r[1]) for r in rows}
+
     async def open_runs(self, runtime_id: str) -> list[RunRecord]:
         """Runs not yet terminal (queued or active), oldest first."""
         rows = await self.fetchall(

@@ -11,6 +11,8 @@ catch up when the main screen is back.
 
 from __future__ import annotations
 
+import gc
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -49,7 +51,8 @@ from tui.widgets.workers import WorkersTable
 BackendFactory = Callable[[], Awaitable[Backend]]
 TRANSCRIPT_KINDS = frozenset({"worker.input.accepted", "worker.output"})
 _MAIN_SCREEN_ONLY = frozenset({"filter", "toggle_follow", "toggle_pause", "export"})
-BULK_RELOAD = 64  # past this many touched workers, one query for all beats one each
+BULK_RELOAD = 64
+WORKERS_REFRESH_S = 0.5  # past this many touched workers, one query for all beats one each
 
 
 class AgentDeckApp(App[int]):
@@ -93,6 +96,8 @@ class AgentDeckApp(App[int]):
         self._drain_timer: Any = None
         self._stale_workers: set[tuple[str, str]] = set()
         self._stale_runtimes = False
+        self._last_workers_refresh = 0.0
+        self._workers_timer_set = False
         self.selected_runtime: str | None = None
         self._panes: dict[str, Widget] = {}
         theme = load_settings(settings_file).get("theme")
@@ -147,6 +152,12 @@ class AgentDeckApp(App[int]):
             self.exit(2)
             return
         backend = self.backend
+        # Events live about half a second in the panes: long enough to reach the
+        # oldest GC generation and die there, which made full collections (up to
+        # 250 ms each) frequent under load. Freeze what start-up built and collect
+        # the old generations less often.
+        gc.freeze()
+        gc.set_threshold(20_000, 20, 50)
         self.sub_title = self._subtitle(backend)
         for notice in backend.notices:
             self.notify(clean(notice), severity="warning", timeout=8, markup=False)
@@ -243,10 +254,24 @@ class AgentDeckApp(App[int]):
         rid = self.selected_runtime
         if rid is None or not self._stale_workers:
             return
+        wait = self._last_workers_refresh + WORKERS_REFRESH_S - time.monotonic()
+        if wait > 0:
+            # Under load every batch touches most workers: redraw the table a couple
+            # of times a second, not on every drain; a timer picks up the rest.
+            if not self._workers_timer_set:
+                self._workers_timer_set = True
+                self.set_timer(wait, self._workers_timer)
+            return
         touched = {w for (r, w) in self._stale_workers if r == rid}
         self._stale_workers = {(r, w) for (r, w) in self._stale_workers if r != rid}
         if touched:
+            self._last_workers_refresh = time.monotonic()
             self._refresh_workers(rid, touched)
+
+    def _workers_timer(self) -> None:
+        self._workers_timer_set = False
+        if self._main_visible():
+            self._catch_up()
 
     def on_screen_resume(self) -> None:
         if self._main_visible():

@@ -104,16 +104,19 @@ class TranscriptView(ScrollView, can_focus=True):
             self.show_worker(self.store, self.ref)
             return
         at_bottom = self.scroll_y >= self.max_scroll_y
-        if not self.entries:
+        replaced_placeholder = not self.entries
+        if replaced_placeholder:
             self._lines = []
         self.entries.extend(fresh)
         self.total = max(self.total, fresh[-1].sequence)
         for entry in fresh:
             self._lines.extend(entry_lines(entry))
-        if len(self.entries) > MAX_ENTRIES:
+        if len(self.entries) > MAX_ENTRIES or replaced_placeholder:
             self.entries = self.entries[-MAX_ENTRIES:]
             self._rebuild()
-        self._relayout(follow=at_bottom)
+            self._relayout(follow=at_bottom)
+        else:
+            self._relayout(follow=at_bottom, appended=True)
 
     @work(exclusive=True, group="transcript-earlier")
     async def _load_earlier(self) -> None:
@@ -141,10 +144,24 @@ class TranscriptView(ScrollView, can_focus=True):
     def _rebuild(self) -> None:
         self._lines = [line for entry in self.entries for line in entry_lines(entry)]
 
-    def _relayout(self, follow: bool) -> None:
-        self._cache.clear()
+    def _relayout(self, follow: bool, appended: bool = False) -> None:
+        if not appended:
+            self._cache.clear()  # rows moved; appending only adds rows after the cached ones
         # Rows are cut to the pane, never scrolled sideways: the width is the pane's.
-        self.virtual_size = Size(self.size.width, len(self._lines))
+        size = Size(self.size.width, len(self._lines))
+        if (
+            appended
+            and self.show_vertical_scrollbar
+            and size.height > self.container_size.height
+            and size.width == self.virtual_size.width
+        ):
+            # Only the scroll range grew and the scrollbar is already there: update it
+            # without the whole-screen layout that assigning `virtual_size` triggers
+            # (several a second while a worker streams output).
+            self.set_reactive(TranscriptView.virtual_size, size)
+            self._scroll_update(size)
+        else:
+            self.virtual_size = size
         self.refresh()
         self._following = follow
         if follow:
