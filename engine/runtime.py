@@ -569,10 +569,14 @@ class Runtime:
             {"prompt": content, "input_sequence": sequence, "role": role},
         )
         committed = self._submit([accepted, created])
-        # Queue the run when the commit lands, not when this coroutine resumes: a
-        # caller cancelled while waiting must not strand a committed input.
-        committed.add_done_callback(lambda done: self._queue_committed_run(done, worker, run))
-        await asyncio.shield(committed)
+        try:
+            await asyncio.shield(committed)
+        except asyncio.CancelledError:
+            # The caller gave up, but the input may still commit: queue its run
+            # when it does rather than strand a committed input.
+            committed.add_done_callback(lambda done: self._queue_committed_run(done, worker, run))
+            raise
+        self._queue_committed_run(committed, worker, run)
         return InputAck(
             ref=ref,
             status=worker.status,
