@@ -30,7 +30,7 @@ from engine.errors import (
     WrongRuntimeCursor,
 )
 from engine.hosting import HostLeaseHolder
-from engine.profiles import BUILTIN_ECHO, ConfigError, ProfileSet, ProfileWatcher, UnknownProfile
+from engine.profiles import ConfigError, ProfileSet, ProfileWatcher, UnknownProfile
 from engine.results import CreateWorkerRequest, EventBatch, EventCursor, InputAck, LifecycleAck
 from engine.rooms import Room
 from engine.run_context import RunCtx, WorkerCtx, make_driver, one_line
@@ -885,6 +885,3 @@ def _intent_text(spec: CreateWorkerRequest) -> str:
     if intent.type == "role":
         return f"role: {intent.role}"
     return "assistant" + (f": {one_line(intent.purpose, 60)}" if intent.purpose else "")
-
-
-__all__ = ["BUILTIN_ECHO", "Runtime"]

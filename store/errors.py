@@ -88,7 +88,9 @@ class DatabaseLocked(StoreError):
 class DiskFull(StoreError):
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
-        super().__init__(f"{path}: the disk is full, nothing was written; free some space and retry")
+        super().__init__(
+            f"{path}: the disk is full, nothing was written; free some space and retry"
+        )
 
 
 class StoreClosed(StoreError):
@@ -107,6 +109,10 @@ class SequenceConflict(StoreError):
             f"runtime {runtime_id}: expected last seq {expected} but the log is at {actual}; "
             "another writer got there first, re-read and retry"
         )
+
+
+class AppendRejected(StoreError):
+    """The log refused an append for a reason other than its sequence."""
 
 
 class DuplicateEvent(StoreError):

@@ -28,7 +28,13 @@ from uuid import UUID
 
 from store.codec import dt_from_us, dump_payload, load_payload, us_from_dt
 from store.database import OpenOptions, close_quietly, open_writer, translate
-from store.errors import DuplicateEvent, SequenceConflict, StoreClosed, StoreError
+from store.errors import (
+    AppendRejected,
+    DuplicateEvent,
+    SequenceConflict,
+    StoreClosed,
+    StoreError,
+)
 from store.levels import level_of
 from store.models import Event, NewEvent
 from store.projector import INSERT_EVENT, Row, project
@@ -39,10 +45,6 @@ MAX_BATCH_EVENTS = 5000
 GATHER_TURNS = 3
 CHECKPOINT_EVERY_S = 5.0
 CHECKPOINT_BUSY_MS = 200
-
-
-class AppendRejected(StoreError):
-    """The log refused an append for a reason other than its sequence."""
 
 
 @dataclass

@@ -9,10 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from store.errors import DuplicateEvent, SequenceConflict, StoreClosed, StoreError
+from store.errors import AppendRejected, DuplicateEvent, SequenceConflict, StoreClosed, StoreError
 from store.event_store import EventStore
 from store.models import Event, NewEvent
-from store.writer import AppendRejected
 from tests.store.support import eventually, new_event, read_all
 
 
