@@ -472,7 +472,7 @@ async def test_worker_view_reads_the_store_and_follows_live(tmp_path: Path) -> N
             await wait_for(pilot, lambda: screen.loaded)
             await pilot.pause()
             text = screen_text(app)
-            for shown in ["w-1", "▶ running", "objective watch the [b]logs[/b]",
+            for shown in ["w-1", "● running", "objective watch the [b]logs[/b]",
                           "shell: run tests", "src=/srv/src", "read-only: hosted by pid 42",
                           "✓ completed", "first question", "echo: first question"]:  # fmt: skip
                 assert shown in text, shown

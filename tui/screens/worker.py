@@ -33,15 +33,13 @@ from store.feed import Subscription
 from store.filters import parse_filter
 from store.models import (
     Lag,
-    Role,
     RunRecord,
-    RunStatus,
     TranscriptEntry,
     WorkerRecord,
     WorkerRef,
-    WorkerStatus,
 )
 from tui.safe_text import multi_line, one_line
+from tui.widgets.labels import ROLE_STYLE, run_status, worker_status
 
 PAGE = 500
 """Transcript entries read per page (the store's maximum)."""
@@ -55,53 +53,9 @@ DRAIN_S = 0.1
 LIVE_QUEUE = 2000
 """Events the subscription may hold before it lags (and is restarted at the end)."""
 
-WORKER_STATUS_MARK: dict[WorkerStatus, str] = {
-    WorkerStatus.RUNNING: "▶",
-    WorkerStatus.STOPPED: "■",
-    WorkerStatus.CANCELLED: "⊘",
-}
-RUN_STATUS_MARK: dict[RunStatus, str] = {
-    RunStatus.CREATED: "○",
-    RunStatus.PLANNING: "◔",
-    RunStatus.EXECUTING: "◑",
-    RunStatus.VERIFYING: "◕",
-    RunStatus.COMPLETED: "✓",
-    RunStatus.FAILED: "✗",
-    RunStatus.CANCELLED: "⊘",
-}
-_WORKER_STATUS_STYLE = {
-    WorkerStatus.RUNNING: Style(color="green", bold=True),
-    WorkerStatus.STOPPED: Style(color="yellow", bold=True),
-    WorkerStatus.CANCELLED: Style(color="red", bold=True),
-}
-_RUN_STATUS_STYLE = {
-    RunStatus.CREATED: Style(dim=True),
-    RunStatus.PLANNING: Style(color="cyan"),
-    RunStatus.EXECUTING: Style(color="cyan", bold=True),
-    RunStatus.VERIFYING: Style(color="cyan"),
-    RunStatus.COMPLETED: Style(color="green"),
-    RunStatus.FAILED: Style(color="red", bold=True),
-    RunStatus.CANCELLED: Style(color="yellow"),
-}
-_ROLE_STYLE = {
-    Role.USER: Style(color="magenta", bold=True),
-    Role.SYSTEM: Style(color="yellow", bold=True),
-    Role.ASSISTANT: Style(color="green", bold=True),
-    Role.TOOL: Style(color="blue", bold=True),
-}
 KEY_STYLE = Style(bold=True)
 DIM = Style(dim=True)
 ERROR_STYLE = Style(bold=True)
-
-
-def worker_status_text(status: WorkerStatus) -> Text:
-    """A worker status as symbol and word (the colour only repeats them)."""
-    return Text(f"{WORKER_STATUS_MARK[status]} {status.value}", style=_WORKER_STATUS_STYLE[status])
-
-
-def run_status_text(status: RunStatus) -> Text:
-    """A run status as symbol and word (the colour only repeats them)."""
-    return Text(f"{RUN_STATUS_MARK[status]} {status.value}", style=_RUN_STATUS_STYLE[status])
 
 
 def format_time(at: datetime) -> str:
@@ -112,7 +66,7 @@ def format_time(at: datetime) -> str:
 def entry_text(entry: TranscriptEntry) -> Text:
     """One transcript entry: a heading line (role, number, time, run), then its full text."""
     text = Text(end="")
-    text.append(entry.role.value, _ROLE_STYLE.get(entry.role, KEY_STYLE))
+    text.append(entry.role.value, ROLE_STYLE[entry.role])
     heading = f"  #{entry.sequence}  {entry.at.astimezone(UTC):%H:%M:%S}"
     if entry.run_id:
         heading += f"  {entry.run_id}"
@@ -165,7 +119,7 @@ def detail_text(
 
     out.append(record.worker_id, KEY_STYLE)
     gap()
-    out.append_text(worker_status_text(record.status))
+    out.append_text(worker_status(record.status))
     gap()
     key("intent")
     out.append(intent.type)
@@ -207,12 +161,12 @@ def detail_text(
         out.append_text(one_line(record.current_run_id))
         if record.current_run_status is not None:
             out.append(" ")
-            out.append_text(run_status_text(record.current_run_status))
+            out.append_text(run_status(record.current_run_status))
     else:
         out.append_text(none())
         if runs:
             out.append(f" (last {runs[0].run_id} ")
-            out.append_text(run_status_text(runs[0].status))
+            out.append_text(run_status(runs[0].status))
             out.append(")")
     out.append("\n")
     key("created")
@@ -520,7 +474,7 @@ class WorkerScreen(Screen[None]):
                 result = Text("–", style=DIM)
             table.add_row(
                 one_line(run.run_id),
-                run_status_text(run.status),
+                run_status(run.status),
                 one_line(run.prompt, prompt_width),
                 result,
                 key=run.run_id,

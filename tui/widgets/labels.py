@@ -7,7 +7,7 @@ from datetime import datetime
 from rich.style import Style
 from rich.text import Text
 
-from store.models import RunStatus, WorkerStatus
+from store.models import Role, RunStatus, WorkerStatus
 
 _WORKER = {
     WorkerStatus.RUNNING: ("●", "running", Style(color="green")),
@@ -22,6 +22,13 @@ _RUN = {
     RunStatus.COMPLETED: ("✓", "completed", Style(color="green")),
     RunStatus.FAILED: ("✗", "failed", Style(color="red", bold=True)),
     RunStatus.CANCELLED: ("⊘", "cancelled", Style(color="yellow")),
+}
+
+ROLE_STYLE = {
+    Role.USER: Style(color="cyan", bold=True),
+    Role.SYSTEM: Style(color="magenta", bold=True),
+    Role.ASSISTANT: Style(color="green", bold=True),
+    Role.TOOL: Style(color="yellow"),
 }
 
 

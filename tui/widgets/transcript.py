@@ -21,17 +21,12 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from store.event_store import EventStore
-from store.models import Role, TranscriptEntry, WorkerRef
+from store.models import TranscriptEntry, WorkerRef
 from tui.safe_text import multi_line
+from tui.widgets.labels import ROLE_STYLE
 
 PAGE = 200
 MAX_ENTRIES = 2000
-ROLE_STYLE = {
-    Role.USER: Style(color="cyan", bold=True),
-    Role.SYSTEM: Style(color="magenta", bold=True),
-    Role.ASSISTANT: Style(color="green", bold=True),
-    Role.TOOL: Style(color="yellow"),
-}
 
 
 def entry_lines(entry: TranscriptEntry) -> list[Text]:
