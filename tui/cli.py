@@ -138,7 +138,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
             return _run(lambda: verify_command(args))
         if args.command == "demo":
-            from tui.headless import demo_command
+            from tui.demo import demo_command
 
             return _run(lambda: demo_command(args))
         if args.command == "bench":
