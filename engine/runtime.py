@@ -35,7 +35,7 @@ from engine.results import CreateWorkerRequest, EventBatch, EventCursor, InputAc
 from engine.rooms import Room
 from engine.run_context import RunCtx, WorkerCtx, make_driver, one_line
 from engine.state import Profile, RunState, WorkerState, run_number
-from engine.validation import validate_worker_request
+from engine.validation import validate_input, validate_worker_request
 from store.event_store import EventStore
 from store.feed import Subscription
 from store.filters import parse_filter
@@ -542,15 +542,7 @@ class Runtime:
     async def send_input(self, ref: WorkerRef, content: str, role: str = "user") -> InputAck:
         """Put `content` in the worker's transcript and queue a run for it."""
         self._ensure_running()
-        if role not in ("user", "system"):
-            raise InvalidRequest(f"input role must be user or system, not {role!r}")
-        if not content.strip():
-            raise InvalidRequest("worker input content must not be empty")
-        size = len(content.encode("utf-8", "surrogatepass"))
-        if size > self.limits.max_input_bytes:
-            raise InvalidRequest(
-                f"input is {size} bytes, over the limit of {self.limits.max_input_bytes}; send it in parts"
-            )
+        validate_input(content, role, self.limits)
         worker = self._worker(ref)
         if worker.status is not WorkerStatus.RUNNING:
             raise WorkerNotRunning(ref.worker_id, worker.status.value)

@@ -6,6 +6,7 @@ from engine.errors import InvalidRequest
 from engine.profiles import ProfileSet, UnknownProfile
 from engine.results import CreateWorkerRequest
 from engine.state import Profile
+from store.models import Limits
 
 
 def validate_worker_request(request: CreateWorkerRequest, profiles: ProfileSet) -> Profile:
@@ -27,3 +28,16 @@ def validate_worker_request(request: CreateWorkerRequest, profiles: ProfileSet) 
         return profiles.resolve(None if request.profile == "default" else request.profile)
     except UnknownProfile as exc:
         raise InvalidRequest(str(exc)) from None
+
+
+def validate_input(content: str, role: str, limits: Limits) -> None:
+    """Check one input for a worker (role, non-blank, size); raise InvalidRequest."""
+    if role not in ("user", "system"):
+        raise InvalidRequest(f"input role must be user or system, not {role!r}")
+    if not content.strip():
+        raise InvalidRequest("worker input content must not be empty")
+    size = len(content.encode("utf-8", "surrogatepass"))
+    if size > limits.max_input_bytes:
+        raise InvalidRequest(
+            f"input is {size} bytes, over the limit of {limits.max_input_bytes}; send it in parts"
+        )
