@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -83,6 +84,9 @@ class Runtime:
         self.status = RuntimeStatus.RUNNING
         self._stop_event_id: UUID | None = None
         self._last_seq = 0
+        # Event times never run backwards within a runtime, even under a clock that
+        # is behind the one that wrote the log (floored at the last persisted time).
+        self._last_at = datetime.min.replace(tzinfo=UTC)
         self._workers: dict[str, WorkerState] = {}
         self._next_worker_no = 1
         self._lease: HostLeaseHolder | None = None
@@ -175,6 +179,10 @@ class Runtime:
     async def _open(self, display_name: str | None) -> None:
         record = await self.store.runtime(self.runtime_id)
         self._last_seq = await self.store.last_seq(self.runtime_id)
+        if self._last_seq:
+            last = await self.store.read_runtime(self.runtime_id, self._last_seq - 1, 1)
+            if last:
+                self._last_at = last[0].at
         if record is None:
             payload = {"limits": self.limits.model_dump(), "display_name": display_name}
             await self._append(
@@ -287,6 +295,11 @@ class Runtime:
         run_seq: int | None = None,
         payload: dict[str, Any] | None = None,
     ) -> NewEvent:
+        at = self.clock.now()
+        if at < self._last_at:
+            at = self._last_at
+        else:
+            self._last_at = at
         return NewEvent(
             event_id=self.ids.event_id(),
             kind=kind,
@@ -295,7 +308,7 @@ class Runtime:
             run_seq=run_seq,
             message=message,
             payload=payload or {},
-            at=self.clock.now(),
+            at=at,
         )
 
     def _run_event_new(
@@ -696,17 +709,27 @@ class Runtime:
             self._worker_loop(worker), name=f"agentdeck-{self.runtime_id}-{worker.worker_id}"
         )
 
+    async def _next_run(self, worker: WorkerState) -> RunState | None:
+        """The worker's next queued run, once it may start; None when the loop is over."""
+        while True:
+            if self._closed:
+                return None  # closing starts nothing: queued runs wait for the next host
+            if worker.queue:
+                run = worker.queue.popleft()
+                if not run.status.terminal:
+                    return run
+                continue
+            if worker.status is not WorkerStatus.RUNNING:
+                return None
+            worker.wake.clear()
+            await worker.wake.wait()
+
     async def _worker_loop(self, worker: WorkerState) -> None:
         try:
             while True:
-                while not worker.queue:
-                    if worker.status is not WorkerStatus.RUNNING:
-                        return
-                    worker.wake.clear()
-                    await worker.wake.wait()
-                run = worker.queue.popleft()
-                if run.status.terminal:
-                    continue
+                run = await self._next_run(worker)
+                if run is None:
+                    return
                 worker.current = run
                 run.task = asyncio.create_task(self._execute(worker, run))
                 try:

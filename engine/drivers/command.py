@@ -113,14 +113,48 @@ def _start_reason(exc: BaseException) -> str:
     return str(exc)
 
 
+class _ExitWatch(asyncio.subprocess.SubprocessStreamProtocol):
+    """The usual stream protocol, plus a future that settles when the program itself exits.
+
+    On Python 3.11 `Process.wait()` returns only once the pipes have closed as
+    well, so a program that exited but left a background child holding its
+    stdout (`sleep 20 & echo bye`) looked alive for as long as that child
+    lived. The run is over when the program is.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(limit=READ_SIZE, loop=loop)
+        self.exited: asyncio.Future[int] = loop.create_future()
+        self._watched: asyncio.SubprocessTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.SubprocessTransport)
+        self._watched = transport
+        super().connection_made(transport)
+
+    def process_exited(self) -> None:
+        code = self._watched.get_returncode() if self._watched is not None else None
+        if not self.exited.done() and code is not None:
+            self.exited.set_result(code)
+        super().process_exited()
+
+
 @dataclass(eq=False)
 class _Process:
-    """A started program: its asyncio handle and its process group."""
+    """A started program: its asyncio handle, its process group, and when it exits."""
 
     proc: asyncio.subprocess.Process
+    transport: asyncio.SubprocessTransport
+    exited: asyncio.Future[int]
     argv: list[str]
     cwd: str
     started: float = field(default_factory=time.monotonic)
+
+    async def exit_code(self) -> int:
+        """Wait for the program (not its pipes) to exit; its code, -N for signal N."""
+        # Shielded: a timeout or a cancel of the waiter must not cancel the future
+        # that the next waiter (the supervisor, the cleanup) needs.
+        return await asyncio.shield(self.exited)
 
     @property
     def pid(self) -> int:
@@ -307,7 +341,9 @@ class CommandDriver:
         if run_id is not None:
             env["AGENTDECK_RUN_ID"] = run_id
         env.update(profile.env)
-        proc = await asyncio.create_subprocess_exec(
+        loop = asyncio.get_running_loop()
+        transport, protocol = await loop.subprocess_exec(
+            lambda: _ExitWatch(loop),
             *argv,
             stdin=stdin,
             stdout=asyncio.subprocess.PIPE,
@@ -316,7 +352,8 @@ class CommandDriver:
             env=env,
             start_new_session=True,
         )
-        return _Process(proc, argv, cwd)
+        proc = asyncio.subprocess.Process(transport, protocol, loop)
+        return _Process(proc, transport, protocol.exited, argv, cwd)
 
     def _argv_payload(self, argv: list[str]) -> list[str]:
         return [
@@ -381,10 +418,7 @@ class CommandDriver:
                 )
             try:
                 async with asyncio.timeout(profile.timeout):
-                    code = await proc.wait()
-                    # The run is its process group: nothing of it outlives the program.
-                    await process.terminate(profile.grace)
-                    await _finish_tasks(helpers, _LEFTOVER_PIPE_WAIT)
+                    code = await process.exit_code()
             except TimeoutError:
                 ended = await process.terminate(profile.grace)
                 await _finish_tasks(helpers, _LEFTOVER_PIPE_WAIT)
@@ -403,10 +437,16 @@ class CommandDriver:
                     payload,
                 )
                 raise RunFailed(f"timed out after {timeout:g}s", payload) from None
+            # The run is its process group: nothing of it outlives the program. What
+            # the group wrote before it ended is still in the pipes and is drained.
+            leftovers = await process.terminate(profile.grace)
+            await _finish_tasks(helpers, _LEFTOVER_PIPE_WAIT)
             await out.aclose()
             await err.aclose()
             await self._report_truncation(ctx, budget)
             payload = {**self._end_payload(process, budget), "exit_code": code}
+            if leftovers != "exited":
+                payload["leftovers"] = leftovers
             if code == 0:
                 await ctx.event(
                     "exec.command.completed",
@@ -435,6 +475,7 @@ class CommandDriver:
             raise
         finally:
             self._running.discard(process)
+            process.transport.close()
 
     def _end_payload(self, process: _Process, budget: OutputBudget) -> dict[str, Any]:
         payload: dict[str, Any] = {
@@ -621,8 +662,7 @@ class CommandDriver:
         process = session.process
         if not await process.wait_gone(self.profile.grace):
             await process.terminate(self.profile.grace)
-        code = await process.proc.wait()
-        return code
+        return await process.exit_code()
 
     async def _stop_session(self, session: _Session) -> str:
         session.stopping = True
@@ -640,7 +680,7 @@ class CommandDriver:
         try:
             while True:
                 if session is not None:
-                    code = await session.process.proc.wait()
+                    code = await session.process.exit_code()
                     uptime = session.process.uptime()
                     async with self._changed:
                         if self._session is session:
