@@ -12,10 +12,12 @@ import contextlib
 import os
 import socket
 import uuid
+from dataclasses import dataclass
 from datetime import timedelta
 
 from engine.clock import Clock
 from engine.errors import RuntimeBusy
+from engine.leftovers import host_mark
 from store.codec import us_from_dt
 from store.event_store import EventStore
 from store.hosts import LeaseClaim, claim_job, heartbeat_job, release_job
@@ -23,6 +25,14 @@ from store.models import HostLease
 
 HEARTBEAT_S = 2.0
 STALE_AFTER_S = 10.0
+
+
+@dataclass(frozen=True)
+class ReplacedHost:
+    """A holder this host took the lease from (it died, or stopped heartbeating)."""
+
+    lease: HostLease
+    mark: str  # the mark its programs carry (engine.leftovers)
 
 
 def pid_alive(pid: int) -> bool:
@@ -54,6 +64,8 @@ class HostLeaseHolder:
         self.token = uuid.uuid4().hex
         self.host_name = socket.gethostname()
         self.pid = os.getpid()
+        self.mark = host_mark(self.token)
+        self.replaced: ReplacedHost | None = None
         self._task: asyncio.Task[None] | None = None
         self.lost = False
 
@@ -69,9 +81,11 @@ class HostLeaseHolder:
         claim = LeaseClaim(
             self._runtime_id, self.pid, self.host_name, self.token, us_from_dt(self._clock.now())
         )
-        holder = await self._store.run_job(claim_job(claim, self._may_take_over))
-        if holder is not None:
-            raise RuntimeBusy(holder)
+        outcome = await self._store.run_job(claim_job(claim, self._may_take_over))
+        if outcome.refused_by is not None:
+            raise RuntimeBusy(outcome.refused_by)
+        if outcome.replaced is not None and outcome.replaced_token is not None:
+            self.replaced = ReplacedHost(outcome.replaced, host_mark(outcome.replaced_token))
         self._task = asyncio.create_task(self._beat(), name=f"agentdeck-lease-{self._runtime_id}")
 
     async def _beat(self) -> None:

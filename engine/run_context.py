@@ -7,12 +7,14 @@ after its run was cancelled reaches the log.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from engine.drivers.base import DiagnosticSeverity, Driver, OutputRole, Phase, RunInput
 from engine.drivers.command import CommandDriver
 from engine.drivers.demo import DemoDriver, DemoSettings
 from engine.drivers.echo import EchoDriver
+from engine.leftovers import MARK_VAR
 from engine.profiles import BuiltinProfile, CommandProfile
 from store.models import KIND_RE
 
@@ -72,6 +74,13 @@ class WorkerCtx:
     @property
     def worker_id(self) -> str:
         return self._worker.worker_id
+
+    @property
+    def process_env(self) -> Mapping[str, str]:
+        return {
+            MARK_VAR: self._runtime.host_mark,
+            "AGENTDECK_RUNTIME_ID": self._runtime.runtime_id,
+        }
 
     async def event(self, kind: str, message: str, payload: dict[str, Any] | None = None) -> None:
         _check_kind(kind)

@@ -30,8 +30,15 @@ from engine.errors import (
     WrongRuntime,
     WrongRuntimeCursor,
 )
-from engine.hosting import HostLeaseHolder
-from engine.profiles import ConfigError, ProfileSet, ProfileWatcher, UnknownProfile
+from engine.hosting import HostLeaseHolder, ReplacedHost
+from engine.leftovers import Leftover, end_leftovers, find_leftovers
+from engine.profiles import (
+    CommandProfile,
+    ConfigError,
+    ProfileSet,
+    ProfileWatcher,
+    UnknownProfile,
+)
 from engine.results import CreateWorkerRequest, EventBatch, EventCursor, InputAck, LifecycleAck
 from engine.rooms import Room
 from engine.run_context import RunCtx, WorkerCtx, make_driver, one_line
@@ -59,6 +66,7 @@ from store.models import (
 HOST_EXITED = "host exited"
 HOST_CLOSED = "host closed"
 CANCEL_WAIT_S = 10.0
+LEFTOVER_GRACE_S = 3.0  # for a leftover whose profile is no longer configured
 MAX_RESULT_CHARS = 4000
 
 
@@ -95,6 +103,8 @@ class Runtime:
         self._opened = False
         self._watcher: ProfileWatcher | None = None
         self._early_config_errors: list[ConfigError] = []
+        self._takeover_notes: list[str] = []  # said as diagnostics once the log is open
+        self._leftovers: list[Leftover] = []
 
     # -- hosting -----------------------------------------------------------
 
@@ -144,6 +154,7 @@ class Runtime:
         await lease.acquire()
         runtime._lease = lease
         try:
+            await runtime._end_leftovers_of(lease.replaced)
             if config_path is not None:
                 runtime._watcher = ProfileWatcher(
                     config_path, runtime._profiles_changed, runtime._profiles_invalid
@@ -159,6 +170,45 @@ class Runtime:
             await lease.release()
             raise
         return runtime
+
+    @property
+    def host_mark(self) -> str:
+        """The mark every program this host starts carries (see engine.leftovers)."""
+        return self._lease.mark if self._lease is not None else ""
+
+    async def _end_leftovers_of(self, replaced: ReplacedHost | None) -> None:
+        """End what a previous host of this runtime left running on this machine."""
+        if replaced is None or self._lease is None:
+            return
+        if replaced.lease.host_name != self._lease.host_name:
+            self._takeover_notes.append(
+                f"took over from pid {replaced.lease.pid} on {replaced.lease.host_name}, which "
+                "stopped heartbeating; programs it started there were not ended from this machine"
+            )
+            return
+        found = await asyncio.to_thread(find_leftovers, replaced.mark)
+        if not found:
+            return
+        grace = max(self._grace_of(leftover) for leftover in found)
+        await end_leftovers(found, grace)
+        self._leftovers = found
+        listed = "; ".join(leftover.describe() for leftover in found[:5])
+        more = f"; and {len(found) - 5} more" if len(found) > 5 else ""
+        self._takeover_notes.append(
+            f"ended {len(found)} process{'es' if len(found) != 1 else ''} that the previous "
+            f"host (pid {replaced.lease.pid}) left running: {listed}{more}"
+        )
+
+    def _takeover_diagnostics(self) -> list[NewEvent]:
+        return [
+            self._diagnostic_new("warning", "host.takeover", note, None)
+            for note in self._takeover_notes
+        ]
+
+    def _grace_of(self, leftover: Leftover) -> float:
+        profile = self._profile_or_none(leftover.profile or "") if leftover.profile else None
+        grace = profile.grace if isinstance(profile, CommandProfile) else LEFTOVER_GRACE_S
+        return min(grace, LEFTOVER_GRACE_S * 3)
 
     def _profiles_changed(self, profiles: ProfileSet) -> None:
         # New workers get the new profiles; running workers keep the one they have,
@@ -215,6 +265,8 @@ class Runtime:
             self._workers[rec.worker_id] = state
             self._next_worker_no = max(self._next_worker_no, int(rec.worker_id[2:]) + 1)
         if self.status is RuntimeStatus.STOPPED:
+            if self._takeover_notes:
+                await self._append(self._takeover_diagnostics())
             return
         events = [
             self._new(
@@ -235,15 +287,17 @@ class Runtime:
                 worker.queue.append(run_state)
                 continue
             # The previous host died mid-run: nothing can resume it, so say so.
+            failure: dict[str, Any] = {"error": HOST_EXITED}
+            ended = [lo.as_payload() for lo in self._leftovers if lo.run_id == run.run_id]
+            if ended:
+                failure["ended_processes"] = ended
             events.append(
                 self._run_event_new(
-                    run_state,
-                    "run.failed",
-                    f"run {run.run_id} failed: {HOST_EXITED}",
-                    {"error": HOST_EXITED},
+                    run_state, "run.failed", f"run {run.run_id} failed: {HOST_EXITED}", failure
                 )
             )
             run_state.status = RunStatus.FAILED
+        events.extend(self._takeover_diagnostics())
         await self._append(events)
         for worker in self._workers.values():
             if worker.status is WorkerStatus.RUNNING:

@@ -34,25 +34,39 @@ def _lease(row: tuple[object, ...]) -> HostLease:
     )
 
 
+@dataclass(frozen=True)
+class ClaimOutcome:
+    """What a claim found: the live holder that refused it, or the holder it replaced."""
+
+    refused_by: HostLease | None = None
+    replaced: HostLease | None = None
+    replaced_token: str | None = None
+
+
 def claim_job(
     claim: LeaseClaim, may_take_over: Callable[[HostLease, str], bool]
-) -> Callable[[sqlite3.Connection], HostLease | None]:
-    """A job that takes the lease and returns None, or returns the live holder it refused for.
+) -> Callable[[sqlite3.Connection], ClaimOutcome]:
+    """A job that takes the lease, or reports the live holder it was refused for.
 
     `may_take_over(holder, holder_token)` decides whether an existing holder
-    is gone (stale heartbeat, dead pid, or ourselves).
+    is gone (stale heartbeat, dead pid, or ourselves). A holder that was taken
+    over is returned with its token, so the new host can recognise what the
+    old one left behind.
     """
 
-    def job(conn: sqlite3.Connection) -> HostLease | None:
+    def job(conn: sqlite3.Connection) -> ClaimOutcome:
         row = conn.execute(
             "SELECT runtime_id, pid, host_name, started_at, heartbeat_at, token FROM hosts"
             " WHERE runtime_id = ?",
             (claim.runtime_id,),
         ).fetchone()
+        outcome = ClaimOutcome()
         if row is not None:
-            holder = _lease(row[:5])
-            if not may_take_over(holder, str(row[5])):
-                return holder
+            holder, token = _lease(row[:5]), str(row[5])
+            if not may_take_over(holder, token):
+                return ClaimOutcome(refused_by=holder)
+            if token != claim.token:
+                outcome = ClaimOutcome(replaced=holder, replaced_token=token)
         conn.execute(
             "INSERT INTO hosts (runtime_id, pid, host_name, token, started_at, heartbeat_at)"
             " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (runtime_id) DO UPDATE SET pid = excluded.pid,"
@@ -60,7 +74,7 @@ def claim_job(
             " started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at",
             (claim.runtime_id, claim.pid, claim.host_name, claim.token, claim.now_us, claim.now_us),
         )
-        return None
+        return outcome
 
     return job
 

@@ -9,6 +9,7 @@ task awaiting `Driver.run`: a driver cleans up (kills its processes) in its
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -58,6 +59,11 @@ class WorkerContext(Protocol):
 
     @property
     def worker_id(self) -> str: ...
+
+    @property
+    def process_env(self) -> Mapping[str, str]:
+        """Variables every program started for this worker must carry (the host's mark)."""
+        ...
 
     async def event(self, kind: str, message: str, payload: dict[str, Any] | None = None) -> None:
         """Emit a worker event not tied to a run (e.g. `worker.restarting`)."""

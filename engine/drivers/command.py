@@ -23,6 +23,7 @@ import functools
 import logging
 import os
 import signal
+import socket
 import sys
 import time
 from collections import deque
@@ -49,6 +50,7 @@ _MESSAGE_CHARS = 200
 _KILL_WAIT = 2.0  # after SIGKILL, how long to wait for the group to be reaped
 _LEFTOVER_PIPE_WAIT = 1.0  # after the program and its group are gone, to drain the pipes
 _STDERR_SETTLE = 0.5
+_HOST_NAME = socket.gethostname()
 
 
 @functools.cache
@@ -341,6 +343,8 @@ class CommandDriver:
         if run_id is not None:
             env["AGENTDECK_RUN_ID"] = run_id
         env.update(profile.env)
+        # Last, so no profile can drop the mark the next host finds leftovers by.
+        env.update(self.worker.process_env)
         loop = asyncio.get_running_loop()
         transport, protocol = await loop.subprocess_exec(
             lambda: _ExitWatch(loop),
@@ -354,6 +358,16 @@ class CommandDriver:
         )
         proc = asyncio.subprocess.Process(transport, protocol, loop)
         return _Process(proc, transport, protocol.exited, argv, cwd)
+
+    def _started_payload(self, process: _Process) -> dict[str, Any]:
+        # Where to find it again: its group (its own session) on this host.
+        return {
+            "argv": self._argv_payload(process.argv),
+            "pid": process.pid,
+            "pgid": process.pgid,
+            "host": _HOST_NAME,
+            "cwd": process.cwd,
+        }
 
     def _argv_payload(self, argv: list[str]) -> list[str]:
         return [
@@ -397,12 +411,7 @@ class CommandDriver:
             await ctx.event(
                 "exec.command.started",
                 f"started {self.name} (pid {process.pid})",
-                {
-                    "argv": self._argv_payload(argv),
-                    "pid": process.pid,
-                    "cwd": process.cwd,
-                    "mode": "per-input",
-                },
+                {**self._started_payload(process), "mode": "per-input"},
             )
             await ctx.phase("executing")
             out.start()
@@ -600,12 +609,7 @@ class CommandDriver:
         await ctx.event(
             "exec.command.started",
             f"started {self.name} (pid {process.pid})",
-            {
-                "argv": self._argv_payload(argv),
-                "pid": process.pid,
-                "cwd": process.cwd,
-                "mode": "session",
-            },
+            {**self._started_payload(process), "mode": "session"},
         )
         return session
 
@@ -760,7 +764,7 @@ class CommandDriver:
                 await self.worker.event(
                     "worker.restarted",
                     f"restarted {self.name} (pid {process.pid}, attempt {attempt})",
-                    {"pid": process.pid, "attempt": attempt, "argv": self._argv_payload(argv)},
+                    {**self._started_payload(process), "attempt": attempt},
                 )
         except asyncio.CancelledError:
             raise

@@ -27,6 +27,7 @@ class FakeWorker:
 
     def __init__(self) -> None:
         self.worker_id = "w-1"
+        self.process_env = {"AGENTDECK_HOST_MARK": "test-mark"}
         self.events: list[tuple[str, str, dict[str, Any]]] = []
         self.diagnostics: list[tuple[str, str, str]] = []
 

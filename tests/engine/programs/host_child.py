@@ -8,6 +8,10 @@ usage: host_child.py DB RUNTIME MODE
          a worker, send `hang` then `second`; once the first run is executing,
          print one JSON line (`ready`, the program's pid, every committed
          event's seq and id), then wait to be killed.
+  family host it with an `sh -c` profile and a session profile; start a run
+         `sleep 300 & echo bg=$!; sleep 301` on w-1 and a session on w-2; once
+         both run, print one JSON line (`ready`, the pids of sh, of the
+         background sleep and of the session process), then wait to be killed.
 """
 
 import asyncio
@@ -67,6 +71,46 @@ async def crash(db: str, name: str) -> None:
     await asyncio.Event().wait()
 
 
+def family_profiles() -> ProfileSet:
+    sh = CommandProfile(name="sh", command=["sh", "-c"], input="argument", grace=0.2)
+    chat = CommandProfile(
+        name="chat",
+        # Lingers after its stdin closes, as a careless session program would.
+        command=[
+            "sh",
+            "-c",
+            'while read l; do echo "said $l"; echo "<<<end>>>"; done; exec sleep 300',
+        ],
+        mode="session",
+        grace=0.2,
+    )
+    return ProfileSet(profiles={"sh": sh, "chat": chat})
+
+
+async def family(db: str, name: str) -> None:
+    store = await EventStore.open(db)
+    runtime = await Runtime.host(store, name, profiles=family_profiles(), heartbeat_s=0.1)
+    runner = await runtime.create_worker(CreateWorkerRequest(profile="sh"))
+    talker = await runtime.create_worker(CreateWorkerRequest(profile="chat"))
+    await runtime.send_input(runner.ref, "sleep 300 & echo bg=$!; sleep 301")
+    said = await runtime.send_input(talker.ref, "hello")
+    pids: dict[str, int] = {}
+    while len(pids) < 3:
+        await asyncio.sleep(0.02)
+        for event in (await runtime.read_events(runtime.cursor_from_start(), 1000)).events:
+            if event.kind == "exec.command.started":
+                key = "sh" if event.worker_id == runner.worker_id else "session"
+                pids[key] = event.payload["pid"]
+            if event.kind == "worker.output" and "bg=" in event.payload["content"]:
+                pids["bg"] = int(event.payload["content"].split("bg=")[1].split()[0])
+        run = await store.run(name, said.run_id)
+        if run is None or run.status.value != "completed":
+            pids.pop("session", None)
+    print(json.dumps({"ready": True, **pids}), flush=True)
+    await asyncio.Event().wait()
+
+
 if __name__ == "__main__":
     db, name, mode = sys.argv[1:4]
-    asyncio.run(hold(db, name) if mode == "hold" else crash(db, name))
+    main = {"hold": hold, "crash": crash, "family": family}[mode]
+    asyncio.run(main(db, name))
