@@ -84,8 +84,9 @@ def test_events_filter_after_and_limit(populated: tuple[Path, list[Event]]) -> N
     plain = agentdeck("events", "--db", path)
     assert plain.returncode == 0
     assert len(plain.stdout.splitlines()) == len(events)
-    # Untrusted text is shown, not executed: no raw escape or newline reaches the terminal.
-    assert "\x1b" not in plain.stdout and "\\x1b[2J" in plain.stdout
+    # Untrusted text is shown, not executed: no raw escape or newline reaches the terminal
+    # (shown as the console shows it, Issue 7 item 11).
+    assert "\x1b" not in plain.stdout and "héllo⏎␛[2J" in plain.stdout
 
 
 @pytest.mark.parametrize("expr", ["level:bogus", "frob:x", '"unclosed'])

@@ -1,9 +1,14 @@
-"""The headless reading commands: `events` and `verify`. No Textual here."""
+"""The headless reading commands: `events` and `verify`. No Textual here.
+
+Everything they print from the store (event text, ids, projection rows in a
+verify report) was written by programs the operator does not control, so it
+leaves through `tui.safe_text` like everything the console shows: plain lines
+through `clean`, JSON through `json_dumps`.
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from typing import TextIO
@@ -12,34 +17,25 @@ from store.errors import StoreError
 from store.event_store import EventStore
 from store.filters import parse_filter
 from store.models import Event, Lag
+from tui.safe_text import clean, json_dumps
 
 PAGE = 1000
 EXIT_OK, EXIT_FAILED, EXIT_UNUSABLE = 0, 1, 2
 
 
-def _printable(text: str) -> str:
-    """One terminal-safe line: control characters and escapes shown, never executed."""
-    out = []
-    for ch in text:
-        code = ord(ch)
-        if ch == "\n":
-            out.append("\\n")
-        elif ch == "\t":
-            out.append("\\t")
-        elif code < 0x20 or code == 0x7F or 0x80 <= code < 0xA0:
-            out.append(f"\\x{code:02x}")
-        else:
-            out.append(ch)
-    return "".join(out)
+def _one_line(text: str) -> str:
+    """`text` safe for one terminal line: nothing executes, hides or breaks the line."""
+    return clean(text, newlines=False)
 
 
 def format_event(event: Event) -> str:
     """The plain-text line of `agentdeck events` (without --json)."""
-    who = " ".join(x for x in (event.worker_id, event.run_id) if x)
+    who = _one_line(" ".join(x for x in (event.worker_id, event.run_id) if x))
     at = event.at.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
     return (
-        f"{event.position:>8} {at} {event.runtime_id}#{event.seq} {event.level.value:<7} "
-        f"{event.kind:<24} {who:<16} {_printable(event.message)}"
+        f"{event.position:>8} {at} {_one_line(event.runtime_id)}#{event.seq} "
+        f"{event.level.value:<7} {_one_line(event.kind):<24} {who:<16} "
+        f"{_one_line(event.message)}"
     )
 
 
@@ -49,10 +45,7 @@ class _Printer:
         self._out = out
 
     def event(self, event: Event) -> None:
-        if self._json:
-            line = json.dumps(event.to_json_dict(), ensure_ascii=False, separators=(",", ":"))
-        else:
-            line = format_event(event)
+        line = json_dumps(event.to_json_dict(), compact=True) if self._json else format_event(event)
         self._out.write(line + "\n")
 
     def flush(self) -> None:
@@ -112,10 +105,10 @@ async def verify_command(args: argparse.Namespace) -> int:
         raise
     finally:
         await store.close()
+    print(_one_line(report.summary()))
     if report.ok:
-        print(report.summary())
         return EXIT_OK
-    print(report.summary())
+    # A problem quotes projection rows, which hold worker-supplied text.
     for problem in report.problems:
-        print(f"  {problem}")
+        print(f"  {_one_line(problem)}")
     return EXIT_FAILED

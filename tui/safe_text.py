@@ -32,11 +32,21 @@ control cannot drive the terminal, hide text or fake the screen:
 
 `one_line(text, width)` cuts what does not fit with a trailing `…`; callers
 keep the full text for the full view.
+
+Text leaving the program goes through this module too, so one character set
+(`UNSAFE_CHARACTERS`) decides everywhere: `clean` for plain sinks (the
+`agentdeck events` line, CSV cells, file names, the clipboard) and
+`json_dumps` for JSON, which must stay exact: it writes every unsafe
+character as a `\\uXXXX` escape (astral ones as a surrogate pair), so
+decoding gives back the very string while a terminal or viewer showing the
+JSON never meets the raw character.
 """
 
 from __future__ import annotations
 
+import json
 import re
+from typing import Any
 
 from rich.cells import cell_len
 from rich.style import Style
@@ -49,6 +59,7 @@ __all__ = [
     "NEWLINE_STYLE",
     "UNSAFE_CHARACTERS",
     "clean",
+    "json_dumps",
     "multi_line",
     "one_line",
 ]
@@ -89,6 +100,7 @@ UNSAFE_CHARACTERS = (
 
 # A CRLF pair is matched first so it counts as one newline.
 _SPECIAL = re.compile(f"\r\n|[{UNSAFE_CHARACTERS}]")
+_UNSAFE = re.compile(f"[{UNSAFE_CHARACTERS}]")
 
 
 def _visible(ch: str) -> tuple[str, Style | None]:
@@ -215,3 +227,30 @@ def clean(text: str, *, newlines: bool = True, tab_size: int = 8) -> str:
         piece
         for piece, _ in _pieces(text, newlines=newlines, tab_size=tab_size, control_style=Style())
     )
+
+
+def _json_escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    if code > 0xFFFF:
+        # JSON's \u takes four hex digits: an astral code point is written as
+        # its UTF-16 pair, which every JSON decoder joins back into one.
+        code -= 0x10000
+        return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
+    return f"\\u{code:04x}"
+
+
+def json_dumps(value: Any, *, compact: bool = False, sort_keys: bool = False) -> str:
+    """`value` as one line of JSON that decodes to exactly `value` and shows no unsafe character.
+
+    Like `json.dumps(value, ensure_ascii=False)` (readable text stays
+    readable), except that every character of `UNSAFE_CHARACTERS` (DEL, C1,
+    bidi, zero-width, tags, lone surrogates, ...) is a `\\uXXXX` escape;
+    `json` itself already escapes C0. Such characters can only sit inside
+    JSON strings, so escaping them in the encoded text is escaping them in
+    the strings. (Python holding a high and a low surrogate as two separate
+    characters is the one string no JSON can give back: decoders join the
+    pair. Stored text cannot hold it; it is not valid UTF-8.)
+    """
+    separators = (",", ":") if compact else None
+    text = json.dumps(value, ensure_ascii=False, separators=separators, sort_keys=sort_keys)
+    return _UNSAFE.sub(_json_escape, text)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import json
+import re
 import sys
 import unicodedata
 
@@ -14,7 +16,16 @@ from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.widgets import Label, Static
 
-from tui.safe_text import CONTROL_STYLE, ELLIPSIS, NEWLINE_MARK, clean, multi_line, one_line
+from tui.safe_text import (
+    CONTROL_STYLE,
+    ELLIPSIS,
+    NEWLINE_MARK,
+    UNSAFE_CHARACTERS,
+    clean,
+    json_dumps,
+    multi_line,
+    one_line,
+)
 
 EVIL_MARKUP = "[@click=app.quit]x[/] [b]bold[/b] [link=https://evil.example]here[/link]"
 
@@ -181,6 +192,60 @@ def test_style_argument_is_applied_without_parsing() -> None:
     text = one_line("[red]x[/red]", style=Style(bold=True))
     assert text.plain == "[red]x[/red]"
     assert text.style == Style(bold=True)
+
+
+# -- JSON: exact, yet nothing unsafe written raw ---------------------------------
+
+UNSAFE = re.compile(f"[{UNSAFE_CHARACTERS}]")
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+def test_json_dumps_escapes_each_kind_of_unsafe_character() -> None:
+    """Issue 7 item 11: C1, DEL, bidi, zero-width and tags become \\u escapes; text stays readable."""
+    value = {"m": "é \x1b[2J\x7f\x9b\x9d\u202e\u200b\u2028\U000e0041 ok", "\u202ekey": 1}
+    text = json_dumps(value)
+    assert text == (
+        '{"m": "é \\u001b[2J\\u007f\\u009b\\u009d\\u202e\\u200b\\u2028\\udb40\\udc41 ok",'
+        ' "\\u202ekey": 1}'
+    )
+    assert json.loads(text) == value
+    assert json_dumps(value, compact=True) == text.replace('", "', '","').replace(": ", ":")
+
+
+def test_json_dumps_keeps_lone_surrogates_exact() -> None:
+    """Issue 7 item 11: an undecodable byte (a lone surrogate) is escaped, not raw nor lost."""
+    decoded = b"ok \xff".decode("utf-8", errors="surrogateescape")
+    text = json_dumps([decoded, "\ud800"])
+    assert text == '["ok \\udcff", "\\ud800"]'
+    assert json.loads(text) == [decoded, "\ud800"]
+    text.encode("utf-8")  # printable on a UTF-8 stream: no raw surrogate left
+
+
+def test_json_dumps_escapes_every_forbidden_code_point() -> None:
+    """Issue 7 item 11: no Cc/Cf/Zl/Zp/Cs character this Python knows reaches JSON output raw."""
+    missed = []
+    for code in range(sys.maxunicode + 1):
+        ch = chr(code)
+        if unicodedata.category(ch) not in FORBIDDEN_CATEGORIES:
+            continue
+        text = json_dumps(f"a{ch}b")
+        if ch in text or json.loads(text) != f"a{ch}b":
+            missed.append(hex(code))
+    assert missed == []
+
+
+@given(JSON_VALUES)
+def test_json_dumps_round_trips_and_shows_nothing_unsafe(value: object) -> None:
+    """Issue 7 item 11: decoding gives back exactly the value; no unsafe character is written."""
+    for compact in (False, True):
+        text = json_dumps(value, compact=compact)
+        assert json.loads(text) == value
+        assert UNSAFE.search(text) is None
+        assert "\n" not in text
 
 
 # -- through real widgets ------------------------------------------------------

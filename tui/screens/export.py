@@ -1,4 +1,10 @@
-"""`ExportScreen`: where to write the filtered events, and in which format."""
+"""`ExportScreen`: where to write the filtered events, and in which format.
+
+The path and the format selector follow each other: a path ending in
+`.csv`, `.jsonl` or `.json` picks that format (typed, pasted or however it got
+there), and picking a format rewrites such an extension. Any other extension
+(`events.txt`) leaves the choice to the selector.
+"""
 
 from __future__ import annotations
 
@@ -15,15 +21,23 @@ from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Select, Static
 
+from tui.export import EXPORT_FORMATS
 from tui.safe_text import clean, one_line
 
-FORMATS = ("jsonl", "csv")
-_SUFFIXES = {f".{fmt}" for fmt in FORMATS} | {".json"}
+FORMATS = EXPORT_FORMATS
+_NAMED = {".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl"}
+"""The extensions that name a format; any other leaves it to the selector."""
+_SUFFIXES = set(_NAMED)
+
+
+def named_format(path_text: str) -> str | None:
+    """The export format a path's extension names, or None for any other extension."""
+    return _NAMED.get(Path(path_text.strip()).suffix.lower())
 
 
 def format_of(path: Path) -> str:
     """The export format a path's extension suggests (JSON lines unless it says csv)."""
-    return "csv" if path.suffix.lower() == ".csv" else "jsonl"
+    return named_format(str(path)) or "jsonl"
 
 
 def with_format(path_text: str, fmt: str) -> str:
@@ -65,6 +79,10 @@ class ExportScreen(ModalScreen[tuple[Path, str] | None]):
         super().__init__()
         self.default_path = default_path
         self.filter_text = filter_text
+        # The format the path named at its last change: the selector follows an
+        # edit that changes it, never an edit that leaves it alone (which would
+        # undo a choice made in the selector since).
+        self._path_named = named_format(str(default_path))
 
     def compose(self) -> ComposeResult:
         shown = (
@@ -106,12 +124,20 @@ class ExportScreen(ModalScreen[tuple[Path, str] | None]):
     @on(Select.Changed, "#ex-format")
     def _format_changed(self, event: Select.Changed) -> None:
         path_input = self.query_one("#ex-path", Input)
-        path_input.value = with_format(path_input.value, self.chosen_format)
+        # Only a path naming the other format is rewritten: one that already
+        # agrees (the selector followed it, `x.json` included) stays as typed.
+        named = named_format(path_input.value)
+        if named is not None and named != self.chosen_format:
+            path_input.value = with_format(path_input.value, self.chosen_format)
 
     @on(Input.Changed, "#ex-path")
-    def _path_edited(self) -> None:
+    def _path_edited(self, event: Input.Changed) -> None:
         self.query_one("#ex-error").display = False
         self.query_one("#ex-path").remove_class("-invalid")
+        named, before = named_format(event.value), self._path_named
+        self._path_named = named
+        if named is not None and named != before and named != self.chosen_format:
+            self.query_one("#ex-format", Select).value = named
 
     @on(Input.Submitted, "#ex-path")
     def _path_submitted(self, event: Input.Submitted) -> None:
@@ -135,7 +161,9 @@ class ExportScreen(ModalScreen[tuple[Path, str] | None]):
             path_input.add_class("-invalid")
             path_input.focus()
             return
-        self.dismiss((checked, self.chosen_format))
+        # The extension decides even if the selector has not caught up yet
+        # (a value set and submitted in one go).
+        self.dismiss((checked, named_format(str(checked)) or self.chosen_format))
 
     def action_cancel(self) -> None:
         self.dismiss(None)

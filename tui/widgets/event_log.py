@@ -16,18 +16,22 @@ The window is a slice of the log that matches the active filter:
 Every store read runs in a worker; nothing on the UI thread waits on I/O.
 Each load bumps a generation number, so a read or a drain that was started
 for an older window is dropped instead of applied to the new one.
+
+A load that fails (the store raises while reading the page for a new filter,
+say) empties the window and says why in the pane, under the title naming the
+filter that failed: rows read for the previous filter are never listed under
+a new one, and the filter bar and the title keep showing what the operator
+asked for. `G` (or applying a filter again) retries.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import csv
 import json
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
-from typing import IO, Any, ClassVar, Literal, Protocol, cast
+from typing import ClassVar, Protocol, cast
 
 from rich.style import Style
 from rich.text import Text
@@ -46,8 +50,9 @@ from store.errors import StoreError
 from store.feed import Subscription
 from store.filters import Filter, parse_filter
 from store.models import Batch, Event, Lag, Severity
+from tui.export import EXPORT_FORMATS, ExportFormat, export_events
 from tui.live_buffer import LiveBuffer
-from tui.safe_text import one_line
+from tui.safe_text import multi_line, one_line
 
 __all__ = ["EXPORT_FORMATS", "EventLog", "EventSource", "export_events"]
 
@@ -57,28 +62,11 @@ PAGE = 500
 """Events read per page (first load, scroll back, scroll forward)."""
 FEED_BATCH = 1_000
 BUFFER_CAPACITY = 10_000
-EXPORT_PAGE = 2_000
 LAG_NOTICE = "… fell behind, reloading from store"
 NOTICE_SECONDS = 4.0
 HIDDEN_RECHECK_SECONDS = 0.25
 
 LEVEL_LABELS = {Severity.INFO: "INF", Severity.WARNING: "WRN", Severity.ERROR: "ERR"}
-EXPORT_FORMATS = ("jsonl", "csv")
-CSV_COLUMNS = (
-    "position",
-    "at",
-    "runtime_id",
-    "seq",
-    "level",
-    "kind",
-    "worker_id",
-    "run_id",
-    "run_seq",
-    "message",
-    "payload",
-)
-
-ExportFormat = Literal["jsonl", "csv"]
 Item = Event | Lag
 
 
@@ -212,6 +200,7 @@ class EventLog(ScrollView, can_focus=True):
         self._pager: Worker[None] | None = None
         self._adjusting = False
         self._loading = False  # a load (not a page) is in flight
+        self._failure: str | None = None  # why the last load could not read the store
 
     # -- public API ----------------------------------------------------------
 
@@ -269,6 +258,11 @@ class EventLog(ScrollView, can_focus=True):
         return self._loading or (self._pager is not None and not self._pager.is_finished)
 
     @property
+    def failure(self) -> str | None:
+        """Why the last load failed (the window is then empty), None once one succeeds."""
+        return self._failure
+
+    @property
     def status_text(self) -> str:
         """What the bottom border says: follow/pause state, notices, counts."""
         parts: list[str] = []
@@ -279,6 +273,8 @@ class EventLog(ScrollView, can_focus=True):
             parts.append(f"paused — {self._paused_count:,}{more} new")
         elif self._loading:
             parts.append("loading…")
+        elif self._failure is not None:
+            parts.append("read failed — G to retry")
         elif not self._attached and self._loaded:
             parts.append("history — G for newest")
         else:
@@ -393,10 +389,20 @@ class EventLog(ScrollView, can_focus=True):
             self._attach_at(batch.cursor.position)
         self._after_window_change()
 
-    def _load_failed(self, generation: int, error: StoreError) -> None:
-        if generation == self._generation:
-            self._loading = False
-            self._show_notice(f"cannot read events: {error}")
+    def _load_failed(self, generation: int, error: BaseException) -> None:
+        """Empty the window and say why: its rows may have been read for another filter."""
+        if generation != self._generation:
+            return
+        self._loading = False
+        self._failure = str(error) or type(error).__name__
+        self._events = []
+        self._cursor = -1
+        self._has_older = False
+        self._attached = False
+        self._line_cache.clear()
+        with self._programmatic_scroll():
+            self.scroll_to(y=0, animate=False, force=True)
+        self._after_window_change()
 
     def _attach_at(self, position: int) -> None:
         """Follow live from just after `position` (the window's bottom)."""
@@ -468,6 +474,7 @@ class EventLog(ScrollView, can_focus=True):
 
     def _replace_window(self, events: list[Event], *, has_older: bool, cursor_at_end: bool) -> None:
         self._loading = False
+        self._failure = None
         self._events = events
         self._has_older = has_older
         self._attached = False
@@ -713,7 +720,9 @@ class EventLog(ScrollView, can_focus=True):
         self._update_titles()
 
     def _go_newest(self) -> None:
-        if self._store is not None and self._loaded and not self._attached:
+        # After a failed load there is nothing to go to: read again (the retry).
+        stale = self._failure is not None or (self._loaded and not self._attached)
+        if self._store is not None and stale:
             self.reload()
         elif self._events:
             self._cursor = len(self._events) - 1
@@ -765,8 +774,10 @@ class EventLog(ScrollView, can_focus=True):
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         # Workers here do not take the app down on an unexpected error; they say so.
         if event.state == WorkerState.ERROR and event.worker.group.startswith("event-log"):
-            if event.worker is self._loader:
-                self._loading = False
+            if event.worker is self._loader and self._loading:
+                error = event.worker.error
+                self._load_failed(self._generation, error or RuntimeError("unknown error"))
+                return
             self._show_notice(f"event log error: {event.worker.error}")
 
     def on_mount(self) -> None:
@@ -834,6 +845,8 @@ class EventLog(ScrollView, can_focus=True):
         index = round(self.scroll_y) + y
         base = self.rich_style
         if index >= len(self._events) or index < 0:
+            if self._failure is not None and not self._events:
+                return self._render_failure(index, width, base)
             if index == 0 and self._loaded:
                 empty = (
                     "No events match the filter." if not self._filter.is_empty else "No events yet."
@@ -849,6 +862,17 @@ class EventLog(ScrollView, can_focus=True):
             strip = self._render_event(event, width, cursor, base)
             self._line_cache.set(key, strip)
         return strip
+
+    def _render_failure(self, y: int, width: int, base: Style) -> Strip:
+        """Row `y` of why the window is empty, wrapped to the pane (the error can be long)."""
+        what = "with this filter" if not self._filter.is_empty else "from the store"
+        text = Text(f"✗ cannot read events {what}: ", style=self._style("error"), end="")
+        text.append_text(multi_line(self._failure or ""))
+        text.append("\nG retries; / changes the filter.", style=self._style("empty"))
+        lines = text.wrap(self.app.console, max(width, 1))
+        if not 0 <= y < len(lines):
+            return Strip.blank(width, base)
+        return Strip(lines[y].render(self.app.console)).adjust_cell_length(width, base)
 
     def _columns(self, width: int) -> tuple[int, int, int]:
         """Widths of the runtime#seq, kind and worker/run columns for a pane `width` wide."""
@@ -887,73 +911,3 @@ class EventLog(ScrollView, can_focus=True):
                 line.append_text(one_line(payload, room, style=self._style("payload")))
         strip = Strip(line.render(self.app.console))
         return strip.adjust_cell_length(width, base)
-
-
-# -- export -----------------------------------------------------------------
-
-
-def _csv_row(event: Event) -> list[Any]:
-    data = event.to_json_dict()
-    return [
-        event.position,
-        data["at"],
-        event.runtime_id,
-        event.seq,
-        event.level.value,
-        event.kind,
-        event.worker_id or "",
-        event.run_id or "",
-        "" if event.run_seq is None else event.run_seq,
-        event.message,
-        json.dumps(data["payload"], ensure_ascii=False, sort_keys=True),
-    ]
-
-
-def _write_page(handle: IO[str], fmt: ExportFormat, events: list[Event]) -> None:
-    if fmt == "jsonl":
-        handle.writelines(json.dumps(e.to_json_dict(), ensure_ascii=False) + "\n" for e in events)
-    else:
-        csv.writer(handle).writerows(_csv_row(e) for e in events)
-
-
-def _open_export(path: Path, fmt: ExportFormat) -> IO[str]:
-    handle = path.open("w", encoding="utf-8", newline="")
-    if fmt == "csv":
-        csv.writer(handle).writerow(CSV_COLUMNS)
-    return handle
-
-
-async def export_events(
-    store: EventSource, flt: Filter | None, path: Path, fmt: ExportFormat
-) -> int:
-    """Write every stored event matching `flt`, up to the last commit now, to `path`.
-
-    Pages through the store (never more than one page in memory) and does the
-    file work in a thread; the file appears complete or not at all.
-    Raises ValueError for an unknown format and OSError/StoreError as they come.
-    """
-    if fmt not in EXPORT_FORMATS:
-        raise ValueError(f"unknown export format {fmt!r}; use one of {', '.join(EXPORT_FORMATS)}")
-    upto = await store.last_position()  # a live stream must not make the export endless
-    partial = path.with_name(path.name + ".part")
-    handle = await asyncio.to_thread(_open_export, partial, fmt)
-    count = 0
-    try:
-        position = 0
-        while position < upto:
-            batch = await store.read_after(position, EXPORT_PAGE, flt)
-            page = [e for e in batch.events if e.position <= upto]
-            if page:
-                await asyncio.to_thread(_write_page, handle, fmt, page)
-                count += len(page)
-            if not batch.has_more or len(page) < len(batch.events):
-                break
-            position = batch.cursor.position
-        await asyncio.to_thread(handle.close)
-        await asyncio.to_thread(partial.replace, path)
-    except BaseException:
-        handle.close()
-        with contextlib.suppress(OSError):
-            partial.unlink()
-        raise
-    return count
