@@ -27,10 +27,20 @@ from textual.widget import Widget
 from textual.widgets import DataTable, Footer, Header
 
 from engine.errors import EngineError
-from engine.validation import validate_worker_request
+from engine.results import InputAck
+from engine.validation import Refusal, validate_worker_request, worker_request_refusal
 from store.errors import StoreError
 from store.feed import Subscription
-from store.models import Event, Lag, Role, TranscriptEntry, WorkerRef, WorkerSpec, WorkerStatus
+from store.models import (
+    Event,
+    Lag,
+    Role,
+    TranscriptEntry,
+    WorkerRecord,
+    WorkerRef,
+    WorkerSpec,
+    WorkerStatus,
+)
 from tui.backend import Backend
 from tui.live_buffer import LiveBuffer
 from tui.safe_text import clean
@@ -388,42 +398,68 @@ class AgentDeckApp(App[int]):
             return
         runtime = backend.runtime
 
-        def validate(spec: WorkerSpec) -> str | None:
+        def validate(spec: WorkerSpec) -> str | Refusal | None:
+            # The field check first, so the form can point at the field at fault;
+            # the profile is only known to the full validator.
+            refusal = worker_request_refusal(spec)
+            if refusal is not None:
+                return refusal
             try:
                 validate_worker_request(spec, runtime.profiles)
             except EngineError as exc:
                 return str(exc)
             return None
 
-        spec = await self.push_screen_wait(CreateWorkerScreen(runtime.profiles.names(), validate))
-        if spec is None:
+        created: list[WorkerRecord] = []
+
+        async def create(spec: WorkerSpec) -> str | None:
+            # Run by the form, so a refusal stays in the form with what was typed.
+            try:
+                created.append(await runtime.create_worker(spec))
+            except (EngineError, StoreError) as exc:
+                return str(exc)
+            return None
+
+        spec = await self.push_screen_wait(
+            CreateWorkerScreen(runtime.profiles.names(), validate, create)
+        )
+        if spec is None or not created:
             return
-        record = await self._engine_call(runtime.create_worker(spec))
-        if record is not None:
-            self._say(f"created {record.worker_id} ({record.spec.profile})")
-            if self.selected_runtime != runtime.runtime_id:
-                self.runtimes_pane.select_runtime(runtime.runtime_id)
-            self._refresh_workers(runtime.runtime_id, {record.worker_id})
-            self.call_after_refresh(self.workers_table.select_worker, record.worker_id)
+        record = created[-1]
+        self._say(f"created {record.worker_id} ({record.spec.profile})")
+        if self.selected_runtime != runtime.runtime_id:
+            self.runtimes_pane.select_runtime(runtime.runtime_id)
+        self._refresh_workers(runtime.runtime_id, {record.worker_id})
+        self.call_after_refresh(self.workers_table.select_worker, record.worker_id)
 
     @work(group="action")
     async def action_send_input(self) -> None:
         ref = self._target()
         if ref is None or self.backend is None or self.backend.runtime is None:
             return
+        runtime = self.backend.runtime
         record = await self.backend.store.worker(ref.runtime_id, ref.worker_id)
         if record is not None and record.status is not WorkerStatus.RUNNING:
-            self._say(f"{ref.worker_id} is {record.status.value} and takes no more input", "warning")
-            return
-        result = await self.push_screen_wait(SendInputScreen(ref.worker_id))
-        if result is None:
-            return
-        role, content = result
-        ack = await self._engine_call(self.backend.runtime.send_input(ref, content, role))
-        if ack is not None:
             self._say(
-                f"{ref.worker_id}: input #{ack.transcript_sequence} queued as run {ack.run_id}"
+                f"{ref.worker_id} is {record.status.value} and takes no more input", "warning"
             )
+            return
+        acks: list[InputAck] = []
+
+        async def send(role: str, content: str) -> str | None:
+            # Run by the dialog: a refusal (stopped meanwhile, database locked...)
+            # is shown there and the text stays; the dialog closes on success only.
+            try:
+                acks.append(await runtime.send_input(ref, content, role))
+            except (EngineError, StoreError) as exc:
+                return str(exc)
+            return None
+
+        result = await self.push_screen_wait(SendInputScreen(ref.worker_id, runtime.limits, send))
+        if result is None or not acks:
+            return
+        ack = acks[-1]
+        self._say(f"{ref.worker_id}: input #{ack.transcript_sequence} queued as run {ack.run_id}")
 
     @work(group="action")
     async def action_stop_worker(self) -> None:

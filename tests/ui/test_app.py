@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import Input, Select, TextArea
+from textual.widgets import Input, Select, Static, TextArea
 
 from engine.profiles import parse_profiles
 from engine.results import CreateWorkerRequest
-from store.models import RunStatus, WorkerRef, WorkerStatus
+from store.models import RunStatus, TaskIntent, WorkerRef, WorkerStatus
 from tui.app import AgentDeckApp
 from tui.backend import Backend, open_backend
 from tui.screens.confirm import ConfirmScreen
@@ -411,3 +411,145 @@ async def test_palette_lists_every_action(tmp_path: Path) -> None:
             "Theme",
         ):
             assert any(title.lower() in t.lower() for t in titles), title
+
+
+# -- issue 7 item 8: refusals stay in the dialog, with the text ----------------------------
+
+MIB = 1024 * 1024
+
+
+async def transcript_len(c: Console, ref: WorkerRef) -> int:
+    record = await c.backend.store.worker(ref.runtime_id, ref.worker_id)
+    assert record is not None
+    page = await c.backend.store.transcript(ref, 0, 10)
+    assert page.total_items == record.transcript_len
+    return record.transcript_len
+
+
+async def test_a_2_mib_input_is_refused_inside_the_dialog_and_kept(tmp_path: Path) -> None:
+    """Issue 7 item 8: 2 MiB of input: the dialog stays, says why, keeps the text, stores nothing."""
+    app = console(tmp_path / "a.db")
+    async with app.run_test(size=SIZE) as pilot:
+        c = await started(app, pilot)
+        ref = await make_worker(c)
+        last = await c.backend.store.last_seq("local")
+        await pilot.press("i")
+        await c.until(lambda: isinstance(app.screen, SendInputScreen))
+        dialog = app.screen
+        assert isinstance(dialog, SendInputScreen)
+        big = "lorem ipsum dolor sit amet " * (2 * MIB // 27 + 1)
+        area = dialog.query_one("#si-content", TextArea)
+        area.text = big
+        await pilot.pause()
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert app.screen is dialog  # still open
+        error = dialog.query_one("#si-error", Static)
+        assert error.display
+        shown = str(error.visual)
+        assert "input is 2.0 MiB" in shown and "over the limit of 256 KiB" in shown
+        assert "send it in parts" in shown
+        assert area.text == big
+        assert not area.soft_wrap  # shown unwrapped: wrapping 2 MiB costs seconds a key
+        assert await transcript_len(c, ref) == 0
+        assert await c.backend.store.last_seq("local") == last
+        assert not any("over the limit" in said for said in c.said)  # inline, not a toast
+        # Cut down to size, it goes: the dialog closes only now.
+        area.text = "the first part"
+        await pilot.press("ctrl+s")
+        await c.said_something("queued as run w-1.r1")
+        assert not isinstance(app.screen, SendInputScreen)
+        await c.until(lambda: bool(app.transcript.entries))
+        assert app.transcript.entries[0].content == "the first part"
+
+
+async def test_input_to_a_worker_stopped_meanwhile_fails_inside_the_dialog(
+    tmp_path: Path,
+) -> None:
+    """Issue 7 item 8: the real send fails (stopped after the dialog opened): inline, text kept."""
+    app = console(tmp_path / "a.db")
+    async with app.run_test(size=SIZE) as pilot:
+        c = await started(app, pilot)
+        ref = await make_worker(c)
+        await pilot.press("i")
+        await c.until(lambda: isinstance(app.screen, SendInputScreen))
+        dialog = app.screen
+        assert isinstance(dialog, SendInputScreen)
+        runtime = c.backend.runtime
+        assert runtime is not None
+        await runtime.stop_worker(ref)
+        await pilot.press(*"hello", "enter", *"there")
+        await pilot.press("ctrl+s")
+        error = dialog.query_one("#si-error", Static)
+        await c.until(lambda: bool(error.display))
+        assert app.screen is dialog
+        assert "worker w-1 is stopped and takes no more input" in str(error.visual)
+        assert dialog.query_one("#si-content", TextArea).text == "hello\nthere"
+        assert await transcript_len(c, ref) == 0
+        assert not any("takes no more input" in said for said in c.said)
+        await pilot.press("escape")
+        await c.until(lambda: not isinstance(app.screen, SendInputScreen))
+
+
+async def test_an_over_limit_objective_is_refused_inside_the_form(tmp_path: Path) -> None:
+    """Issue 7 item 8: a 1 MiB objective: the form stays as typed, names the field, creates nothing."""
+    db = tmp_path / "a.db"
+    app = console(db)
+    async with app.run_test(size=SIZE) as pilot:
+        c = await started(app, pilot)
+        await pilot.press("n")
+        await c.until(lambda: isinstance(app.screen, CreateWorkerScreen))
+        form = app.screen
+        assert isinstance(form, CreateWorkerScreen)
+        form.query_one("#cw-intent", Select).value = "task"
+        await pilot.pause()
+        objective = form.query_one("#cw-objective", Input)
+        huge = "o" * MIB
+        objective.value = huge
+        form.query_one("#cw-capabilities", Input).value = "shell, web: read docs"
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert app.screen is form
+        error = form.query_one("#cw-error", Static)
+        assert error.display
+        shown = str(error.visual)
+        assert shown.startswith("✗ task objective is 1.0 MiB (1048576 bytes)")
+        assert "over the limit of 16 KiB (16384 bytes)" in shown
+        assert app.focused is objective and objective.has_class("-invalid")
+        assert objective.value == huge
+        assert form.query_one("#cw-capabilities", Input).value == "shell, web: read docs"
+        assert await c.backend.store.workers("local") == []
+        assert not any("over the limit" in said for said in c.said)
+        # Shortened, it is created and the form closes.
+        objective.value = "triage CI"
+        await pilot.press("ctrl+s")
+        await c.said_something("created w-1")
+        assert not isinstance(app.screen, CreateWorkerScreen)
+        workers = await c.backend.store.workers("local")
+        assert [w.spec.intent for w in workers] == [TaskIntent(objective="triage CI")]
+    assert db.stat().st_size < MIB
+
+
+async def test_a_refused_create_keeps_the_form_open_with_the_reason(tmp_path: Path) -> None:
+    """Issue 7 item 8: the real create fails (runtime stopped meanwhile): inline, form kept."""
+    app = console(tmp_path / "a.db")
+    async with app.run_test(size=SIZE) as pilot:
+        c = await started(app, pilot)
+        await pilot.press("n")
+        await c.until(lambda: isinstance(app.screen, CreateWorkerScreen))
+        form = app.screen
+        assert isinstance(form, CreateWorkerScreen)
+        runtime = c.backend.runtime
+        assert runtime is not None
+        await runtime.stop_runtime()
+        form.query_one("#cw-intent", Select).value = "role"
+        await pilot.pause()
+        form.query_one("#cw-role", Input).value = "reviewer"
+        await pilot.press("ctrl+s")
+        error = form.query_one("#cw-error", Static)
+        await c.until(lambda: bool(error.display))
+        assert app.screen is form
+        assert "runtime local is stopped" in str(error.visual)
+        assert form.query_one("#cw-role", Input).value == "reviewer"
+        assert await c.backend.store.workers("local") == []
+        assert not any("is stopped" in said for said in c.said)

@@ -14,6 +14,7 @@ from typing import Any
 from uuid import UUID
 
 import pytest
+from textual import events
 from textual.app import App
 from textual.pilot import Pilot
 from textual.screen import Screen
@@ -21,11 +22,13 @@ from textual.widgets import Button, DataTable, Input, Select, Static, TextArea
 
 from engine.clock import CountingIds, SteppingClock
 from engine.runtime import Runtime
+from engine.validation import REQUEST_LIMITS, worker_request_refusal
 from store.database import OpenOptions
 from store.event_store import EventStore
 from store.models import (
     Capability,
     Diagnostic,
+    Limits,
     NamedRef,
     RoleIntent,
     RunStatus,
@@ -39,7 +42,12 @@ from tui.screens.create_worker import CreateWorkerScreen, FormError, parse_capab
 from tui.screens.diagnostics import DiagnosticsScreen
 from tui.screens.export import ExportScreen, check_export_path, with_format
 from tui.screens.help import HelpScreen
-from tui.screens.send_input import SendInputScreen
+from tui.screens.send_input import (
+    UNWRAP_ABOVE_CHARS,
+    UNWRAPPED_NOTE,
+    InputArea,
+    SendInputScreen,
+)
 from tui.screens.worker import WorkerScreen
 
 MARKUP = "[@click=app.quit]x[/] [b]bold[/b] [link=https://example.com]l[/link] \x1b[31mred\x07"
@@ -283,6 +291,135 @@ async def test_create_task_by_typing() -> None:
     assert app.results == [WorkerSpec(intent=TaskIntent(objective="fix it"))]
 
 
+# The form's fields as the engine limits them: (intent, form field, over-limit text, what the
+# refusal names). Each value is typed into the form, so the form's parsing is exercised too.
+_X = "x"
+OVER_LIMIT_FIELDS = [
+    ("task", "objective", _X * (REQUEST_LIMITS.objective_bytes + 1), "task objective is 16.0 KiB"),
+    ("assistant", "purpose", _X * (REQUEST_LIMITS.purpose_bytes + 1), "purpose is 4.0 KiB"),
+    ("role", "role", _X * (REQUEST_LIMITS.name_bytes + 1), "role name is 129 bytes"),
+    ("role", "purpose", _X * (REQUEST_LIMITS.purpose_bytes + 1), "purpose is 4.0 KiB"),
+    (
+        "assistant",
+        "config_bundle",
+        _X * (REQUEST_LIMITS.config_bundle_bytes + 1),
+        "config bundle id is 257 bytes",
+    ),
+    (
+        "assistant",
+        "capabilities",
+        "git, " + _X * (REQUEST_LIMITS.name_bytes + 1),
+        "capability 2 name is 129 bytes",
+    ),
+    (
+        "assistant",
+        "capabilities",
+        "web: " + _X * (REQUEST_LIMITS.reason_bytes + 1),
+        "capability 1 reason is 513 bytes",
+    ),
+    (
+        "assistant",
+        "capabilities",
+        ", ".join(f"c{i}" for i in range(REQUEST_LIMITS.capabilities + 1)),
+        "33 capabilities requested, over the limit of 32",
+    ),
+    (
+        "assistant",
+        "workspace_refs",
+        _X * (REQUEST_LIMITS.name_bytes + 1) + "=/src",
+        "workspace ref 1 name is 129 bytes",
+    ),
+    (
+        "assistant",
+        "workspace_refs",
+        "src=" + _X * (REQUEST_LIMITS.reference_bytes + 1),
+        "workspace ref 1 reference is 2.0 KiB",
+    ),
+    (
+        "assistant",
+        "mount_refs",
+        ", ".join(f"m{i}=/m" for i in range(REQUEST_LIMITS.mount_refs + 1)),
+        "33 mount refs requested, over the limit of 32",
+    ),
+    (
+        "assistant",
+        "mount_refs",
+        "cache=" + _X * (REQUEST_LIMITS.reference_bytes + 1),
+        "mount ref 1 reference is 2.0 KiB",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("intent", "field", "value", "named"),
+    OVER_LIMIT_FIELDS,
+    ids=[
+        f"{intent}-{named.split(' is ')[0].split(' requested')[0]}"
+        for intent, _, _, named in OVER_LIMIT_FIELDS
+    ],
+)
+async def test_create_refuses_every_over_limit_field_inline(
+    intent: str, field: str, value: str, named: str
+) -> None:
+    """Issue 7 item 8: the engine's refusal points at the field, names it, and keeps the form."""
+    created: list[WorkerSpec] = []
+
+    async def create(spec: WorkerSpec) -> str | None:
+        created.append(spec)
+        return None
+
+    # The real engine check, as the console wires it.
+    app = Host(lambda: CreateWorkerScreen(["default"], worker_request_refusal, create))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        await choose(pilot, "#cw-intent", intent)
+        if intent == "task" and field != "objective":
+            app.screen.query_one("#cw-objective", Input).value = "ship it"
+        if intent == "role" and field != "role":
+            app.screen.query_one("#cw-role", Input).value = "reviewer"
+        screen = app.screen
+        assert isinstance(screen, CreateWorkerScreen)
+        target = screen.query_one(f"#cw-{field}", Input)
+        target.value = value
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert screen.error is not None and screen.error.startswith(f"✗ {named}")
+        assert "over the limit" in screen.error
+        assert app.focused is target and target.has_class("-invalid")
+        assert target.value == value  # kept as typed
+        assert created == [] and app.results == []
+
+
+async def test_create_shows_the_create_refusal_inline_and_closes_on_success() -> None:
+    """Issue 7 item 8: the form creates; a failure stays inline with the form as typed."""
+    answers = iter(["runtime local is stopped; its data stays readable but it accepts no changes"])
+    created: list[WorkerSpec] = []
+
+    async def create(spec: WorkerSpec) -> str | None:
+        created.append(spec)
+        return next(answers, None)
+
+    app = Host(lambda: CreateWorkerScreen(["default"], worker_request_refusal, create))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        await choose(pilot, "#cw-intent", "task")
+        screen = app.screen
+        assert isinstance(screen, CreateWorkerScreen)
+        screen.query_one("#cw-objective", Input).value = "triage CI"
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: screen.error is not None)
+        assert screen.error == (
+            "✗ runtime local is stopped; its data stays readable but it accepts no changes"
+        )
+        assert app.results == [] and app.screen is screen and not screen.creating
+        assert screen.query_one("#cw-objective", Input).value == "triage CI"
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: app.results != [])
+    spec = WorkerSpec(intent=TaskIntent(objective="triage CI"))
+    assert created == [spec, spec]
+    assert app.results == [spec]
+
+
 # ---------------------------------------------------------------------------
 # Send input
 # ---------------------------------------------------------------------------
@@ -312,6 +449,101 @@ async def test_send_input_escape_cancels() -> None:
         await pilot.press(*"draft", "escape")
         await pilot.pause()
     assert app.results == [None]
+
+
+async def test_send_input_over_the_limit_is_refused_inline_and_kept() -> None:
+    """Issue 7 item 8: over the runtime's limit, the dialog says so inline and keeps the text."""
+    sent: list[tuple[str, str]] = []
+
+    async def send(role: str, content: str) -> str | None:
+        sent.append((role, content))
+        return None
+
+    app = Host(lambda: SendInputScreen("local/w-1", Limits(max_input_bytes=8), send))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, SendInputScreen)
+        await pilot.press(*"nine char")
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert screen.error is not None
+        assert "input is 9 bytes, over the limit of 8 bytes; send it in parts" in screen.error
+        assert screen.content == "nine char"
+        assert sent == [] and app.results == []
+        await pilot.press("backspace")  # editing clears the refusal
+        assert screen.error is None
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: app.results != [])
+    assert sent == [("user", "nine cha")]
+    assert app.results == [("user", "nine cha")]
+
+
+async def test_send_input_shows_the_send_refusal_inline_and_waits_while_in_flight() -> None:
+    """Issue 7 item 8: the dialog sends; a failure stays inline; keys wait while in flight."""
+    release = asyncio.Event()
+    answers = iter(["worker w-1 is [b]stopped[/b] and takes no more input", None])
+    calls: list[tuple[str, str]] = []
+
+    async def send(role: str, content: str) -> str | None:
+        calls.append((role, content))
+        await release.wait()
+        return next(answers)
+
+    app = Host(lambda: SendInputScreen("local/w-1", Limits(), send))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, SendInputScreen)
+        await pilot.press(*"hello")
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: len(calls) == 1)
+        # In flight: a second ctrl+s sends nothing more, escape does not leave,
+        # and the text cannot change under the send.
+        assert screen.sending
+        assert screen.query_one("#si-send", Button).disabled
+        await pilot.press("ctrl+s", "escape", "x")
+        await pilot.pause()
+        assert len(calls) == 1 and app.results == [] and app.screen is screen
+        assert screen.content == "hello"
+        release.set()
+        await wait_for(pilot, lambda: screen.error is not None)
+        # Shown literally (no markup), the text kept, the dialog usable again.
+        assert screen.error == "✗ worker w-1 is [b]stopped[/b] and takes no more input"
+        assert screen.content == "hello" and not screen.sending
+        assert app.results == []
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: app.results != [])
+    assert calls == [("user", "hello"), ("user", "hello")]
+    assert app.results == [("user", "hello")]
+
+
+async def test_send_input_unwraps_a_large_paste_before_it_lands() -> None:
+    """Issue 7 item 8: a paste over 64 KiB turns soft wrap off first (wrap costs seconds)."""
+    app = Host(lambda: SendInputScreen("local/w-1"))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        area = app.screen.query_one("#si-content", InputArea)
+        assert area.soft_wrap
+        seen: list[bool] = []
+        # Record the wrap the text is inserted with: the area's own paste handler
+        # runs after InputArea.on_paste, so wrap must already be off by then.
+        original = area._replace_via_keyboard
+
+        def replace(*args: Any, **kwargs: Any) -> Any:
+            seen.append(area.soft_wrap)
+            return original(*args, **kwargs)
+
+        area._replace_via_keyboard = replace  # type: ignore[method-assign]
+        prose = "lorem ipsum dolor " * (UNWRAP_ABOVE_CHARS // 18 + 1)
+        app.post_message(events.Paste(prose))
+        await wait_for(pilot, lambda: len(area.text) == len(prose))
+        assert seen == [False]
+        assert not area.soft_wrap and area.border_subtitle == UNWRAPPED_NOTE
+        # Small again: wrapped again.
+        area.text = "short"
+        await pilot.pause()
+        assert area.soft_wrap and area.border_subtitle == ""
 
 
 # ---------------------------------------------------------------------------

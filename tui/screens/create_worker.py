@@ -1,13 +1,19 @@
-"""`CreateWorkerScreen`: the new-worker form, validated inline before anything is created."""
+"""`CreateWorkerScreen`: the new-worker form, validated inline before anything is created.
+
+The form parses its fields, asks the engine's validator (every size limit
+lives there), and, given a `create` callback, performs the create itself and
+closes only once the engine has accepted it. Every refusal is shown inline
+with the form kept as typed.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import ClassVar
 
 from rich.style import Style
 from rich.text import Text
-from textual import on
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -15,6 +21,7 @@ from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Select, Static
 
+from engine.validation import Refusal
 from store.models import (
     AssistantIntent,
     Capability,
@@ -67,6 +74,19 @@ _PLACEHOLDERS = {
 }
 
 
+Validate = Callable[[WorkerSpec], str | Refusal | None]
+"""Checks a spec before submitting: None if fine, else a message or a `Refusal` naming the field."""
+
+CreateWorker = Callable[[WorkerSpec], Awaitable[str | None]]
+"""`create(spec)`: performs the create; returns why it failed, or None once created."""
+
+
+def form_field(request_field: str) -> str | None:
+    """The form's field for a request field named by the engine (`intent.objective` -> objective)."""
+    field = request_field.removeprefix("intent.")
+    return field if field in _LABELS else None
+
+
 class FormError(ValueError):
     """A field that does not parse, with the field's name and a message naming the bad item."""
 
@@ -110,7 +130,10 @@ def parse_refs(text: str, field: str, what: str) -> list[NamedRef]:
 
 
 class CreateWorkerScreen(ModalScreen[WorkerSpec | None]):
-    """The new-worker form: returns the `WorkerSpec` once valid, `None` on escape."""
+    """The new-worker form: returns the `WorkerSpec` once created, `None` on escape.
+
+    Without `create` it returns the valid spec for the caller to create.
+    """
 
     CSS_PATH = "screens.tcss"
     AUTO_FOCUS = "#cw-intent"
@@ -123,7 +146,8 @@ class CreateWorkerScreen(ModalScreen[WorkerSpec | None]):
     def __init__(
         self,
         profile_names: list[str],
-        validate: Callable[[WorkerSpec], str | None],
+        validate: Validate,
+        create: CreateWorker | None = None,
     ) -> None:
         super().__init__()
         names = list(dict.fromkeys(profile_names))
@@ -131,6 +155,8 @@ class CreateWorkerScreen(ModalScreen[WorkerSpec | None]):
             names.insert(0, "default")
         self.profile_names = names
         self._validate = validate
+        self._create = create
+        self.creating = False
 
     # -- layout ------------------------------------------------------------------
 
@@ -268,7 +294,13 @@ class CreateWorkerScreen(ModalScreen[WorkerSpec | None]):
             mount_refs=parse_refs(self._text("mount_refs"), "mount_refs", "mount ref"),
         )
 
-    def _set_error(self, field: str | None, message: str | None) -> None:
+    def _set_error(
+        self, field: str | None, message: str | None, *, name_field: bool = True
+    ) -> None:
+        """Show `message` (None: clear), marking and focusing `field`.
+
+        `name_field=False` when the message already names it (engine messages do).
+        """
         error = self.query_one("#cw-error", Static)
         for widget in self.query(".field Input"):
             widget.remove_class("-invalid")
@@ -276,7 +308,7 @@ class CreateWorkerScreen(ModalScreen[WorkerSpec | None]):
             error.update("")
             error.display = False
             return
-        prefix = f"✗ {_LABELS[field]}: " if field else "✗ "
+        prefix = f"✗ {_LABELS[field]}: " if field and name_field else "✗ "
         text = Text(prefix, style=ERROR_STYLE, end="")
         text.append_text(multi_line(message))
         error.update(text)
@@ -287,7 +319,21 @@ class CreateWorkerScreen(ModalScreen[WorkerSpec | None]):
                 widget.add_class("-invalid")
             widget.focus()
 
+    @property
+    def error(self) -> str | None:
+        """The refusal shown inline, if one is."""
+        error = self.query_one("#cw-error", Static)
+        return str(error.visual) if error.display else None
+
+    def _set_creating(self, creating: bool) -> None:
+        self.creating = creating
+        button = self.query_one("#cw-create", Button)
+        button.disabled = creating
+        button.label = Content("Creating…" if creating else "Create")
+
     def action_submit(self) -> None:
+        if self.creating:
+            return
         try:
             spec = self.build_spec()
         except FormError as exc:
@@ -297,10 +343,34 @@ class CreateWorkerScreen(ModalScreen[WorkerSpec | None]):
             problem = self._validate(spec)
         except Exception as exc:  # a validator must not take the form down
             problem = str(exc) or type(exc).__name__
+        if isinstance(problem, Refusal):
+            self._set_error(form_field(problem.field), problem.message, name_field=False)
+            return
+        if problem:
+            self._set_error(None, problem)
+            return
+        if self._create is None:
+            self.dismiss(spec)
+            return
+        self._set_creating(True)
+        self._submit(spec)
+
+    @work(exclusive=True, group="create-worker")
+    async def _submit(self, spec: WorkerSpec) -> None:
+        assert self._create is not None
+        try:
+            problem = await self._create(spec)
+        except Exception as exc:  # a failed create must not take the form (and its text) down
+            problem = str(exc) or type(exc).__name__
+        self._set_creating(False)
         if problem:
             self._set_error(None, problem)
             return
         self.dismiss(spec)
 
     def action_cancel(self) -> None:
+        # Not while the create is in flight: leaving would cancel the call
+        # halfway, and the worker could still be created unseen.
+        if self.creating:
+            return
         self.dismiss(None)
