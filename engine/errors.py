@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
+
 from store.errors import LimitTooLarge as LimitTooLarge  # one class for both layers
 from store.models import HostLease
 
@@ -54,10 +57,30 @@ class RuntimeBusy(EngineError):
         self.holder = holder
         super().__init__(
             f"runtime {holder.runtime_id} is hosted by pid {holder.pid} on {holder.host_name} "
-            f"(heartbeat {holder.heartbeat_at:%H:%M:%S} UTC); stop that process or open it --read-only"
+            f"(heartbeat {holder.heartbeat_at:%H:%M:%S} UTC); stop that process, or host "
+            "another runtime name (--runtime)"
         )
 
 
 class ReadOnlyRuntime(EngineError):
     def __init__(self, runtime_id: str, why: str) -> None:
         super().__init__(f"runtime {runtime_id} is read-only here: {why}")
+
+
+@dataclass(frozen=True)
+class StoreFault:
+    """Why a runtime cannot record anything right now, and since when (UTC)."""
+
+    reason: str
+    since: datetime
+
+
+class StorageUnavailable(EngineError):
+    """The store refused a write; the runtime holds every change until it takes them again."""
+
+    def __init__(self, runtime_id: str, fault: StoreFault) -> None:
+        self.fault = fault
+        super().__init__(
+            f"runtime {runtime_id} cannot record anything right now ({fault.reason}); "
+            "nothing was changed, and it resumes by itself once the database can be written"
+        )

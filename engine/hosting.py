@@ -92,14 +92,23 @@ class HostLeaseHolder:
         while True:
             await asyncio.sleep(self._heartbeat_s)
             try:
-                ours = await self._store.run_job(
-                    heartbeat_job(self._runtime_id, self.token, us_from_dt(self._clock.now()))
-                )
+                await self.beat()
             except Exception:
                 continue  # a busy moment: the next beat tries again well before staleness
-            if not ours:
-                self.lost = True
+            if self.lost:
                 return
+
+    async def beat(self) -> bool:
+        """Refresh the heartbeat now; False (and `lost`) if the lease is no longer ours.
+
+        Raises the store's error if the heartbeat cannot be written (busy, full).
+        """
+        ours = await self._store.run_job(
+            heartbeat_job(self._runtime_id, self.token, us_from_dt(self._clock.now()))
+        )
+        if not ours:
+            self.lost = True
+        return bool(ours)
 
     async def release(self) -> None:
         if self._task is not None:

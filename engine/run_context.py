@@ -16,6 +16,7 @@ from engine.drivers.demo import DemoDriver, DemoSettings
 from engine.drivers.echo import EchoDriver
 from engine.leftovers import MARK_VAR
 from engine.profiles import BuiltinProfile, CommandProfile
+from store.codec import dump_payload
 from store.models import KIND_RE
 
 if TYPE_CHECKING:
@@ -31,9 +32,19 @@ def one_line(text: str, limit: int = 120) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
-def _check_kind(kind: str) -> None:
+def _check_event(kind: str, payload: dict[str, Any] | None) -> None:
+    """Refuse a driver's event the log could not store, before it is submitted.
+
+    The driver's run fails with the reason; a refusal by the store instead would
+    put the runtime's writes on hold (see `Runtime._after_commit`).
+    """
     if not KIND_RE.fullmatch(kind):
         raise ValueError(f"event kind {kind!r} must be dot-separated lowercase words")
+    if payload:
+        try:
+            dump_payload(payload)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"the payload of {kind} cannot be stored as JSON: {exc}") from None
 
 
 class RunCtx:
@@ -59,7 +70,7 @@ class RunCtx:
         await self._runtime.worker_output(self._worker, self._run, role, content)
 
     async def event(self, kind: str, message: str, payload: dict[str, Any] | None = None) -> None:
-        _check_kind(kind)
+        _check_event(kind, payload)
         await self._runtime.run_event(self._run, kind, one_line(message, 500), payload)
 
     async def diagnostic(self, severity: DiagnosticSeverity, code: str, message: str) -> None:
@@ -83,7 +94,7 @@ class WorkerCtx:
         }
 
     async def event(self, kind: str, message: str, payload: dict[str, Any] | None = None) -> None:
-        _check_kind(kind)
+        _check_event(kind, payload)
         await self._runtime.worker_event(self._worker, kind, one_line(message, 500), payload)
 
     async def diagnostic(self, severity: DiagnosticSeverity, code: str, message: str) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,10 +21,13 @@ from uuid import UUID
 from engine.clock import Clock, IdSource, SystemClock, Uuid7Ids
 from engine.drivers.base import DiagnosticSeverity, Driver, RunFailed, RunInput
 from engine.errors import (
+    EngineError,
     InvalidRequest,
     LimitTooLarge,
     ReadOnlyRuntime,
     RuntimeStopped,
+    StorageUnavailable,
+    StoreFault,
     WorkerNotFound,
     WorkerNotRunning,
     WrongRuntime,
@@ -44,6 +47,7 @@ from engine.rooms import Room
 from engine.run_context import RunCtx, WorkerCtx, make_driver, one_line
 from engine.state import Profile, RunState, WorkerState, run_number
 from engine.validation import validate_input, validate_worker_request
+from store.errors import StoreError
 from store.event_store import EventStore
 from store.feed import Subscription
 from store.filters import parse_filter
@@ -66,6 +70,8 @@ from store.models import (
 HOST_EXITED = "host exited"
 HOST_CLOSED = "host closed"
 CANCEL_WAIT_S = 10.0
+RECOVER_FIRST_S = 0.25  # first retry after the store refused a write; doubles up to:
+RECOVER_MAX_S = 5.0
 LEFTOVER_GRACE_S = 3.0  # for a leftover whose profile is no longer configured
 MAX_RESULT_CHARS = 4000
 
@@ -98,7 +104,15 @@ class Runtime:
         self._workers: dict[str, WorkerState] = {}
         self._next_worker_no = 1
         self._lease: HostLeaseHolder | None = None
-        self._resync: asyncio.Task[None] | None = None
+        # Writes on hold after a refused append (see _after_commit and _recover).
+        self._fault: StoreFault | None = None
+        self._fault_listeners: list[Callable[[StoreFault | None], None]] = []
+        self._writable = asyncio.Event()
+        self._writable.set()
+        self._inflight = 0
+        self._recovery: asyncio.Task[None] | None = None
+        self._active: dict[str, RunState] = {}  # runs executing now, by id
+        self._unrecorded: dict[str, RunState] = {}  # runs that lost events
         self._closed = False
         self._opened = False
         self._watcher: ProfileWatcher | None = None
@@ -277,15 +291,12 @@ class Runtime:
         ]
         for run in await self.store.open_runs(self.runtime_id):
             worker = self._workers.get(run.worker_id)
+            if run.status is RunStatus.CREATED and worker and worker.status is WorkerStatus.RUNNING:
+                worker.queue.append(await self._queued_run(run))
+                continue
             run_state = RunState(
                 run.run_id, run.worker_id, run.prompt, "user", run.status, run.last_run_seq
             )
-            if run.status is RunStatus.CREATED and worker and worker.status is WorkerStatus.RUNNING:
-                created = await self.store.read_run(self.runtime_id, run.run_id, 1, 1)
-                if created:
-                    run_state.role = str(created[0].payload.get("role", "user"))
-                worker.queue.append(run_state)
-                continue
             # The previous host died mid-run: nothing can resume it, so say so.
             failure: dict[str, Any] = {"error": HOST_EXITED}
             ended = [lo.as_payload() for lo in self._leftovers if lo.run_id == run.run_id]
@@ -308,6 +319,11 @@ class Runtime:
         if self._closed:
             return
         self._closed = True
+        self._writable.set()  # release loops waiting out a store fault: they end now
+        if self._recovery is not None:
+            self._recovery.cancel()
+            with contextlib.suppress(BaseException):
+                await self._recovery
         if self._watcher is not None:
             await self._watcher.stop()
         events: list[NewEvent] = []
@@ -378,39 +394,174 @@ class Runtime:
         )
 
     def _submit(self, events: Sequence[NewEvent]) -> asyncio.Future[list[Event]]:
+        if self._fault is not None:
+            # One refused append puts every later one behind it on hold: the log
+            # and this host's counters are brought back in line first (_recover).
+            raise StorageUnavailable(self.runtime_id, self._fault)
         expected = self._last_seq
-        self._last_seq += len(events)
         future = self.store.submit(self.runtime_id, expected, events)
-        future.add_done_callback(self._after_commit)
+        self._last_seq += len(events)
+        self._inflight += 1
+        by = asyncio.current_task()
+        future.add_done_callback(lambda done: self._after_commit(done, events, by))
         return future
 
     async def _append(self, events: Sequence[NewEvent]) -> list[Event]:
         return await self._submit(events)
 
-    def _after_commit(self, future: asyncio.Future[list[Event]]) -> None:
+    def _after_commit(
+        self,
+        future: asyncio.Future[list[Event]],
+        events: Sequence[NewEvent],
+        by: asyncio.Task[Any] | None,
+    ) -> None:
+        self._inflight -= 1
         if future.cancelled() or future.exception() is None:
             return
-        # The log refused an append (disk full, locked...): the in-memory picture
-        # ran ahead of it. Re-read it from the projections once the queue settles.
-        if self._resync is None or self._resync.done():
-            self._resync = asyncio.get_running_loop().create_task(self._resync_from_store())
+        error = future.exception()
+        # A run that lost an event cannot be told truthfully any more: it ends now
+        # (its program too) and its failure is recorded once writing works again.
+        # A run that submitted the event itself sees the error and ends on its own;
+        # any other (output sent by a helper task, a cancel asked by the operator)
+        # is cancelled.
+        for event in events:
+            run = self._active.get(event.run_id or "")
+            if run is not None:
+                self._lose(run, cancel=run.task is not by)
+        if self._fault is None:
+            self._fault = StoreFault(str(error), datetime.now(UTC))
+            self._writable.clear()
+            self._recovery = asyncio.get_running_loop().create_task(
+                self._recover(), name=f"agentdeck-{self.runtime_id}-recover"
+            )
+            self._tell_fault()
+
+    def _lose(self, run: RunState, *, cancel: bool = False) -> None:
+        """Mark `run` as having lost events: it ends now and fails on recovery."""
+        self._unrecorded[run.run_id] = run
+        run.status = RunStatus.FAILED  # nothing more of it reaches the log
+        if cancel and run.task is not None and not run.task.done():
+            run.task.cancel()
+
+    @property
+    def fault(self) -> StoreFault | None:
+        """Why this runtime cannot record anything right now (None when it can)."""
+        return self._fault
+
+    def add_fault_listener(self, listener: Callable[[StoreFault | None], None]) -> None:
+        """Call `listener(fault)` when the store stops taking writes, and `(None)` when it does again."""
+        self._fault_listeners.append(listener)
+
+    def _tell_fault(self) -> None:
+        for listener in list(self._fault_listeners):
+            with contextlib.suppress(Exception):
+                listener(self._fault)
+
+    async def _recover(self) -> None:
+        """Wait out the failed appends, re-read the log's truth, record what was lost, resume."""
+        delay = RECOVER_FIRST_S
+        while not self._closed:
+            while self._inflight:
+                await asyncio.sleep(0.01)
+            try:
+                if self._lease is not None and not await self._lease.beat():
+                    return  # another host owns the runtime now: stay read-only (_ensure_running)
+                await self._resync_from_store()
+                events = await self._recovery_events()
+                expected = self._last_seq
+                await self.store.submit(self.runtime_id, expected, events)
+                self._last_seq = expected + len(events)
+            except (StoreError, EngineError):
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RECOVER_MAX_S)
+                continue
+            for run in self._unrecorded.values():
+                self._active.pop(run.run_id, None)
+            self._unrecorded.clear()
+            self._fault = None
+            self._writable.set()
+            for worker in self._workers.values():
+                worker.wake.set()
+            self._tell_fault()
+            return
+
+    async def _recovery_events(self) -> list[NewEvent]:
+        """Failures of the runs that lost events, and one diagnostic saying what happened."""
+        assert self._fault is not None
+        fault = self._fault
+        reason = f"its events could not be recorded: {fault.reason}"
+        events: list[NewEvent] = []
+        failed: list[str] = []
+        for run in self._unrecorded.values():
+            record = await self.store.run(self.runtime_id, run.run_id)
+            if record is None or record.status.terminal:
+                continue
+            run.run_seq = record.last_run_seq
+            failed.append(run.run_id)
+            events.append(
+                self._new(
+                    "run.failed",
+                    f"run {run.run_id} failed: {one_line(reason)}",
+                    worker_id=run.worker_id,
+                    run_id=run.run_id,
+                    run_seq=run.next_seq(),
+                    payload={"error": reason},
+                )
+            )
+        lasted = datetime.now(UTC) - fault.since
+        runs = f"{len(failed)} run{'s' if len(failed) != 1 else ''}"
+        listed = f" ({', '.join(failed[:10])}{', …' if len(failed) > 10 else ''})" if failed else ""
+        message = (
+            f"the database could not be written for {lasted.total_seconds():.1f}s from "
+            f"{fault.since:%H:%M:%S} UTC ({fault.reason}); {runs} that lost events "
+            f"{'were' if len(failed) != 1 else 'was'} failed{listed}, and changes asked for "
+            "meanwhile were refused"
+        )
+        events.append(self._diagnostic_new("error", "store.write_failed", message, None))
+        return events
 
     async def _resync_from_store(self) -> None:
-        await asyncio.sleep(0)
+        """Re-read what refused appends left this host's picture ahead of."""
         self._last_seq = await self.store.last_seq(self.runtime_id)
-        for rec in await self.store.workers(self.runtime_id):
-            worker = self._workers.get(rec.worker_id)
-            if worker is None:
+        records = {r.worker_id: r for r in await self.store.workers(self.runtime_id)}
+        newest = await self.store.newest_run_ids(self.runtime_id)
+        queued: dict[str, list[RunRecord]] = {}
+        for open_run in await self.store.open_runs(self.runtime_id):
+            if open_run.status is RunStatus.CREATED:
+                queued.setdefault(open_run.worker_id, []).append(open_run)
+        for worker_id, worker in list(self._workers.items()):
+            record = records.get(worker_id)
+            if record is None:
+                # Its creation never reached the log.
+                del self._workers[worker_id]
+                if worker.loop_task is not None:
+                    worker.loop_task.cancel()
                 continue
-            worker.transcript_len = rec.transcript_len
-            worker.status = rec.status
-            kept = [r for r in worker.queue if await self.store.run(self.runtime_id, r.run_id)]
+            worker.transcript_len = record.transcript_len
+            worker.status = record.status
+            worker.terminal_event_id = record.terminal_event_id
+            newest_run = newest.get(worker_id)
+            worker.runs_made = run_number(newest_run) if newest_run else 0
+            # The queue is what the log says is queued (a refused stop may have
+            # emptied it here; a refused input never joined it).
+            known = {run.run_id: run for run in worker.queue}
             worker.queue.clear()
-            worker.queue.extend(kept)
-        for worker_id in [
-            w for w in self._workers if await self.store.worker(self.runtime_id, w) is None
-        ]:
-            del self._workers[worker_id]
+            for record_run in queued.get(worker_id, []):
+                run = known.get(record_run.run_id) or await self._queued_run(record_run)
+                run.status = RunStatus.CREATED
+                run.run_seq = record_run.last_run_seq
+                worker.queue.append(run)
+        self._next_worker_no = 1 + max((int(w[2:]) for w in records), default=0)
+
+    async def _queued_run(self, record: RunRecord) -> RunState:
+        run = RunState(
+            record.run_id, record.worker_id, record.prompt, "user", record.status,
+            record.last_run_seq,
+        )
+        created = await self.store.read_run(self.runtime_id, record.run_id, 1, 1)
+        if created:
+            run.role = str(created[0].payload.get("role", "user"))
+        return run
 
     # -- checks ----------------------------------------------------------------
 
@@ -419,6 +570,8 @@ class Runtime:
             raise ReadOnlyRuntime(self.runtime_id, "another process took over hosting it")
         if self.status is RuntimeStatus.STOPPED or self._closed:
             raise RuntimeStopped(self.runtime_id)
+        if self._fault is not None:
+            raise StorageUnavailable(self.runtime_id, self._fault)
 
     def _check_ref(self, ref: WorkerRef) -> None:
         if ref.runtime_id != self.runtime_id:
@@ -661,7 +814,10 @@ class Runtime:
             {"reason": f"worker {worker.status.value}"},
         )
         run.status = RunStatus.CANCELLED
-        self._submit([run_cancelled])
+        # Not recorded if the store refuses it: the run stays queued in the log,
+        # and a worker that is not running has its queued runs failed at restore.
+        with contextlib.suppress(EngineError, StoreError):
+            self._submit([run_cancelled])
 
     async def stop_worker(self, ref: WorkerRef, reason: str | None = None) -> LifecycleAck:
         """Stop: the current run finishes, the queue is dropped. Idempotent."""
@@ -768,6 +924,9 @@ class Runtime:
         while True:
             if self._closed:
                 return None  # closing starts nothing: queued runs wait for the next host
+            if self._fault is not None:
+                await self._writable.wait()  # nothing starts that could not be recorded
+                continue
             if worker.queue:
                 run = worker.queue.popleft()
                 if not run.status.terminal:
@@ -785,6 +944,7 @@ class Runtime:
                 if run is None:
                     return
                 worker.current = run
+                self._active[run.run_id] = run
                 run.task = asyncio.create_task(self._execute(worker, run))
                 try:
                     await asyncio.shield(run.task)
@@ -802,6 +962,8 @@ class Runtime:
                         raise
                 finally:
                     worker.current = None
+                    if run.run_id not in self._unrecorded:
+                        self._active.pop(run.run_id, None)
         finally:
             if worker.status is not WorkerStatus.RUNNING:
                 await self._close_driver(worker)
@@ -821,48 +983,56 @@ class Runtime:
 
     async def _execute(self, worker: WorkerState, run: RunState) -> None:
         try:
-            await self.run_event(run, "run.planning", f"run {run.run_id} planning")
-            driver = self._driver(worker)
-            ctx = RunCtx(
-                self,
-                worker,
-                run,
-                RunInput(
-                    run.run_id,
-                    worker.worker_id,
-                    "system" if run.role == "system" else "user",
-                    run.prompt,
-                ),
-            )
-            result = await driver.run(ctx)
-            if run.status is RunStatus.EXECUTING:
-                # Every completed run passes through verifying (DESIGN.md section 3);
-                # a driver that does not report that phase (command profiles) gets it
-                # here, so a run's lifecycle reads the same whatever its driver.
-                await self.run_event(run, "run.verifying", f"run {run.run_id} verifying")
-            await self.run_event(
-                run,
-                "run.completed",
-                f"run {run.run_id} completed",
-                {"result": result[:MAX_RESULT_CHARS]},
-            )
-        except RunFailed as exc:
-            await self.run_event(
-                run,
-                "run.failed",
-                f"run {run.run_id} failed: {one_line(exc.reason)}",
-                {"error": exc.reason, **exc.payload},
-            )
-        except asyncio.CancelledError:
-            return  # whoever cancelled has already recorded why
-        except Exception as exc:  # a driver bug fails its run, never the host
-            with contextlib.suppress(Exception):
-                await self.run_event(
-                    run,
+            try:
+                result = await self._drive(worker, run)
+            except RunFailed as exc:
+                final = (
+                    "run.failed",
+                    f"run {run.run_id} failed: {one_line(exc.reason)}",
+                    {"error": exc.reason, **exc.payload},
+                )
+            except (StoreError, StorageUnavailable):
+                raise
+            except Exception as exc:  # a driver bug fails its run, never the host
+                final = (
                     "run.failed",
                     f"run {run.run_id} failed: driver error",
                     {"error": f"driver error: {exc!r}"},
                 )
+            else:
+                final = (
+                    "run.completed",
+                    f"run {run.run_id} completed",
+                    {"result": result[:MAX_RESULT_CHARS]},
+                )
+            await self.run_event(run, *final)
+        except asyncio.CancelledError:
+            return  # whoever cancelled has already recorded why (or will: _recover)
+        except (StoreError, StorageUnavailable):
+            # Its events could not be recorded; the driver has ended its program.
+            self._lose(run)
+
+    async def _drive(self, worker: WorkerState, run: RunState) -> str:
+        await self.run_event(run, "run.planning", f"run {run.run_id} planning")
+        driver = self._driver(worker)
+        ctx = RunCtx(
+            self,
+            worker,
+            run,
+            RunInput(
+                run.run_id,
+                worker.worker_id,
+                "system" if run.role == "system" else "user",
+                run.prompt,
+            ),
+        )
+        result = await driver.run(ctx)
+        if run.status is RunStatus.EXECUTING:
+            # Every completed run passes through verifying (DESIGN.md section 3);
+            # a driver that does not report that phase (command profiles) gets it
+            # here, so a run's lifecycle reads the same whatever its driver.
+            await self.run_event(run, "run.verifying", f"run {run.run_id} verifying")
+        return result
 
     async def run_event(
         self, run: RunState, kind: str, message: str, payload: dict[str, Any] | None = None

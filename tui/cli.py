@@ -1,19 +1,22 @@
 """The `agentdeck` command line.
 
 Headless commands (`events`, `verify`, `demo`, `bench`) never import Textual,
-so they start fast and run where there is no terminal. Every failure an
-operator can cause ends in one line on stderr and an exit status: 1 when an
-operation failed, 2 for usage or an unusable database.
+so they start fast and run where there is no terminal. Every way a command
+can end is one line on stderr at most and an exit status: 0 success, 1 an
+operation failed, 2 usage or an unusable database, 128 + N when signal N
+stopped it (tui.shutdown). An unexpected error is one line too, naming the
+file its details were written to (tui.crash_log). No traceback reaches an
+operator.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import math
 import sys
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import NoReturn
 
 from platformdirs import user_data_path
 
@@ -27,36 +30,62 @@ def default_db_path() -> Path:
     return user_data_path("agentdeck", appauthor=False) / "agentdeck.db"
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1 (got {value})")
+MAX_INTEGER = 2**63 - 1  # positions and counts are SQLite integers
+
+
+def _integer(text: str, low: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
+    if value < low:
+        raise argparse.ArgumentTypeError(f"must be at least {low} (got {value})")
+    if value > MAX_INTEGER:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_INTEGER} (got {text})")
     return value
 
 
+def _positive(text: str) -> int:
+    return _integer(text, 1)
+
+
 def _non_negative(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more (got {value})")
+    return _integer(text, 0)
+
+
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, not {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number (got {text})")
     return value
 
 
 def _fraction(text: str) -> float:
-    value = float(text)
+    value = _number(text)
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"must be between 0 and 1 (got {value})")
     return value
 
 
 def _positive_float(text: str) -> float:
-    value = float(text)
+    value = _number(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be more than 0 (got {value})")
     return value
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (what is wrong, where to read more)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_UNUSABLE, f"agentdeck: {clean_line(message)} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="agentdeck",
         description="A terminal console for operating AI-agent workers.",
     )
@@ -71,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--runtime", default="local", help="the runtime this console hosts (default: local)"
     )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     events = sub.add_parser("events", help="print events (JSON lines with --json)")
     events.add_argument("--db", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
@@ -108,49 +137,65 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _run(coro_fn: Callable[[], Coroutine[Any, Any, int]]) -> int:
-    """Run an async command; Ctrl-C is a normal way to stop (exit 0, no traceback)."""
-    try:
-        return asyncio.run(coro_fn())
-    except KeyboardInterrupt:
-        return EXIT_OK
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        code = _dispatch(args)
-    except KeyboardInterrupt:
-        code = EXIT_OK
-    sys.exit(code)
+    sys.exit(_dispatch(args))
 
 
 def _dispatch(args: argparse.Namespace) -> int:
+    from engine.errors import EngineError, InvalidRequest
     from store.errors import FilterError, StoreError, UnusableDatabase
+    from tui.shutdown import run_command
 
     try:
         if args.command == "events":
             from tui.headless import events_command
 
-            return _run(lambda: events_command(args))
+            return run_command(
+                lambda stop: events_command(args), interrupt_ends=args.follow
+            )
         if args.command == "verify":
             from tui.headless import verify_command
 
-            return _run(lambda: verify_command(args))
+            return run_command(lambda stop: verify_command(args))
         if args.command == "demo":
             from tui.demo import demo_command
 
-            return _run(lambda: demo_command(args))
+            return run_command(
+                lambda stop: demo_command(args, stop), graceful=True, interrupt_ends=True
+            )
         if args.command == "bench":
             from bench.runner import bench_command
 
-            return _run(lambda: bench_command(args))
+            return run_command(lambda stop: bench_command(args))
         from tui.console import console_command
 
         return console_command(args)
-    except (UnusableDatabase, FilterError) as exc:
-        print(f"agentdeck: {exc}", file=sys.stderr)
+    except (UnusableDatabase, FilterError, InvalidRequest) as exc:
+        _say(str(exc))
         return EXIT_UNUSABLE
-    except StoreError as exc:
-        print(f"agentdeck: {exc}", file=sys.stderr)
+    except (StoreError, EngineError) as exc:
+        _say(str(exc))
         return EXIT_FAILED
+    except KeyboardInterrupt:
+        return EXIT_OK  # Ctrl-C before any handler was installed: nothing was started
+    except Exception as exc:
+        from tui.crash_log import crash_line
+
+        _say(crash_line(exc))
+        return EXIT_FAILED
+
+
+def _say(line: str) -> None:
+    """One line on stderr; a terminal that is gone (SIGHUP) just misses it."""
+    try:
+        print(f"agentdeck: {clean_line(line)}", file=sys.stderr, flush=True)
+    except OSError:
+        pass
+
+
+def clean_line(text: str) -> str:
+    """`text` as one terminal-safe line (it may quote paths and names given by others)."""
+    from tui.safe_text import clean
+
+    return clean(text, newlines=False)

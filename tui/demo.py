@@ -5,16 +5,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import signal
+import sys
 import time
 
+from engine.errors import StorageUnavailable, StoreFault
 from engine.profiles import BuiltinProfile, ProfileSet
 from engine.results import CreateWorkerRequest
 from engine.runtime import Runtime
+from store.errors import StoreError
 from store.event_store import EventStore
 from store.models import RoleIntent, RunStatus
+from tui.safe_text import clean
+from tui.shutdown import Stop
 
-EXIT_OK = 0
+EXIT_OK, EXIT_FAILED = 0, 1
 
 
 def demo_profile_settings(
@@ -31,20 +35,19 @@ def demo_profile_settings(
     return {"pace": pace, "steps": steps, "fail_rate": fail_rate}
 
 
-async def demo_command(args: argparse.Namespace) -> int:
+async def demo_command(args: argparse.Namespace, stop: Stop) -> int:
+    """Host `args.runtime`, keep `args.workers` demo workers busy until `stop` or the duration."""
     store = await EventStore.open(args.db, watch=False)
     settings = demo_profile_settings(args.workers, args.rate, args.fail_rate)
     profile = BuiltinProfile(name="demo-load", builtin="demo", demo=settings)
     profiles = ProfileSet(profiles={"demo-load": profile}, default_profile="demo-load")
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     try:
         runtime = await Runtime.host(store, args.runtime, profiles=profiles)
     except BaseException:
         await store.close()
         raise
+    faults: list[StoreFault] = []
+    runtime.add_fault_listener(lambda fault: _tell_fault(fault, faults))
     started = time.monotonic()
     first_position = store.feed.last_position
     inputs = 0
@@ -60,11 +63,14 @@ async def demo_command(args: argparse.Namespace) -> int:
             nonlocal inputs
             while True:
                 for worker in workers:
-                    detail = await runtime.worker_detail(worker.ref)
-                    if detail.queued == 0:
-                        inputs += 1
-                        await runtime.send_input(worker.ref, f"demo task #{inputs}")
-                await asyncio.sleep(0.05)
+                    try:
+                        detail = await runtime.worker_detail(worker.ref)
+                        if detail.queued == 0:
+                            await runtime.send_input(worker.ref, f"demo task #{inputs + 1}")
+                            inputs += 1
+                    except (StorageUnavailable, StoreError):
+                        break  # the database takes no writes now: wait, then try again
+                await asyncio.sleep(0.05 if runtime.fault is None else 0.5)
 
         feeder = asyncio.create_task(feed())
         with contextlib.suppress(asyncio.TimeoutError):
@@ -76,16 +82,34 @@ async def demo_command(args: argparse.Namespace) -> int:
         for worker in workers:
             for run in await runtime.runs(worker.ref, limit=10_000):
                 counts[run.status] += 1
+        still = runtime.fault
     finally:
         await runtime.close()
         await store.close()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
     elapsed = time.monotonic() - started
     events = store.feed.last_position - first_position
     print(
         f"demo: runtime {args.runtime}, {args.workers} workers, {inputs} inputs, "
         f"{counts[RunStatus.COMPLETED]} runs completed, {counts[RunStatus.FAILED]} failed, "
-        f"{events} events in {elapsed:.1f}s ({events / elapsed:.0f} events/s)"
+        f"{events} events in {elapsed:.1f}s ({events / elapsed:.0f} events/s)",
+        flush=True,
     )
+    if still is not None:
+        print(
+            f"agentdeck: demo: the database could not be written since {still.since:%H:%M:%S}"
+            f" UTC ({clean(still.reason, newlines=False)}); runs that were running then are"
+            " failed by the next host; free space and check with `agentdeck verify`",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
     return EXIT_OK
+
+
+def _tell_fault(fault: StoreFault | None, seen: list[StoreFault]) -> None:
+    """Say on stderr when writing stops and when it works again."""
+    if fault is not None:
+        seen.append(fault)
+        line = f"cannot write to the database ({fault.reason}); holding work until it can"
+    else:
+        line = "the database takes writes again; carrying on"
+    print(f"agentdeck: demo: {clean(line, newlines=False)}", file=sys.stderr, flush=True)

@@ -476,11 +476,14 @@ class CommandDriver:
             reason = f"{ended_how}: {_one_line(hint)}" if hint.strip() else ended_how
             raise RunFailed(reason, payload)
         except BaseException:
-            # Cancelled, or the runtime refused what we emitted: end the program and its group.
-            await process.terminate(profile.grace)
-            await _finish_tasks(helpers, 0)
-            await out.abort()
-            await err.abort()
+            # Cancelled, or the runtime refused what we emitted: end the program and its
+            # group. A cancel arriving during this cleanup must not skip the rest of it.
+            try:
+                await process.terminate(profile.grace)
+                await _finish_tasks(helpers, 0)
+            finally:
+                await out.abort()
+                await err.abort()
             raise
         finally:
             self._running.discard(process)
@@ -570,14 +573,16 @@ class CommandDriver:
                 reason = f"session process {ended_how}"
                 raise RunFailed(f"{reason}: {_one_line(hint)}" if hint else reason, payload)
             except BaseException as exc:
-                if session is not None:
-                    session.detach_stderr()
-                    if not isinstance(exc, RunFailed):
-                        # Cancelled mid-answer: the rest of that answer would spill into the
-                        # next run, so this process ends; the next run starts a fresh one.
-                        await self._stop_session(session)
-                await out.abort()
-                await err.abort()
+                try:
+                    if session is not None:
+                        session.detach_stderr()
+                        if not isinstance(exc, RunFailed):
+                            # Cancelled mid-answer: the rest of that answer would spill into
+                            # the next run, so this process ends; the next one starts afresh.
+                            await self._stop_session(session)
+                finally:
+                    await out.abort()
+                    await err.abort()
                 raise
 
     async def _live_session(self, ctx: RunContext) -> _Session:

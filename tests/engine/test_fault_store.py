@@ -1,0 +1,142 @@
+"""Issue 7 item 5: the database stops taking writes while a runtime is hosted.
+
+SQLite's own limit (`PRAGMA max_page_count` on the writer's connection) makes
+the store full for real, anywhere; `test_fault_full_disk.py` does the same
+with a real full file system where the machine allows mounting one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from engine.errors import StorageUnavailable, StoreFault
+from engine.profiles import CommandProfile
+from engine.results import CreateWorkerRequest
+from engine.runtime import Runtime
+from store.event_store import EventStore
+from store.models import RunStatus, WorkerRef
+from tests.engine.conftest import (
+    HostFactory,
+    eventually,
+    pid_gone,
+    profile_set,
+    run_events,
+    transcript_text,
+    wait_run,
+)
+
+TICKER = "echo pid=$$; i=0; while [ $i -lt 400 ]; do echo tick $i; i=$((i+1)); sleep 0.02; done"
+
+
+def shell() -> CommandProfile:
+    return CommandProfile(name="sh", command=["sh", "-c"], input="argument", grace=0.3)
+
+
+async def fill(store: EventStore) -> None:
+    """Let the database grow by no page from now on: SQLite then answers SQLITE_FULL."""
+
+    def freeze(conn: sqlite3.Connection) -> None:
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        conn.execute(f"PRAGMA max_page_count = {pages}").fetchone()
+
+    await store.run_job(freeze)
+
+
+async def make_room(store: EventStore) -> None:
+    await store.run_job(lambda c: c.execute("PRAGMA max_page_count = 1073741823").fetchone())
+
+
+async def program_pid(rt: Runtime, ref: WorkerRef) -> int:
+    async def seen() -> int | None:
+        for _, content in await transcript_text(rt, ref):
+            if content.startswith("pid="):
+                return int(content.split()[0][4:])
+        return None
+
+    pid: int = await eventually(seen, 10, "the program to say its pid")
+    return pid
+
+
+async def test_a_full_database_holds_work_says_so_and_catches_up_when_space_returns(
+    host: HostFactory, store: EventStore
+) -> None:
+    """Issue 7 item 5: a diagnostic, a notice, nothing new started, the lost run failed later."""
+    rt = await host(profiles=profile_set(shell()))
+    notices: list[StoreFault | None] = []
+    rt.add_fault_listener(notices.append)
+    worker = await rt.create_worker(CreateWorkerRequest(profile="sh"))
+    first = await rt.send_input(worker.ref, TICKER)
+    queued = await rt.send_input(worker.ref, "echo second run")  # acknowledged: must survive
+    pid = await program_pid(rt, worker.ref)
+
+    await fill(store)
+    fault = await eventually(lambda: rt.fault, 10, "the runtime to notice the full database")
+    assert "disk is full" in fault.reason
+    assert notices and notices[0] is fault
+    # The run that could not be recorded is ended now, its program with it.
+    await eventually(lambda: pid_gone(pid), 5, "the ticking program to be ended")
+    with pytest.raises(StorageUnavailable, match="cannot record anything right now"):
+        await rt.send_input(worker.ref, "refused while full")
+    with pytest.raises(StorageUnavailable):
+        await rt.create_worker(CreateWorkerRequest(profile="sh"))
+    await asyncio.sleep(0.5)
+    # Nothing new started: the queued run is still queued, in the log too.
+    assert (await store.run("local", queued.run_id)).status is RunStatus.CREATED  # type: ignore[union-attr]
+    assert (await store.run("local", first.run_id)).status is RunStatus.EXECUTING  # type: ignore[union-attr]
+
+    await make_room(store)
+    await eventually(lambda: rt.fault is None, 15, "the runtime to resume")
+    assert notices[-1] is None
+    lost = await wait_run(rt, first.run_id)
+    assert lost.status is RunStatus.FAILED
+    assert lost.error is not None and "could not be recorded" in lost.error
+    assert "disk is full" in lost.error
+    resumed = await wait_run(rt, queued.run_id)
+    assert resumed.status is RunStatus.COMPLETED
+    said = [d for d in await rt.diagnostics() if d.code == "store.write_failed"]
+    assert len(said) == 1 and first.run_id in said[0].message
+    # The log is whole and consistent: contiguous run sequence, a transcript without
+    # holes, projections equal to a rebuild.
+    events = await run_events(rt, first.run_id)
+    assert [e.run_seq for e in events] == list(range(1, len(events) + 1))
+    page = await rt.transcript_page(worker.ref, 0, 500)
+    assert [e.sequence for e in page.items] == list(range(1, page.total_items + 1))
+    report = await store.verify()
+    assert report.ok, report.problems
+    # And work goes on as before.
+    after = await rt.send_input(worker.ref, "echo after")
+    assert (await wait_run(rt, after.run_id)).status is RunStatus.COMPLETED
+
+
+async def test_still_full_at_close_loses_nothing_acknowledged(db_path: Path) -> None:
+    """Issue 7 item 5: closing while full writes nothing; the next host tells the truth."""
+    store = await EventStore.open(db_path, watch=False)
+    try:
+        rt = await Runtime.host(store, "local", profiles=profile_set(shell()))
+        worker = await rt.create_worker(CreateWorkerRequest(profile="sh"))
+        first = await rt.send_input(worker.ref, TICKER)
+        queued = await rt.send_input(worker.ref, "echo queued")
+        pid = await program_pid(rt, worker.ref)
+        await fill(store)
+        await eventually(lambda: rt.fault, 10, "the runtime to notice the full database")
+        await rt.close()
+        assert pid_gone(pid)
+    finally:
+        await store.close()
+    store = await EventStore.open(db_path, watch=False)
+    try:
+        rt = await Runtime.host(store, "local", profiles=profile_set(shell()))
+        try:
+            failed = await store.run("local", first.run_id)
+            assert failed is not None and failed.status is RunStatus.FAILED
+            done = await wait_run(rt, queued.run_id)
+            assert done.status is RunStatus.COMPLETED
+            assert (await store.verify()).ok
+        finally:
+            await rt.close()
+    finally:
+        await store.close()
