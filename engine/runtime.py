@@ -443,6 +443,15 @@ class Runtime:
         if cancel and run.task is not None and not run.task.done():
             run.task.cancel()
 
+    def work_in_progress(self) -> tuple[list[str], int]:
+        """Runs in progress here (closing fails them) and how many are queued (they stay)."""
+        running = [
+            w.current.run_id
+            for w in self._workers.values()
+            if w.current is not None and not w.current.status.terminal
+        ]
+        return running, sum(len(w.queue) for w in self._workers.values())
+
     @property
     def fault(self) -> StoreFault | None:
         """Why this runtime cannot record anything right now (None when it can)."""

@@ -11,6 +11,7 @@ catch up when the main screen is back.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -26,7 +27,7 @@ from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import DataTable, Footer, Header
 
-from engine.errors import EngineError
+from engine.errors import EngineError, StoreFault
 from engine.results import InputAck
 from engine.validation import Refusal, validate_worker_request, worker_request_refusal
 from store.errors import StoreError
@@ -52,6 +53,8 @@ from tui.screens.help import HelpScreen
 from tui.screens.send_input import SendInputScreen
 from tui.screens.worker import WorkerScreen
 from tui.settings import load_settings, save_setting
+from tui.shutdown import install as install_stop_signals
+from tui.shutdown import signalled_status
 from tui.widgets.event_log import EventLog
 from tui.widgets.filter_bar import PRESETS, FilterBar
 from tui.widgets.runtimes import RuntimesPane
@@ -101,6 +104,9 @@ class AgentDeckApp(App[int]):
         self._now = now or (lambda: datetime.now(UTC))
         self.backend: Backend | None = None
         self.startup_error: str | None = None
+        self.stop_signal: int | None = None  # the signal that ended the console, if one did
+        self.crash: BaseException | None = None  # an unexpected error that ended it
+        self._asking_to_quit = False
         self._sub: Subscription | None = None
         self._buffer: LiveBuffer[Event] = LiveBuffer()
         self._drain_timer: Any = None
@@ -150,6 +156,8 @@ class AgentDeckApp(App[int]):
         return self._panes["filter"]  # type: ignore[return-value]
 
     async def on_mount(self) -> None:
+        # First, so a hang-up or a kill during start-up still closes what it opened.
+        install_stop_signals(asyncio.get_running_loop(), self._stop_signalled)
         for pane_id in ("runtimes", "workers", "transcript", "events", "filter"):
             self._panes[pane_id] = self.query_one(f"#{pane_id}")
         self.runtimes_pane.border_title = "Runtimes"
@@ -169,6 +177,8 @@ class AgentDeckApp(App[int]):
         gc.freeze()
         gc.set_threshold(20_000, 20, 50)
         self.sub_title = self._subtitle(backend)
+        if backend.runtime is not None:
+            backend.runtime.add_fault_listener(self._store_fault)
         for notice in backend.notices:
             self.notify(clean(notice), severity="warning", timeout=8, markup=False)
         self.selected_runtime = backend.runtime_id
@@ -182,9 +192,70 @@ class AgentDeckApp(App[int]):
 
     def _subtitle(self, backend: Backend) -> str:
         where = self._db_label or clean(str(backend.db_path), newlines=False)
-        if backend.runtime is not None:
-            return f"{where} — hosting {backend.runtime.runtime_id}"
+        runtime = backend.runtime
+        if runtime is not None:
+            held = " — ⚠ cannot write: work on hold" if runtime.fault is not None else ""
+            return f"{where} — hosting {runtime.runtime_id}{held}"
         return f"{where} — watching (read-only)"
+
+    def _store_fault(self, fault: StoreFault | None) -> None:
+        """The hosted runtime's store stopped (or resumed) taking writes: say so, and keep saying."""
+        if self.backend is None or not self.is_running:
+            return
+        self.sub_title = self._subtitle(self.backend)
+        if fault is not None:
+            self._say(
+                f"cannot write to the database: {fault.reason}. Work is on hold and nothing "
+                "can be changed; agentdeck carries on by itself once it can write.",
+                "error",
+                timeout=60,
+            )
+        else:
+            self._say(
+                "the database takes writes again; runs that lost events were failed "
+                "(d shows what happened)",
+                "warning",
+            )
+
+    # -- leaving -------------------------------------------------------------------
+
+    def _stop_signalled(self, signum: int) -> None:
+        """SIGHUP, SIGTERM or SIGINT: leave as `q` does, without asking (no one may be there)."""
+        if self.stop_signal is None:
+            self.stop_signal = signum
+            self.exit(signalled_status(signum))
+
+    @work(group="quit", exclusive=True)
+    async def action_quit(self) -> None:
+        """Quit; first ask if this console hosts runs that quitting would fail."""
+        runtime = self.backend.runtime if self.backend is not None else None
+        if runtime is not None and not self._asking_to_quit:
+            running, queued = runtime.work_in_progress()
+            if running:
+                self._asking_to_quit = True
+                try:
+                    leave = await self.push_screen_wait(
+                        ConfirmScreen(*_quit_question(runtime.runtime_id, running, queued))
+                    )
+                finally:
+                    self._asking_to_quit = False
+                if not leave:
+                    return
+        elif self._asking_to_quit:
+            return  # the question is on screen already
+        self.exit(0)
+
+    def _handle_exception(self, error: Exception) -> None:
+        # Remembered for the command line, which prints one line and saves the
+        # traceback to a file (tui.crash_log); Pilot tests still see it raised.
+        self.crash = error
+        super()._handle_exception(error)
+
+    def _fatal_error(self) -> None:
+        # Textual would print a traceback (with local variables, which can hold
+        # worker text) on the operator's terminal after exiting: not here.
+        self.bell()
+        self._close_messages_no_wait()
 
     async def on_unmount(self) -> None:
         if self._sub is not None:
@@ -364,9 +435,9 @@ class AgentDeckApp(App[int]):
             return None
         return WorkerRef(runtime_id=self.selected_runtime, worker_id=worker_id)
 
-    def _say(self, text: str, severity: str = "information") -> None:
+    def _say(self, text: str, severity: str = "information", timeout: float | None = None) -> None:
         # Engine messages can quote worker-supplied names: never parse them as markup.
-        self.notify(clean(text), severity=severity, markup=False)  # type: ignore[arg-type]
+        self.notify(clean(text), severity=severity, markup=False, timeout=timeout)  # type: ignore[arg-type]
 
     def _target(self) -> WorkerRef | None:
         """The selected worker if it may be changed from here; else say why not."""
@@ -552,6 +623,9 @@ class AgentDeckApp(App[int]):
         if not text:
             self._say("nothing selected to copy", "warning")
             return
+        # Worker text leaves the program here: nothing that hides or reorders text
+        # (bidi overrides, zero-width characters) or drives a terminal goes with it.
+        text = clean(text)
         self.copy_to_clipboard(text)
         self._say(f"copied {len(text)} characters (OSC 52)")
 
@@ -613,6 +687,21 @@ class AgentDeckApp(App[int]):
                 f"Apply the filter {preset.text!r}" if preset.text else "Show every event",
                 lambda p=preset.text: self.action_filter_preset(p),
             )
+
+
+def _quit_question(runtime_id: str, running: list[str], queued: int) -> tuple[str, str, str]:
+    count = len(running)
+    runs = f"{count} run{'s' if count != 1 else ''}"
+    shown = ", ".join(running[:5]) + (f" and {count - 5} more" if count > 5 else "")
+    body = (
+        f"This console hosts runtime {runtime_id}: quitting fails {runs} in progress "
+        f"({shown}) with \"host closed\" and ends "
+        f"{'its program' if count == 1 else 'their programs'}."
+    )
+    if queued:
+        inputs = "1 queued input stays" if queued == 1 else f"{queued} queued inputs stay"
+        body += f" {inputs} queued for the next time the runtime is hosted."
+    return f"Quit and fail {runs}?", body, "Quit"
 
 
 def _entry_from_event(event: Event) -> TranscriptEntry | None:

@@ -1,0 +1,124 @@
+"""Issue 7 in the console: `q` asks before failing hosted runs; a full database is shown.
+
+The real app through Pilot, on real database files, with real `sh` programs.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from textual.widgets import Static
+
+from engine.results import CreateWorkerRequest
+from store.models import RunStatus
+from tests.ui.test_app import SIZE, Console, console, started
+from tui.screens.confirm import ConfirmScreen
+
+CONFIG = """\
+[profiles.sh]
+command = ["sh", "-c"]
+input = "argument"
+grace = 0.3
+"""
+
+
+def with_config(tmp_path: Path) -> Path:
+    (tmp_path / "agentdeck.toml").write_text(CONFIG)
+    return tmp_path / "a.db"
+
+
+async def running(c: Console, script: str) -> str:
+    """A worker running `script` (an `sh -c` program); its run id once it executes."""
+    runtime = c.backend.runtime
+    assert runtime is not None
+    worker = await runtime.create_worker(CreateWorkerRequest(profile="sh"))
+    ack = await runtime.send_input(worker.ref, script)
+
+    async def executing() -> bool:
+        run = await c.backend.store.run("local", ack.run_id)
+        return run is not None and run.status is RunStatus.EXECUTING
+
+    await c.until(lambda: runtime.work_in_progress()[0] == [ack.run_id])
+    for _ in range(100):
+        if await executing():
+            break
+        await c.pilot.pause(0.05)
+    return ack.run_id
+
+
+def body_of(screen: ConfirmScreen) -> str:
+    return " ".join(str(w.render()) for w in screen.query(Static))
+
+
+async def test_q_asks_before_failing_runs_in_progress(tmp_path: Path) -> None:
+    """Issue 7 item 10: `q` names how many runs will be failed; `n` keeps everything going."""
+    db = with_config(tmp_path)
+    app = console(db)
+    async with app.run_test(size=SIZE) as pilot:
+        c = await started(app, pilot)
+        run_id = await running(c, "sleep 407")
+        runtime = c.backend.runtime
+        assert runtime is not None
+        await runtime.send_input((await c.backend.store.workers("local"))[0].ref, "echo later")
+        await pilot.press("q")
+        await c.until(lambda: isinstance(app.screen, ConfirmScreen))
+        text = body_of(app.screen)  # type: ignore[arg-type]
+        assert "Quit and fail 1 run?" in text
+        assert run_id in text and "host closed" in text
+        assert "1 queued input stays queued" in text
+        await pilot.press("n")
+        await c.until(lambda: not isinstance(app.screen, ConfirmScreen))
+        assert app.is_running and runtime.work_in_progress()[0] == [run_id]
+        await pilot.press("q")
+        await c.until(lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await c.until(lambda: not app.is_running)
+    assert app.return_code == 0
+    check = sqlite3.connect(db)
+    try:
+        status, error = check.execute(
+            "SELECT status, error FROM runs WHERE run_id = ?", (run_id,)
+        ).fetchone()
+        queued = check.execute("SELECT status FROM runs WHERE run_id = 'w-1.r2'").fetchone()
+    finally:
+        check.close()
+    assert (status, error) == ("failed", "host closed")
+    assert queued == ("created",)
+
+
+async def test_q_with_nothing_running_quits_at_once(tmp_path: Path) -> None:
+    """Issue 7 item 10: no question when quitting fails nothing."""
+    app = console(with_config(tmp_path))
+    async with app.run_test(size=SIZE) as pilot:
+        await started(app, pilot)
+        await pilot.press("q")
+        await pilot.pause()
+        assert not isinstance(app.screen, ConfirmScreen)
+    assert app.return_code == 0
+
+
+async def test_a_full_database_is_said_and_shown_until_it_takes_writes_again(
+    tmp_path: Path,
+) -> None:
+    """Issue 7 item 5: the console tells the operator, keeps saying it, and says when it is over."""
+    app = console(with_config(tmp_path))
+    async with app.run_test(size=SIZE) as pilot:
+        c = await started(app, pilot)
+        run_id = await running(c, "while true; do echo tick; sleep 0.05; done")
+        store = c.backend.store
+
+        def freeze(conn: sqlite3.Connection) -> None:
+            pages = conn.execute("PRAGMA page_count").fetchone()[0]
+            conn.execute(f"PRAGMA max_page_count = {pages}").fetchone()
+
+        await store.run_job(freeze)
+        await c.said_something("cannot write to the database")
+        assert any("disk is full" in s for s in c.said)
+        assert "cannot write: work on hold" in app.sub_title
+        await store.run_job(lambda conn: conn.execute("PRAGMA max_page_count = 1073741823"))
+        await c.said_something("takes writes again")
+        await c.until(lambda: "cannot write" not in app.sub_title)
+        run = await store.run("local", run_id)
+        assert run is not None and run.status is RunStatus.FAILED
+        assert run.error is not None and "could not be recorded" in run.error
