@@ -5,7 +5,10 @@ The real app through Pilot, on real database files, with real `sh` programs.
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 from textual.widgets import Static
@@ -122,3 +125,29 @@ async def test_a_full_database_is_said_and_shown_until_it_takes_writes_again(
         run = await store.run("local", run_id)
         assert run is not None and run.status is RunStatus.FAILED
         assert run.error is not None and "could not be recorded" in run.error
+
+
+def test_an_unexpected_error_in_the_console_prints_no_traceback(tmp_path: Path) -> None:
+    """Issue 7 item 7: a bug inside the app ends it with one line and a crash log."""
+    script = (
+        "import sys\n"
+        "from tui.app import AgentDeckApp\n"
+        "from tui.crash_log import crash_line\n"
+        "async def broken():\n"
+        "    raise RuntimeError('a bug in the backend factory')\n"
+        "app = AgentDeckApp(broken, settings_file=None)\n"
+        "app.run(headless=True)\n"
+        "assert isinstance(app.crash, RuntimeError), app.crash\n"
+        "print(crash_line(app.crash), file=sys.stderr)\n"
+    )
+    env = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state")}
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, env=env,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    [line] = result.stderr.splitlines()
+    assert "unexpected error (RuntimeError: a bug in the backend factory)" in line
+    saved = Path(line.split("details in ", 1)[1].split(";", 1)[0])
+    assert "a bug in the backend factory" in saved.read_text()
