@@ -117,7 +117,8 @@ class Runtime:
         self._opened = False
         self._watcher: ProfileWatcher | None = None
         self._early_config_errors: list[ConfigError] = []
-        self._takeover_notes: list[str] = []  # said as diagnostics once the log is open
+        # What hosting found and fixed, said as diagnostics once the log is open.
+        self._open_notes: list[tuple[DiagnosticSeverity, str, str]] = []
         self._leftovers: list[Leftover] = []
 
     # -- hosting -----------------------------------------------------------
@@ -169,6 +170,7 @@ class Runtime:
         runtime._lease = lease
         try:
             await runtime._end_leftovers_of(lease.replaced)
+            await runtime._repair_projections()
             if config_path is not None:
                 runtime._watcher = ProfileWatcher(
                     config_path, runtime._profiles_changed, runtime._profiles_invalid
@@ -195,7 +197,9 @@ class Runtime:
         if replaced is None or self._lease is None:
             return
         if replaced.lease.host_name != self._lease.host_name:
-            self._takeover_notes.append(
+            self._note_on_open(
+                "warning",
+                "host.takeover",
                 f"took over from pid {replaced.lease.pid} on {replaced.lease.host_name}, which "
                 "stopped heartbeating; programs it started there were not ended from this machine"
             )
@@ -208,15 +212,31 @@ class Runtime:
         self._leftovers = found
         listed = "; ".join(leftover.describe() for leftover in found[:5])
         more = f"; and {len(found) - 5} more" if len(found) > 5 else ""
-        self._takeover_notes.append(
+        self._note_on_open(
+            "warning",
+            "host.takeover",
             f"ended {len(found)} process{'es' if len(found) != 1 else ''} that the previous "
             f"host (pid {replaced.lease.pid}) left running: {listed}{more}"
         )
 
-    def _takeover_diagnostics(self) -> list[NewEvent]:
+    async def _repair_projections(self) -> None:
+        """Rebuild this runtime's projections from its log if they disagree with it.
+
+        A cheap check (counts and heads, store.rebuild); a projection row lost
+        or edited by hand would otherwise make this host drop a worker and
+        reuse its id. Runs under the lease, before anything is read from them.
+        """
+        report = await self.store.repair_projections(self.runtime_id)
+        if report is not None:
+            self._note_on_open("warning", "store.projections_rebuilt", report.summary())
+
+    def _note_on_open(self, severity: DiagnosticSeverity, code: str, message: str) -> None:
+        self._open_notes.append((severity, code, message))
+
+    def _open_diagnostics(self) -> list[NewEvent]:
         return [
-            self._diagnostic_new("warning", "host.takeover", note, None)
-            for note in self._takeover_notes
+            self._diagnostic_new(severity, code, message, None)
+            for severity, code, message in self._open_notes
         ]
 
     def _grace_of(self, leftover: Leftover) -> float:
@@ -279,8 +299,8 @@ class Runtime:
             self._workers[rec.worker_id] = state
             self._next_worker_no = max(self._next_worker_no, int(rec.worker_id[2:]) + 1)
         if self.status is RuntimeStatus.STOPPED:
-            if self._takeover_notes:
-                await self._append(self._takeover_diagnostics())
+            if self._open_notes:
+                await self._append(self._open_diagnostics())
             return
         events = [
             self._new(
@@ -308,7 +328,7 @@ class Runtime:
                 )
             )
             run_state.status = RunStatus.FAILED
-        events.extend(self._takeover_diagnostics())
+        events.extend(self._open_diagnostics())
         await self._append(events)
         for worker in self._workers.values():
             if worker.status is WorkerStatus.RUNNING:

@@ -20,6 +20,7 @@ from store.feed import DEFAULT_QUEUE, ChangeWatcher, Feed, Subscription
 from store.filters import Filter
 from store.models import Event, NewEvent
 from store.reader import Reader
+from store.rebuild import RebuildReport, problems_in_file, rebuild_projections, repair_projections
 from store.search import Indexer
 from store.verify import VerifyReport, verify_file
 from store.writer import Writer
@@ -139,3 +140,28 @@ class EventStore(Reader):
 
     async def verify(self) -> VerifyReport:
         return await asyncio.to_thread(verify_file, self.path)
+
+    # -- projections against the log (store.rebuild) -----------------------
+
+    async def projection_problems(self, runtime_id: str) -> list[str]:
+        """Where `runtime_id`'s projections disagree with its log; empty when they agree.
+
+        The cheap indexed check (counts and heads), on a read snapshot of its
+        own so appends are not held up; an observer may run it too.
+        """
+        return await asyncio.to_thread(problems_in_file, self.path, runtime_id, self.options)
+
+    async def rebuild_projections(self, runtime_id: str) -> RebuildReport:
+        """Rebuild `runtime_id`'s projections from its log, as one writer job (all or nothing).
+
+        Raises RebuildFailed (nothing changed) if an event of the log does not project.
+        """
+        return await self.run_job(lambda conn: rebuild_projections(conn, runtime_id))
+
+    async def repair_projections(self, runtime_id: str) -> RebuildReport | None:
+        """Check, and rebuild if the check finds a problem, in one writer job.
+
+        None when the projections agree with the log. Check and rebuild share
+        one transaction, so no append of this process can slip between them.
+        """
+        return await self.run_job(lambda conn: repair_projections(conn, runtime_id))

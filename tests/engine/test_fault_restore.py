@@ -1,0 +1,82 @@
+"""Issue 7 item 13: a host does not trust projections that disagree with the log.
+
+The damage is made the way it happens: another program edits the database
+file with plain sqlite3 while no one hosts the runtime.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from engine.profiles import CommandProfile
+from engine.results import CreateWorkerRequest
+from engine.runtime import Runtime
+from store.event_store import EventStore
+from store.models import RunStatus, WorkerRef
+from tests.engine.conftest import profile_set, transcript_text, wait_run
+
+
+def shell() -> CommandProfile:
+    return CommandProfile(name="sh", command=["sh", "-c"], input="argument", grace=0.3)
+
+
+async def test_a_lost_worker_row_is_rebuilt_from_the_log_before_hosting(db_path: Path) -> None:
+    """Issue 7 item 13: the worker comes back with its transcript; its id is not reused."""
+    store = await EventStore.open(db_path, watch=False)
+    try:
+        rt = await Runtime.host(store, "local", profiles=profile_set(shell()))
+        first = await rt.create_worker(CreateWorkerRequest(profile="sh"))
+        ack = await rt.send_input(first.ref, "echo from the first worker")
+        assert (await wait_run(rt, ack.run_id)).status is RunStatus.COMPLETED
+        before = await transcript_text(rt, first.ref)
+        await rt.close()
+    finally:
+        await store.close()
+
+    damage = sqlite3.connect(db_path)
+    try:
+        with damage:
+            damage.execute("DELETE FROM workers WHERE worker_id = 'w-1'")
+    finally:
+        damage.close()
+
+    store = await EventStore.open(db_path, watch=False)
+    try:
+        rt = await Runtime.host(store, "local", profiles=profile_set(shell()))
+        try:
+            workers = await rt.list_workers()
+            assert [w.worker_id for w in workers] == ["w-1"]
+            assert await transcript_text(rt, first.ref) == before
+            said = [d for d in await rt.diagnostics() if d.code == "store.projections_rebuilt"]
+            assert len(said) == 1 and "workers" in said[0].message
+            # New work goes on where the log left it: a new id, inputs accepted.
+            second = await rt.create_worker(CreateWorkerRequest(profile="sh"))
+            assert second.worker_id == "w-2"
+            again = await rt.send_input(first.ref, "echo still here")
+            assert (await wait_run(rt, again.run_id)).status is RunStatus.COMPLETED
+            assert (await store.verify()).ok
+        finally:
+            await rt.close()
+    finally:
+        await store.close()
+
+
+async def test_consistent_projections_are_left_alone(db_path: Path) -> None:
+    """Issue 7 item 13: no rebuild and no diagnostic when the check finds nothing."""
+    store = await EventStore.open(db_path, watch=False)
+    try:
+        rt = await Runtime.host(store, "local", profiles=profile_set(shell()))
+        worker = await rt.create_worker(CreateWorkerRequest(profile="sh"))
+        await rt.close()
+        rt = await Runtime.host(store, "local", profiles=profile_set(shell()))
+        try:
+            assert [w.worker_id for w in await rt.list_workers()] == [worker.worker_id]
+            codes = {d.code for d in await rt.diagnostics()}
+            assert "store.projections_rebuilt" not in codes
+            ref = WorkerRef(runtime_id="local", worker_id="w-1")
+            assert (await rt.worker_detail(ref)).worker_id == "w-1"
+        finally:
+            await rt.close()
+    finally:
+        await store.close()
