@@ -10,21 +10,30 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sqlite3
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from store.errors import (
+    CannotOpenDatabase,
     CorruptDatabase,
+    DatabaseFailure,
     DatabaseLocked,
     DiskFull,
+    DiskIOError,
     ForeignDatabase,
+    MissingDatabase,
     NetworkFileSystem,
     NewerSchema,
     NotADatabase,
+    OutOfMemory,
+    QueryTooComplex,
     ReadOnlyDatabase,
     StoreError,
     UnusableDatabase,
+    ValueTooBig,
 )
 from store.schema import APPLICATION_ID, LATEST_VERSION, migrate
 
@@ -64,24 +73,67 @@ def filesystem_type(path: Path, mounts_file: Path = Path("/proc/mounts")) -> str
     return best[1] if best else None
 
 
+# SQLite's messages for a statement over one of its compile-time limits.
+_TOO_COMPLEX = re.compile(
+    r"too large|too many|too complex|too deep|stack overflow|depth|limit", re.IGNORECASE
+)
+
+
 def translate(exc: BaseException, path: Path, busy_timeout_s: float) -> StoreError:
-    """Map a sqlite3 error to the store's typed error with an operator's message."""
+    """Map a sqlite3 error to the store's typed error with an operator's message.
+
+    By SQLite's result code, never by message text: only SQLite's own
+    corruption codes may call a file damaged, because "move it aside" is the
+    wrong advice for a healthy file on a full disk or a too-long query.
+    """
     if isinstance(exc, StoreError):
         return exc
-    text = str(exc).lower()
-    if "file is not a database" in text:
-        return NotADatabase(path)
-    if "malformed" in text or "corrupt" in text:
-        return CorruptDatabase(path, str(exc))
-    if "locked" in text or "busy" in text:
-        return DatabaseLocked(path, busy_timeout_s)
-    if "disk is full" in text or "database or disk is full" in text:
+    detail = str(exc)
+    if isinstance(exc, MemoryError):
+        # Python's sqlite3 raises SQLITE_NOMEM as a bare MemoryError, without a code.
+        return OutOfMemory(path, detail or "out of memory")
+    code = getattr(exc, "sqlite_errorcode", None)
+    if not isinstance(exc, sqlite3.Error) or not isinstance(code, int):
+        # Raised by Python's sqlite3 module itself (a closed connection, a value it
+        # cannot bind): no SQLite code, and nothing about the file.
+        return DatabaseFailure(path, type(exc).__name__, detail)
+    if code == sqlite3.SQLITE_IOERR_SHMSIZE:
+        # SQLite could not grow the -shm file by writing a byte into each new page
+        # (unixShmMap): ENOSPC or a quota, short of a file-size cap (EFBIG). A full
+        # disk at open shows up as this, not SQLITE_FULL, when -shm is the first
+        # file that needs space.
         return DiskFull(path)
-    if "readonly" in text or "read-only" in text or "attempt to write" in text:
-        return ReadOnlyDatabase(path, str(exc))
-    if "unable to open" in text:
-        return UnusableDatabase(path, "cannot be opened", "check the path and its permissions")
-    return CorruptDatabase(path, str(exc))
+    if code == sqlite3.SQLITE_IOERR_NOMEM:
+        return OutOfMemory(path, detail)
+    primary = code & 0xFF  # an extended code's low byte is its primary code
+    if primary == sqlite3.SQLITE_CORRUPT:
+        return CorruptDatabase(path, detail)
+    if primary == sqlite3.SQLITE_NOTADB:
+        return NotADatabase(path)
+    if primary == sqlite3.SQLITE_FULL:
+        return DiskFull(path)
+    # PROTOCOL: WAL locks kept changing while SQLite retried. Like BUSY and
+    # LOCKED it is someone else's activity, and waiting is the remedy.
+    if primary in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_PROTOCOL):
+        return DatabaseLocked(path, busy_timeout_s)
+    if primary == sqlite3.SQLITE_READONLY:
+        return ReadOnlyDatabase(path, detail)
+    if primary in (sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_PERM):
+        return CannotOpenDatabase(path, detail)
+    if primary == sqlite3.SQLITE_IOERR:
+        return DiskIOError(path, detail)
+    if primary == sqlite3.SQLITE_NOMEM:
+        return OutOfMemory(path, detail)
+    if primary == sqlite3.SQLITE_TOOBIG:
+        return ValueTooBig(path, detail)
+    if primary == sqlite3.SQLITE_ERROR and _TOO_COMPLEX.search(detail):
+        # The generic code, for a statement over one of SQLite's limits: a filter's
+        # expression deeper than the limit, too many variables. (Other generic
+        # errors, such as a missing table, are not the query's size: they fall
+        # through to DatabaseFailure, which points at `verify`.)
+        return QueryTooComplex(path, detail)
+    name = getattr(exc, "sqlite_errorname", None) or f"SQLite code {code}"
+    return DatabaseFailure(path, str(name), detail)
 
 
 def _uri(path: Path, mode: str) -> str:
@@ -148,6 +200,10 @@ def _inspect(path: Path, options: OpenOptions) -> int:
     except sqlite3.Error as exc:
         raise translate(exc, path, options.busy_timeout_s) from None
     try:
+        # One read transaction, so the marks and the tables come from one snapshot:
+        # read one by one, a creator committing in between (another console
+        # starting at the same moment) would show a half-marked, "foreign" file.
+        conn.execute("BEGIN")
         app_id = conn.execute("PRAGMA application_id").fetchone()[0]
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
@@ -164,13 +220,20 @@ def _inspect(path: Path, options: OpenOptions) -> int:
     except sqlite3.Error as exc:
         raise translate(exc, path, options.busy_timeout_s) from None
     finally:
-        conn.close()
+        close_quietly(conn)  # also ends the read transaction
 
 
 def _create_file(path: Path) -> None:
+    """Create an empty, owner-only file, unless another process just did."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    # Owner-only from the first byte; SQLite gives -wal and -shm the same mode.
-    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    try:
+        # Owner-only from the first byte; SQLite gives -wal and -shm the same mode.
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        # Created since `prepare` looked: another console started at the same
+        # moment. Its file is ours to open; `migrate` re-checks under the write
+        # lock, so whoever migrates second finds the work done.
+        return
     os.close(fd)
 
 
@@ -196,7 +259,7 @@ def prepare(path: Path | str, options: OpenOptions = OpenOptions()) -> Path:
         raise UnusableDatabase(path, "is a folder", "give the path of a database file")
     if not path.exists():
         if options.read_only:
-            raise UnusableDatabase(path, "does not exist", "check the path, or open it without --read-only")
+            raise MissingDatabase(path)
         try:
             _create_file(path)
         except OSError as exc:
@@ -210,9 +273,7 @@ def prepare(path: Path | str, options: OpenOptions = OpenOptions()) -> Path:
     version = 0 if new else _inspect(path, options)
     if options.read_only:
         if version < 1:
-            raise UnusableDatabase(
-                path, "holds no agentdeck data yet", "open it once without --read-only"
-            )
+            raise MissingDatabase(path, "the file holds no agentdeck data")
         return path
     why = _writable(path)
     if why:
@@ -227,11 +288,11 @@ def open_writer(
     path: Path, options: OpenOptions = OpenOptions(), migrate_from: int | None = None
 ) -> sqlite3.Connection:
     """The read-write connection: WAL, the chosen durability, bounded journal."""
+    conn: sqlite3.Connection | None = None
     try:
         conn = _connect(path, "rw", options)
-        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        mode = _use_wal(conn, options.busy_timeout_s)
         if str(mode).lower() != "wal":
-            conn.close()
             raise UnusableDatabase(path, f"cannot use WAL mode (got {mode})", "use a local disk")
         conn.execute(f"PRAGMA synchronous = {options.synchronous}")
         conn.execute("PRAGMA foreign_keys = ON")
@@ -239,8 +300,32 @@ def open_writer(
         if migrate_from is not None:
             migrate(conn, migrate_from)
         return conn
-    except sqlite3.Error as exc:
+    except (sqlite3.Error, StoreError) as exc:
+        # A connection left open would keep the process from exiting.
+        close_quietly(conn)
         raise translate(exc, path, options.busy_timeout_s) from None
+
+
+def _use_wal(conn: sqlite3.Connection, busy_timeout_s: float) -> str:
+    """Switch to WAL (a no-op once the file is in WAL mode); return the mode SQLite reports.
+
+    On a new file this write races any other process creating the same
+    database. SQLite answers BUSY at once, without its busy handler, where
+    waiting could deadlock two lockers, so wait out the other creator here, up
+    to the busy timeout like every other lock.
+    """
+    deadline = time.monotonic() + busy_timeout_s
+    pause = 0.005
+    while True:
+        try:
+            return str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+        except sqlite3.OperationalError as exc:
+            code = getattr(exc, "sqlite_errorcode", None)
+            busy = isinstance(code, int) and code & 0xFF == sqlite3.SQLITE_BUSY
+            if not busy or time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.1)
 
 
 def open_reader(path: Path, options: OpenOptions = OpenOptions()) -> sqlite3.Connection:

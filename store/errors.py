@@ -6,6 +6,7 @@ matches on.
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 
@@ -19,6 +20,30 @@ class UnusableDatabase(StoreError):
     def __init__(self, path: Path | str, problem: str, advice: str) -> None:
         self.path = Path(path)
         super().__init__(f"{path}: {problem}; {advice}")
+
+
+class MissingDatabase(UnusableDatabase):
+    """Nothing to read yet: no file at the path, or a file agentdeck never set up.
+
+    Raised only when opening to read (`events`, `verify`, the console's
+    `--read-only`); a writer creates the database instead. The advice names the
+    one command that creates it, which is right whichever of those was run.
+    """
+
+    def __init__(self, path: Path | str, why: str = "the file does not exist") -> None:
+        super().__init__(
+            path,
+            f"no agentdeck database here yet ({why})",
+            "check the path, or create one by starting the console once: "
+            f"agentdeck --db {shlex.quote(str(path))}",
+        )
+
+
+class CannotOpenDatabase(UnusableDatabase):
+    """SQLite could not open the file (or its -wal/-shm) at all."""
+
+    def __init__(self, path: Path | str, detail: str) -> None:
+        super().__init__(path, f"cannot be opened ({detail})", "check the path and its permissions")
 
 
 class NotADatabase(UnusableDatabase):
@@ -93,6 +118,62 @@ class DiskFull(StoreError):
         )
 
 
+class DiskIOError(StoreError):
+    """The operating system reported a read or write failure under SQLite."""
+
+    def __init__(self, path: Path | str, detail: str) -> None:
+        self.path = Path(path)
+        super().__init__(
+            f"{path}: an I/O error ({detail}): the disk may be failing, removed or full; "
+            "nothing was written; check the disk and its free space, then retry"
+        )
+
+
+class OutOfMemory(StoreError):
+    """SQLite could not allocate memory (SQLITE_NOMEM, which Python raises as MemoryError)."""
+
+    def __init__(self, path: Path | str, detail: str) -> None:
+        self.path = Path(path)
+        super().__init__(
+            f"{path}: SQLite ran out of memory ({detail}); nothing was written; "
+            "free some memory (close other programs) and retry"
+        )
+
+
+class ValueTooBig(StoreError):
+    """One string or blob is over SQLite's size limit."""
+
+    def __init__(self, path: Path | str, detail: str) -> None:
+        self.path = Path(path)
+        super().__init__(
+            f"{path}: a value is larger than SQLite can store ({detail}); nothing was written; "
+            "send smaller input or output"
+        )
+
+
+class QueryTooComplex(StoreError):
+    """SQLite refused to run a statement (SQLITE_ERROR): too deep, too many variables..."""
+
+    def __init__(self, path: Path | str, detail: str) -> None:
+        self.path = Path(path)
+        super().__init__(
+            f"{path}: SQLite could not run the query ({detail}); it is probably too complex: "
+            "narrow the filter (fewer terms) and retry"
+        )
+
+
+class DatabaseFailure(StoreError):
+    """A SQLite failure no other class covers; it does not mean the file is damaged."""
+
+    def __init__(self, path: Path | str, code: str, detail: str) -> None:
+        self.path = Path(path)
+        self.code = code
+        super().__init__(
+            f"{path}: the database refused the operation ({code}: {detail}); retry, and if it "
+            f"keeps failing check the file with: agentdeck --db {shlex.quote(str(path))} verify"
+        )
+
+
 class StoreClosed(StoreError):
     def __init__(self) -> None:
         super().__init__("the store is closed")
@@ -136,3 +217,22 @@ class FilterError(StoreError, ValueError):
         self.term = term
         self.problem = problem
         super().__init__(f"bad filter term {term!r}: {problem}")
+
+
+class FilterTooLarge(FilterError):
+    """A filter over the parser's size limits.
+
+    `term` is the first term past the term limit, or the whole text when the
+    text itself is too long.
+    """
+
+    def __init__(self, what: str, found: int, maximum: int, term: str) -> None:
+        self.found = found
+        self.maximum = maximum
+        self.term = term
+        self.problem = f"at most {maximum} {what}"
+        # Not FilterError's "bad filter term ...": no single term is at fault, and
+        # quoting a 1000-term filter back at the operator helps nobody.
+        StoreError.__init__(
+            self, f"the filter is too long ({found} {what}): at most {maximum} {what}; narrow the filter"
+        )

@@ -25,12 +25,31 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from store.codec import dump_payload, searchable_text, us_from_dt
-from store.errors import FilterError
+from store.errors import FilterError, FilterTooLarge
 from store.models import KIND_RE, RUN_ID_RE, RUNTIME_ID_RE, WORKER_ID_RE, Event, Severity
 
-__all__ = ["Filter", "parse_filter", "register_sql_functions", "tokenize"]
+__all__ = [
+    "MAX_FILTER_CHARS",
+    "MAX_TERMS",
+    "Filter",
+    "parse_filter",
+    "register_sql_functions",
+    "tokenize",
+]
 
 FIELDS = ("after", "before", "kind", "level", "run", "runtime", "worker")
+
+# Limits on one filter, so an over-long paste is refused with a message before
+# any query instead of failing inside SQLite. SQLite refuses an expression tree
+# deeper than 1000 (SQLITE_MAX_EXPR_DEPTH) and `Filter.where` nests about one
+# level a term (the AND chain of the clauses, the AND/OR chain of adk_words
+# calls): measured through `where` and the reader, 900 terms of any mix still
+# run and 1000 do not. 64 terms is far more than anyone types and 14 times
+# under that; 2,000 characters is 25 lines of an 80-column filter bar, keeps a
+# glob far under SQLite's 50,000-byte GLOB pattern limit, and bounds the FTS
+# query strings. tests/store/test_filters.py runs the largest filter allowed.
+MAX_TERMS = 64
+MAX_FILTER_CHARS = 2_000
 
 # ---------------------------------------------------------------------------
 # Tokens, exactly as SQLite's unicode61 tokenizer makes them
@@ -452,13 +471,20 @@ def _scan(text: str) -> list[_RawTerm]:
 def parse_filter(text: str, *, now: datetime | None = None) -> Filter:
     """Parse a filter expression; relative times count back from `now` (default: the clock).
 
-    Raises FilterError naming the first bad term.
+    Raises FilterError naming the first bad term, or FilterTooLarge past
+    MAX_TERMS terms or MAX_FILTER_CHARS characters.
     """
+    stripped = text.strip()
+    if len(stripped) > MAX_FILTER_CHARS:
+        raise FilterTooLarge("characters", len(stripped), MAX_FILTER_CHARS, stripped)
+    raws = _scan(text)
+    if len(raws) > MAX_TERMS:
+        raise FilterTooLarge("terms", len(raws), MAX_TERMS, raws[MAX_TERMS].source)
     if now is None:
         now = datetime.now(UTC)
     elif now.tzinfo is None:
         now = now.replace(tzinfo=UTC)
-    return Filter(text=text, terms=tuple(_term(raw, now) for raw in _scan(text)))
+    return Filter(text=text, terms=tuple(_term(raw, now) for raw in raws))
 
 
 def _term(raw: _RawTerm, now: datetime) -> _Term:

@@ -7,7 +7,10 @@ empty one before anything is written.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
+
+from store.errors import ForeignDatabase, NewerSchema
 
 APPLICATION_ID = 0x41444B31  # "ADK1"
 
@@ -154,19 +157,45 @@ PROJECTIONS: dict[str, str] = {
 
 
 def migrate(conn: sqlite3.Connection, current: int) -> None:
-    """Apply every step above `current` in one transaction (all or nothing)."""
+    """Bring the file to LATEST_VERSION in one transaction (all or nothing).
+
+    `current` is the version the caller saw before taking the write lock.
+    Another process may have migrated since (two consoles creating one new
+    database at the same moment), so the marks are read again inside the
+    transaction and only what is still missing is done.
+    """
     if current >= LATEST_VERSION:
         return
     conn.execute("BEGIN IMMEDIATE")
     try:
-        for version in range(current + 1, LATEST_VERSION + 1):
-            for statement in MIGRATIONS[version]:
-                conn.execute(statement)
-        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-        conn.execute(f"PRAGMA user_version = {LATEST_VERSION}")
+        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        found = conn.execute("PRAGMA user_version").fetchone()[0]
+        foreign = app_id != APPLICATION_ID and (
+            app_id != 0
+            or found != 0
+            or conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] != 0
+        )
+        if foreign or found > LATEST_VERSION:
+            # Changed by another program since the caller looked: refuse what
+            # `prepare` would have refused, and alter nothing.
+            file = conn.execute("PRAGMA database_list").fetchone()[2] or "the database"
+            if foreign:
+                raise ForeignDatabase(file)
+            raise NewerSchema(file, found, LATEST_VERSION)
+        if found < LATEST_VERSION:
+            for version in range(found + 1, LATEST_VERSION + 1):
+                for statement in MIGRATIONS[version]:
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            conn.execute(f"PRAGMA user_version = {LATEST_VERSION}")
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        # SQLite rolls back by itself after some errors (SQLITE_FULL, IOERR, NOMEM);
+        # a ROLLBACK then fails with "no transaction is active", and that error
+        # must not replace the one that explains what happened.
+        if conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
         raise
 
 

@@ -205,7 +205,12 @@ class Writer:
                 conn.execute("COMMIT")
                 return result
             except BaseException:
-                conn.execute("ROLLBACK")
+                # SQLite may have rolled back already (SQLITE_FULL does): a ROLLBACK
+                # then fails, and its "no transaction is active" must not replace
+                # the error that says what went wrong.
+                if conn.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
                 raise
         except sqlite3.Error as exc:
             raise translate(exc, self._path, self._options.busy_timeout_s) from None
@@ -232,9 +237,12 @@ class Writer:
                 outcomes = self._apply(conn, batch, isolate=True)
             conn.execute("COMMIT")
             return outcomes
-        except sqlite3.Error as exc:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
+        except Exception as exc:
+            # Whatever went wrong (the disk, memory, a bug in a fold), this batch
+            # fails as a whole and the writer lives on: callers get their answer.
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
             error = translate(exc, self._path, self._options.busy_timeout_s)
             return [_Outcome(error=error) for _ in batch]
 

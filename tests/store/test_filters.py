@@ -16,11 +16,21 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from store.codec import dump_payload, searchable_text, us_from_dt
-from store.errors import FilterError
-from store.filters import Filter, parse_filter, register_sql_functions, tokenize
+from store.errors import FilterError, FilterTooLarge
+from store.event_store import EventStore
+from store.filters import (
+    MAX_FILTER_CHARS,
+    MAX_TERMS,
+    Filter,
+    parse_filter,
+    register_sql_functions,
+    tokenize,
+)
 from store.levels import level_of
 from store.models import Event
 from store.schema import migrate
+from store.search import index_step
+from tests.store.support import new_event
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
@@ -645,3 +655,129 @@ def test_sql_and_predicate_agree(
     for text in data.draw(st.lists(filters(pool), min_size=1, max_size=10), label="filters"):
         flt = parse_filter(text, now=NOW)
         assert selected(db, flt, indexed) == matched(flt, log), text
+
+
+# ---------------------------------------------------------------------------
+# Limits: the largest filter allowed runs on SQLite, a larger one is refused
+# ---------------------------------------------------------------------------
+
+
+def _fill_to_limit(terms: list[str], padded: range) -> list[str]:
+    """Lengthen the word terms at `padded` (with q's) until the filter is MAX_FILTER_CHARS long."""
+    terms = list(terms)
+    for n in range(MAX_FILTER_CHARS - len(" ".join(terms))):
+        terms[padded[n % len(padded)]] += "q"
+    return terms
+
+
+def _largest_filters() -> dict[str, tuple[str, list[str], dict[str, Any]]]:
+    """Filters at both limits (MAX_TERMS terms, MAX_FILTER_CHARS characters), each with the
+    words an event needs to match it and the fields of an event it must leave out."""
+    half = MAX_TERMS // 2
+    mixed = _fill_to_limit(
+        [f"want{i:02d}" for i in range(half)] + [f"-skip{i:02d}" for i in range(half)],
+        range(MAX_TERMS),
+    )
+    fields = [
+        f"-kind:run.x{i}.*" if i % 4 == 0 else
+        f"-worker:w-{100 + i}" if i % 4 == 1 else
+        f"-runtime:rt-{i}*" if i % 4 == 2 else f"-run:r-{i}"
+        for i in range(MAX_TERMS - 1)
+    ]
+    one_word = _fill_to_limit([*fields, "want"], range(MAX_TERMS - 1, MAX_TERMS))
+    tokens = " ".join("abcdefghij"[i % 10] for i in range(500))
+    phrase = _fill_to_limit(
+        [f'"{tokens}"'] + [f"-skip{i:02d}" for i in range(MAX_TERMS - 1)], range(1, MAX_TERMS)
+    )
+    return {
+        "words and negated words": (
+            " ".join(mixed), mixed[:half], {"message": f"{' '.join(mixed[:half])} {mixed[-1][1:]}"}
+        ),
+        "negated fields and one long word": (
+            " ".join(one_word), [one_word[-1]], {"message": one_word[-1], "worker_id": "w-101"}
+        ),
+        "a long phrase and negated words": (
+            " ".join(phrase), [tokens], {"message": f"{tokens} {phrase[5][1:]}"}
+        ),
+    }
+
+
+def test_a_1000_term_filter_is_refused() -> None:
+    """Issue 7 item 6: a 1000-term filter is refused by the parser with a message that says
+    what to do, instead of reaching SQLite (which called the file damaged)."""
+    text = " ".join(["x"] * 1000)
+    assert len(text) <= MAX_FILTER_CHARS  # the term limit, not the length, refuses it
+    with pytest.raises(FilterTooLarge) as caught:
+        parse_filter(text)
+    message = str(caught.value)
+    assert message == (
+        f"the filter is too long (1000 terms): at most {MAX_TERMS} terms; narrow the filter"
+    )
+    assert isinstance(caught.value, FilterError), "the filter bar shows FilterError inline"
+    assert caught.value.term == "x"
+    # The limit is exact: MAX_TERMS terms parse.
+    assert len(parse_filter(" ".join(["x"] * MAX_TERMS)).terms) == MAX_TERMS
+    terms = " ".join(f"-kind:run.n{i}" for i in range(MAX_TERMS + 1))
+    with pytest.raises(FilterTooLarge) as caught:
+        parse_filter(terms)
+    assert caught.value.term == f"-kind:run.n{MAX_TERMS}"
+
+
+def test_an_over_long_filter_is_refused() -> None:
+    """Issue 7 item 6: past MAX_FILTER_CHARS characters (surrounding blanks aside) a filter
+    is refused whatever its terms, with the limit in the message."""
+    longest = '"' + "y" * (MAX_FILTER_CHARS - 2) + '"'
+    assert len(parse_filter(f"  {longest}\n").terms) == 1
+    with pytest.raises(FilterTooLarge) as caught:
+        parse_filter(longest + "y")
+    assert str(caught.value) == (
+        f"the filter is too long ({MAX_FILTER_CHARS + 1} characters): "
+        f"at most {MAX_FILTER_CHARS} characters; narrow the filter"
+    )
+
+
+@pytest.mark.parametrize("name", list(_largest_filters()))
+def test_the_largest_filters_allowed_run_in_sql(db: sqlite3.Connection, name: str) -> None:
+    """Issue 7 item 6: filters at both limits compile to SQL that SQLite runs (well inside
+    its expression depth), answering like the live predicate over indexed and unindexed rows."""
+    text, needed, left_out = _largest_filters()[name]
+    assert len(text) == MAX_FILTER_CHARS
+    flt = parse_filter(text, now=NOW)
+    assert len(flt.terms) == MAX_TERMS
+    body = " ".join(needed)
+    log = [
+        make_event(1, message=body),
+        make_event(2, message="nothing wanted"),
+        make_event(3, **left_out),
+        make_event(4, message=body),
+        make_event(5, **left_out),
+    ]
+    load(db, log, indexed_upto=2)
+    got = selected(db, flt, indexed_upto=2)
+    assert got == matched(flt, log) == {1, 4}
+
+
+@pytest.mark.parametrize("name", list(_largest_filters()))
+async def test_the_largest_filters_allowed_run_through_the_reader(
+    tmp_path: Path, name: str
+) -> None:
+    """Issue 7 item 6: the reader's FTS path (driven from the index below the indexed
+    position, row by row above it) runs the largest filters allowed, both directions."""
+    text, needed, left_out = _largest_filters()[name]
+    flt = parse_filter(text)
+    body = " ".join(needed)
+    async with await EventStore.open(tmp_path / "r.db", watch=False, index=False) as store:
+        for _ in range(3):
+            await store.append("rt", None, [
+                new_event(message=body), new_event(message="nothing"),
+                new_event(**left_out), new_event(message=body),
+            ])
+        await store.run_job(lambda conn: index_step(conn, 6))
+        assert await store.indexed_position() == 6
+        expected = [1, 4, 5, 8, 9, 12]
+        everything = (await store.read_after(0, 100)).events
+        assert [e.position for e in everything if flt.matches(e)] == expected
+        batch = await store.read_after(0, 100, flt)
+        assert [e.position for e in batch.events] == expected
+        newest = await store.read_before(10_000, 100, flt)
+        assert [e.position for e in newest] == expected[::-1]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import shutil
 import sqlite3
@@ -20,7 +21,9 @@ from store.errors import (
     CorruptDatabase,
     DatabaseLocked,
     DiskFull,
+    DiskIOError,
     ForeignDatabase,
+    MissingDatabase,
     NetworkFileSystem,
     NewerSchema,
     NotADatabase,
@@ -29,7 +32,16 @@ from store.errors import (
 )
 from store.event_store import EventStore
 from store.schema import LATEST_VERSION
-from tests.store.support import new_event, read_all, sidecars, snapshot, spawn, wait_for_line
+from tests.store.support import (
+    AGENTDECK,
+    child_env,
+    new_event,
+    read_all,
+    sidecars,
+    snapshot,
+    spawn,
+    wait_for_line,
+)
 
 
 async def _make_db(path: Path, events: int = 200, message_size: int = 10) -> None:
@@ -329,3 +341,204 @@ async def test_a_folder_or_a_missing_file(tmp_path: Path) -> None:
     missing = tmp_path / "missing.db"
     await _refused(missing, UnusableDatabase, read_only=True)
     assert not missing.exists()
+
+
+# ---------------------------------------------------------------------------
+# Issue 7: a full disk, a file that cannot grow, a database that is not there
+# ---------------------------------------------------------------------------
+
+
+def _not_damage(message: str) -> None:
+    """The advice that is dangerous for a healthy file must not be given."""
+    assert "damaged" not in message and "move it aside" not in message, message
+
+
+async def _works(path: Path, events_before: int) -> None:
+    """The file opens for writing, takes an append, and verifies."""
+    async with await EventStore.open(path, watch=False) as store:
+        await store.append("rt", None, [new_event(message="after")])
+        assert len(await read_all(store)) == events_before + 1
+        assert (await store.verify()).ok
+
+
+@pytest.mark.parametrize(
+    "max_file_bytes",
+    [
+        pytest.param(4_000, id="page-1-cannot-be-written"),
+        pytest.param(40_000, id="the-schema-cannot-be-committed"),
+    ],
+)
+async def test_creating_a_database_whose_files_cannot_grow(
+    tmp_path: Path, max_file_bytes: int
+) -> None:
+    """Issue 7 item 6: creating a database in a process whose files cannot grow (a real
+    RLIMIT_FSIZE; runs on any machine) fails with an I/O error, not "damaged".
+
+    At 40,000 bytes the migration's COMMIT fails and SQLite rolls the transaction
+    back itself: the ROLLBACK that followed used to fail with "cannot rollback -
+    no transaction is active", which hid the real error and read as damage. The
+    file is left empty of data and opens normally once it can grow.
+    """
+    path = tmp_path / "agentdeck.db"
+    proc = spawn("sqlite_failure.py", "open", path, max_file_bytes)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and "Traceback" not in err, err
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["error"] == DiskIOError.__name__, result
+    message = result["message"]
+    assert message.startswith(f"{path}: an I/O error")
+    assert "nothing was written" in message and "or full" in message
+    _not_damage(message)
+    await _works(path, 0)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real, nearly empty 1 MiB file system (tmpfs), unmounted afterwards."""
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+    mount, umount = shutil.which("mount"), shutil.which("umount")
+    if mount is None or umount is None:
+        pytest.skip("no mount command here to make a small file system to fill")
+    result = subprocess.run(
+        [mount, "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_point)],
+        capture_output=True, text=True, check=False,
+    )
+    if result.returncode != 0:
+        pytest.skip(
+            "this machine does not allow mounting a small tmpfs "
+            f"({result.stderr.strip() or f'mount exited {result.returncode}'}); "
+            "test_creating_a_database_whose_files_cannot_grow covers the same code"
+        )
+    try:
+        yield mount_point
+    finally:
+        if subprocess.run([umount, str(mount_point)], check=False).returncode != 0:
+            subprocess.run([umount, "-l", str(mount_point)], check=False)
+
+
+def _fill(disk: Path, leave: int) -> Path:
+    """Fill `disk` with one file until at most `leave` bytes are free; return the file."""
+    filler = disk / "filler"
+    # Written zeros take real pages on tmpfs (a sparse file would not fill it).
+    with filler.open("wb") as fh, contextlib.suppress(OSError):
+        fh.write(b"\0" * max(shutil.disk_usage(disk).free - leave, 0))
+    assert shutil.disk_usage(disk).free <= leave
+    return filler
+
+
+@pytest.mark.parametrize(
+    "leave",
+    [
+        pytest.param(0, id="no-room-for-page-1"),
+        pytest.param(16_384, id="no-room-for-the-shm-index"),
+        pytest.param(65_536, id="no-room-for-the-schema"),
+    ],
+)
+async def test_creating_a_database_on_a_full_disk(small_disk: Path, leave: int) -> None:
+    """Issue 7 item 6: a new database on a really full disk (a filled tmpfs) is refused
+    with "the disk is full", never "damaged", at whichever step the space runs out
+    (switching to WAL, growing the -shm index, committing the schema); once space is
+    freed the same file opens and works."""
+    filler = _fill(small_disk, leave)
+    path = small_disk / "agentdeck.db"
+    with pytest.raises(DiskFull) as caught:
+        store = await EventStore.open(path, watch=False)
+        await store.close()
+    message = str(caught.value)
+    assert message == f"{path}: the disk is full, nothing was written; free some space and retry"
+    _not_damage(message)
+    filler.unlink()
+    await _works(path, 0)
+
+
+async def test_a_database_on_a_disk_that_fills_up(small_disk: Path) -> None:
+    """Issue 7 item 6: an existing database on a disk that is now full still opens and
+    reads; an append and a writer job fail with DiskFull (the job's ROLLBACK after
+    SQLite's own used to report "damaged"); nothing is lost, and writing resumes when
+    space is freed."""
+    path = small_disk / "agentdeck.db"
+    await _make_db(path, events=20)
+    filler = _fill(small_disk, 0)
+    async with await EventStore.open(path, watch=False) as store:
+        assert len(await read_all(store)) == 20
+        with pytest.raises(DiskFull):
+            await store.append("rt", None, [new_event(message="x" * 50_000)])
+        with pytest.raises(DiskFull) as caught:
+            await store.run_job(lambda conn: conn.execute(
+                "INSERT INTO hosts VALUES ('big', 1, ?, 'token', 0, 0)", ("h" * 60_000,)
+            ))
+        _not_damage(str(caught.value))
+        assert await store.run_job(lambda c: c.execute("SELECT count(*) FROM hosts").fetchone()[0]) == 0
+        assert (await store.verify()).ok
+    filler.unlink()
+    await _works(path, 20)
+
+
+async def test_a_writer_job_on_a_full_database_reports_disk_full(tmp_path: Path) -> None:
+    """Issue 7 item 6: a writer job that fills the database (a real SQLITE_FULL from
+    max_page_count; runs anywhere) is told DiskFull. SQLite rolls such a transaction
+    back itself, and the job's own ROLLBACK used to replace the error with
+    "cannot rollback - no transaction is active", reported as damage."""
+    path = tmp_path / "agentdeck.db"
+    async with await EventStore.open(path, watch=False) as store:
+        await store.run_job(lambda c: c.execute("CREATE TABLE scratch (body TEXT)"))
+        pages = await store.run_job(lambda c: c.execute("PRAGMA page_count").fetchone()[0])
+        await store.run_job(lambda c: c.execute(f"PRAGMA max_page_count = {pages + 2}").fetchone())
+
+        def fill(conn: sqlite3.Connection) -> None:
+            for _ in range(50):
+                conn.execute("INSERT INTO scratch VALUES (?)", ("x" * 3000,))
+
+        with pytest.raises(DiskFull) as caught:
+            await store.run_job(fill)
+        _not_damage(str(caught.value))
+        assert await store.run_job(lambda c: c.execute("SELECT count(*) FROM scratch").fetchone()[0]) == 0
+        # The writer goes on: the next job and append commit.
+        await store.run_job(lambda c: c.execute("PRAGMA max_page_count = 1073741823").fetchone())
+        await store.run_job(fill)
+        [event] = await store.append("rt", None, [new_event()])
+        assert event.seq == 1
+
+
+@pytest.mark.parametrize("empty_file", [False, True])
+async def test_reading_a_database_that_is_not_there_yet(tmp_path: Path, empty_file: bool) -> None:
+    """Issue 7 item 7: opening to read where no database exists yet (no file, or an empty
+    one) is MissingDatabase, whose advice is the command that creates one, and which
+    mentions no option of a particular command."""
+    path = tmp_path / "my data" / "agentdeck.db"
+    if empty_file:
+        path.parent.mkdir()
+        path.touch()
+    before = snapshot(tmp_path)
+    with pytest.raises(MissingDatabase) as caught:
+        await EventStore.open(path, read_only=True, watch=False)
+    assert isinstance(caught.value, UnusableDatabase)
+    why = "the file holds no agentdeck data" if empty_file else "the file does not exist"
+    assert str(caught.value) == (
+        f"{path}: no agentdeck database here yet ({why}); check the path, "
+        f"or create one by starting the console once: agentdeck --db '{path}'"
+    )
+    assert "--read-only" not in str(caught.value)
+    assert snapshot(tmp_path) == before
+    assert path.exists() == empty_file
+
+
+@pytest.mark.parametrize("command", [["events"], ["verify"], ["--read-only"]])
+def test_the_command_line_on_a_missing_database(tmp_path: Path, command: list[str]) -> None:
+    """Issue 7 item 7: `agentdeck --db MISSING events` (and verify, and the console's
+    --read-only) exits 2 with one line on stderr that says how to create it; no traceback."""
+    path = tmp_path / "x" / "missing.db"
+    result = subprocess.run(
+        [str(AGENTDECK), "--db", str(path), *command],
+        capture_output=True, text=True, timeout=60, env=child_env(), check=False,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 2, result
+    assert "Traceback" not in result.stderr
+    assert result.stderr.splitlines() == [
+        f"agentdeck: {path}: no agentdeck database here yet (the file does not exist); "
+        f"check the path, or create one by starting the console once: agentdeck --db {path}"
+    ]
+    assert result.stdout == ""
+    assert not path.parent.exists()
