@@ -151,3 +151,22 @@ def test_an_unexpected_error_in_the_console_prints_no_traceback(tmp_path: Path) 
     assert "unexpected error (RuntimeError: a bug in the backend factory)" in line
     saved = Path(line.split("details in ", 1)[1].split(";", 1)[0])
     assert "a bug in the backend factory" in saved.read_text()
+
+
+async def test_a_thousand_term_filter_is_refused_inline_not_called_damage(tmp_path: Path) -> None:
+    """Issue 7 item 6: the filter bar names the limit; the log keeps its rows and filter."""
+    app = console(with_config(tmp_path))
+    async with app.run_test(size=SIZE) as pilot:
+        c = await started(app, pilot)
+        await c.until(lambda: bool(app.event_log.window))
+        shown = list(app.event_log.window)
+        await pilot.press("slash")
+        bar = app.filter_bar
+        bar.input.value = " ".join(f"-word{i}" for i in range(1000))
+        await pilot.press("enter")
+        await pilot.pause()
+        assert bar.error is not None and "narrow the filter" in bar.error
+        assert "damaged" not in bar.error
+        assert app.event_log.filter_text == ""
+        assert list(app.event_log.window) == shown
+        assert not any("damaged" in said for said in c.said)
