@@ -42,6 +42,12 @@ def agent_profile(
     return CommandProfile(name=name, command=program("agent.py"), env=env, **settings)
 
 
+def shell_profile(name: str = "sh", **settings: Any) -> CommandProfile:
+    """What an operator configures for scripts: `command = ["sh", "-c"]`, `input = "argument"`."""
+    settings.setdefault("grace", 0.3)
+    return CommandProfile(name=name, command=["sh", "-c"], input="argument", **settings)
+
+
 def demo_profile(name: str = "slow", **settings: Any) -> BuiltinProfile:
     """A demo profile that never fails unless told to (tests need determinism)."""
     values = {"pace": 0.05, "steps": 3, "fail_rate": 0.0, "tool_rate": 1.0, **settings}

@@ -9,23 +9,18 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from engine.profiles import CommandProfile
 from engine.results import CreateWorkerRequest
 from engine.runtime import Runtime
 from store.event_store import EventStore
 from store.models import RunStatus, WorkerRef
-from tests.engine.conftest import profile_set, transcript_text, wait_run
-
-
-def shell() -> CommandProfile:
-    return CommandProfile(name="sh", command=["sh", "-c"], input="argument", grace=0.3)
+from tests.engine.conftest import profile_set, shell_profile, transcript_text, wait_run
 
 
 async def test_a_lost_worker_row_is_rebuilt_from_the_log_before_hosting(db_path: Path) -> None:
     """Issue 7 item 13: the worker comes back with its transcript; its id is not reused."""
     store = await EventStore.open(db_path, watch=False)
     try:
-        rt = await Runtime.host(store, "local", profiles=profile_set(shell()))
+        rt = await Runtime.host(store, "local", profiles=profile_set(shell_profile()))
         first = await rt.create_worker(CreateWorkerRequest(profile="sh"))
         ack = await rt.send_input(first.ref, "echo from the first worker")
         assert (await wait_run(rt, ack.run_id)).status is RunStatus.COMPLETED
@@ -43,7 +38,7 @@ async def test_a_lost_worker_row_is_rebuilt_from_the_log_before_hosting(db_path:
 
     store = await EventStore.open(db_path, watch=False)
     try:
-        rt = await Runtime.host(store, "local", profiles=profile_set(shell()))
+        rt = await Runtime.host(store, "local", profiles=profile_set(shell_profile()))
         try:
             workers = await rt.list_workers()
             assert [w.worker_id for w in workers] == ["w-1"]
@@ -66,10 +61,10 @@ async def test_consistent_projections_are_left_alone(db_path: Path) -> None:
     """Issue 7 item 13: no rebuild and no diagnostic when the check finds nothing."""
     store = await EventStore.open(db_path, watch=False)
     try:
-        rt = await Runtime.host(store, "local", profiles=profile_set(shell()))
+        rt = await Runtime.host(store, "local", profiles=profile_set(shell_profile()))
         worker = await rt.create_worker(CreateWorkerRequest(profile="sh"))
         await rt.close()
-        rt = await Runtime.host(store, "local", profiles=profile_set(shell()))
+        rt = await Runtime.host(store, "local", profiles=profile_set(shell_profile()))
         try:
             assert [w.worker_id for w in await rt.list_workers()] == [worker.worker_id]
             codes = {d.code for d in await rt.diagnostics()}

@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 
 from engine.clock import SteppingClock
-from engine.profiles import CommandProfile
 from engine.results import CreateWorkerRequest
 from engine.runtime import Runtime
 from store.event_store import EventStore
@@ -27,15 +26,10 @@ from tests.engine.conftest import (
     pid_gone,
     profile_set,
     run_events,
+    shell_profile,
     transcript_text,
     wait_run,
 )
-
-
-def shell(name: str = "sh", **settings: object) -> CommandProfile:
-    """`command = ["sh", "-c"]`, `input = "argument"`: the input is the script."""
-    settings.setdefault("grace", 0.3)
-    return CommandProfile(name=name, command=["sh", "-c"], input="argument", **settings)  # type: ignore[arg-type]
 
 
 def pids_in(text: str, label: str) -> list[int]:
@@ -47,7 +41,7 @@ async def test_a_run_ends_when_its_program_exits_not_when_a_background_child_doe
     host: HostFactory, timeout: float
 ) -> None:
     """Issue 7 item 3: `sleep 20 & sleep 0.5; echo bye` completes at once, its child is ended."""
-    rt = await host(profiles=profile_set(shell(timeout=timeout)))
+    rt = await host(profiles=profile_set(shell_profile(timeout=timeout)))
     worker = await rt.create_worker(CreateWorkerRequest(profile="sh"))
     started = time.monotonic()
     ack = await rt.send_input(worker.ref, "sleep 20 & echo child=$!; sleep 0.5; echo bye")
@@ -69,7 +63,7 @@ async def test_a_run_ends_when_its_program_exits_not_when_a_background_child_doe
 
 async def test_output_written_just_before_exit_is_all_recorded(host: HostFactory) -> None:
     """Issue 7 item 3: finishing at the program's exit still drains what it buffered."""
-    rt = await host(profiles=profile_set(shell(timeout=5)))
+    rt = await host(profiles=profile_set(shell_profile(timeout=5)))
     worker = await rt.create_worker(CreateWorkerRequest(profile="sh"))
     script = "sleep 30 & i=0; while [ $i -lt 2000 ]; do echo line $i; i=$((i+1)); done"
     ack = await rt.send_input(worker.ref, script)
@@ -82,7 +76,7 @@ async def test_closing_starts_no_queued_run_and_the_next_host_resumes_them(
     db_path: Path,
 ) -> None:
     """Issue 7 item 4: after close, queued runs stay `created` and the next host runs them."""
-    profiles = profile_set(shell())
+    profiles = profile_set(shell_profile())
     store = await EventStore.open(db_path, watch=False)
     try:
         rt = await Runtime.host(store, "local", profiles=profiles)
@@ -127,7 +121,7 @@ async def test_event_times_never_run_backwards_under_a_clock_that_is_behind(
     store = await EventStore.open(db_path, watch=False)
     try:
         ahead = SteppingClock()
-        rt = await Runtime.host(store, "local", clock=ahead, profiles=profile_set(shell()))
+        rt = await Runtime.host(store, "local", clock=ahead, profiles=profile_set(shell_profile()))
         worker = await rt.create_worker(CreateWorkerRequest(profile="sh"))
         await rt.send_input(worker.ref, "sleep 60")
         await rt.send_input(worker.ref, "echo resumed")
@@ -138,7 +132,7 @@ async def test_event_times_never_run_backwards_under_a_clock_that_is_behind(
         last = (await all_events(rt))[-1]
 
         behind = SteppingClock(start=ahead.start - timedelta(minutes=2))
-        again = await Runtime.host(store, "local", clock=behind, profiles=profile_set(shell()))
+        again = await Runtime.host(store, "local", clock=behind, profiles=profile_set(shell_profile()))
         try:
             run = await wait_run(again, "w-1.r2")
             assert run.status is RunStatus.COMPLETED

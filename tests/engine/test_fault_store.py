@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 from engine.errors import StorageUnavailable, StoreFault
-from engine.profiles import CommandProfile
 from engine.results import CreateWorkerRequest
 from engine.runtime import Runtime
 from store.event_store import EventStore
@@ -25,15 +24,13 @@ from tests.engine.conftest import (
     pid_gone,
     profile_set,
     run_events,
+    shell_profile,
     transcript_text,
     wait_run,
 )
 
 TICKER = "echo pid=$$; i=0; while [ $i -lt 400 ]; do echo tick $i; i=$((i+1)); sleep 0.02; done"
 
-
-def shell() -> CommandProfile:
-    return CommandProfile(name="sh", command=["sh", "-c"], input="argument", grace=0.3)
 
 
 async def fill(store: EventStore) -> None:
@@ -65,7 +62,7 @@ async def test_a_full_database_holds_work_says_so_and_catches_up_when_space_retu
     host: HostFactory, store: EventStore
 ) -> None:
     """Issue 7 item 5: a diagnostic, a notice, nothing new started, the lost run failed later."""
-    rt = await host(profiles=profile_set(shell()))
+    rt = await host(profiles=profile_set(shell_profile()))
     notices: list[StoreFault | None] = []
     rt.add_fault_listener(notices.append)
     worker = await rt.create_worker(CreateWorkerRequest(profile="sh"))
@@ -116,7 +113,7 @@ async def test_still_full_at_close_loses_nothing_acknowledged(db_path: Path) -> 
     """Issue 7 item 5: closing while full writes nothing; the next host tells the truth."""
     store = await EventStore.open(db_path, watch=False)
     try:
-        rt = await Runtime.host(store, "local", profiles=profile_set(shell()))
+        rt = await Runtime.host(store, "local", profiles=profile_set(shell_profile()))
         worker = await rt.create_worker(CreateWorkerRequest(profile="sh"))
         first = await rt.send_input(worker.ref, TICKER)
         queued = await rt.send_input(worker.ref, "echo queued")
@@ -129,7 +126,7 @@ async def test_still_full_at_close_loses_nothing_acknowledged(db_path: Path) -> 
         await store.close()
     store = await EventStore.open(db_path, watch=False)
     try:
-        rt = await Runtime.host(store, "local", profiles=profile_set(shell()))
+        rt = await Runtime.host(store, "local", profiles=profile_set(shell_profile()))
         try:
             failed = await store.run("local", first.run_id)
             assert failed is not None and failed.status is RunStatus.FAILED

@@ -75,6 +75,18 @@ def _start_console(tmp_path: Path) -> tuple[int, int, Path]:
     return pid, master, db
 
 
+def _resumed_program(master: int, db: Path) -> int:
+    """The pid of the queued `sleep` program once the console has resumed it."""
+    started = time.monotonic()
+    while True:
+        _drain(master, 0.2)
+        with contextlib.suppress(AssertionError):
+            program = asyncio.run(_started_pid(db, "w-1.r2", timeout=0.5))
+            _drain(master, 0.5)
+            return program
+        assert time.monotonic() - started < 30, "the queued run never started"
+
+
 def _drain(master: int, seconds: float) -> bytes:
     """Read what the console draws for `seconds` (so it never blocks on a full terminal)."""
     out = bytearray()
@@ -132,14 +144,7 @@ def test_sigterm_closes_the_console_like_q_and_restores_the_terminal(tmp_path: P
     """Issue 7 item 1: SIGTERM: runs fail "host closed", groups ended, terminal back, 143."""
     pid, master, db = _start_console(tmp_path)
     try:
-        program = None
-        started = time.monotonic()
-        while program is None:
-            _drain(master, 0.2)
-            with contextlib.suppress(AssertionError):
-                program = asyncio.run(_started_pid(db, "w-1.r2", timeout=0.5))
-            assert time.monotonic() - started < 30, "the queued run never started"
-        _drain(master, 0.5)
+        program = _resumed_program(master, db)
         os.kill(pid, signal.SIGTERM)
         status, drawn = _wait_exit(pid, master)
     finally:
@@ -156,15 +161,8 @@ def test_sigterm_closes_the_console_like_q_and_restores_the_terminal(tmp_path: P
 def test_a_hang_up_closes_the_console_and_leaves_nothing_running(tmp_path: Path) -> None:
     """Issue 7 item 1: the terminal goes away (SSH dropped): same clean end, nothing left."""
     pid, master, db = _start_console(tmp_path)
-    program = None
     try:
-        started = time.monotonic()
-        while program is None:
-            _drain(master, 0.2)
-            with contextlib.suppress(AssertionError):
-                program = asyncio.run(_started_pid(db, "w-1.r2", timeout=0.5))
-            assert time.monotonic() - started < 30, "the queued run never started"
-        _drain(master, 0.5)
+        program = _resumed_program(master, db)
     finally:
         os.close(master)  # hang up: the kernel sends SIGHUP to the console
     status, _ = _wait_exit(pid, None)
