@@ -211,6 +211,7 @@ class AgentDeckApp(App[int]):
                 timeout=60,
             )
         else:
+            self.clear_notifications()  # the "cannot write" notice is no longer true
             self._say(
                 "the database takes writes again; runs that lost events were failed "
                 "(d shows what happened)",
