@@ -524,4 +524,5 @@ class ProfileWatcher:
                 await result
         except Exception:
             # A broken callback must not end the watch; the next change is still reported.
-            log.exception("profile watcher callback failed")
+            # Debug level: a traceback must never reach an operator's terminal.
+            log.debug("profile watcher callback failed", exc_info=True)

@@ -773,11 +773,15 @@ class CommandDriver:
                 )
         except asyncio.CancelledError:
             raise
-        except Exception as exc:
-            # The runtime refused an event (it is shutting down, say): stop restarting.
-            log.exception("session supervisor for %s failed", self.name)
+        except Exception:
+            # The runtime refused an event: it is closing, or its store takes no
+            # writes for now. Stop supervising without giving up on the worker: the
+            # next run starts a fresh session (a closed driver refuses it instead).
+            # Debug level: a traceback must never reach an operator's terminal.
+            log.debug("session supervisor for %s stopped", self.name, exc_info=True)
             async with self._changed:
-                self._dead_reason = f"session process {self.name} is not supervised: {exc}"
+                if self._session is session:
+                    self._session = None
                 self._restarting = False
                 self._changed.notify_all()
             if session is not None:

@@ -8,14 +8,19 @@ with a real full file system where the machine allows mounting one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
 import sqlite3
 from pathlib import Path
 
 import pytest
 
 from engine.errors import StorageUnavailable, StoreFault
+from engine.profiles import CommandProfile
 from engine.results import CreateWorkerRequest
 from engine.runtime import Runtime
+from store.errors import DiskFull
 from store.event_store import EventStore
 from store.models import RunStatus, WorkerRef
 from tests.engine.conftest import (
@@ -28,6 +33,7 @@ from tests.engine.conftest import (
     transcript_text,
     wait_run,
 )
+from tests.store.support import new_event
 
 TICKER = "echo pid=$$; i=0; while [ $i -lt 400 ]; do echo tick $i; i=$((i+1)); sleep 0.02; done"
 
@@ -41,6 +47,16 @@ async def fill(store: EventStore) -> None:
         conn.execute(f"PRAGMA max_page_count = {pages}").fetchone()
 
     await store.run_job(freeze)
+
+
+async def fill_up(store: EventStore) -> None:
+    """`fill`, then use the free space left in the last pages too (another runtime's log),
+    so that even a single small event of the runtime under test is refused."""
+    await fill(store)
+    for size in (4000, 400, 40, 1):
+        with contextlib.suppress(DiskFull):
+            for _ in range(10_000):
+                await store.append("filler", None, [new_event(message="x" * size)])
 
 
 async def make_room(store: EventStore) -> None:
@@ -137,3 +153,33 @@ async def test_still_full_at_close_loses_nothing_acknowledged(db_path: Path) -> 
             await rt.close()
     finally:
         await store.close()
+
+
+async def test_a_session_that_dies_while_the_store_is_full_starts_afresh_after(
+    host: HostFactory, store: EventStore
+) -> None:
+    """Issue 7 item 5: a session worker is not left dead by restart events that could not
+    be written: once the store takes writes again, its next input starts a new session."""
+    chat = CommandProfile(
+        name="chat",
+        command=["sh", "-c", 'while read l; do echo "said $l"; echo "<<<end>>>"; done'],
+        mode="session",
+        grace=0.3,
+        restart_backoff=0.05,
+    )
+    rt = await host(profiles=profile_set(chat))
+    worker = await rt.create_worker(CreateWorkerRequest(profile="chat"))
+    first = await rt.send_input(worker.ref, "hello")
+    assert (await wait_run(rt, first.run_id)).status is RunStatus.COMPLETED
+    started = [e for e in await run_events(rt, first.run_id) if e.kind == "exec.command.started"]
+    session_pid = int(started[0].payload["pid"])
+
+    await fill_up(store)
+    os.kill(session_pid, signal.SIGKILL)  # it dies while nothing can be recorded
+    await eventually(lambda: rt.fault, 10, "the refused restart events to be noticed")
+    await make_room(store)
+    await eventually(lambda: rt.fault is None, 15, "the runtime to resume")
+    again = await rt.send_input(worker.ref, "are you there")
+    answered = await wait_run(rt, again.run_id)
+    assert answered.status is RunStatus.COMPLETED, answered.error
+    assert "said are you there" in "\n".join(c for _, c in await transcript_text(rt, worker.ref))
