@@ -13,7 +13,7 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-from store.codec import dump_payload
+from store.codec import dump_payload, load_payload
 
 TERMINAL = ("completed", "failed", "cancelled")
 _PHASES = frozenset({"planning", "executing", "verifying"})
@@ -41,10 +41,18 @@ class Row(NamedTuple):
         return self[:12]
 
 
-INSERT_EVENT = (
-    "INSERT INTO events (position, runtime_id, seq, event_id, kind, level, worker_id, run_id,"
-    " run_seq, message, payload, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+STORED_COLUMNS = (
+    "position, runtime_id, seq, event_id, kind, level, worker_id, run_id, run_seq, message,"
+    " payload, at"
 )
+"""The `events` columns in `Row` order, for reading rows back to fold them again."""
+
+INSERT_EVENT = f"INSERT INTO events ({STORED_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+
+
+def stored_row(raw: Sequence[Any]) -> Row:
+    """A `Row` from the `events` columns as stored (STORED_COLUMNS order), payload decoded."""
+    return Row._make((*raw, load_payload(raw[10])))
 
 
 def project(conn: sqlite3.Connection, rows: Sequence[Row]) -> None:

@@ -35,19 +35,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from store.codec import load_payload
 from store.database import OpenOptions, close_quietly, open_reader, translate
 from store.errors import StoreError
-from store.projector import Row, project
+from store.projector import STORED_COLUMNS, Row, project, stored_row
 from store.schema import PROJECTIONS
 
 CHUNK = 5000  # events per replay step: bounded memory, few statements each
 MAX_NAMED = 10  # ids named in one problem line; the rest are counted
-
-_EVENT_COLUMNS = (
-    "position, runtime_id, seq, event_id, kind, level, worker_id, run_id, run_seq, message,"
-    " payload, at"
-)
 
 
 class RebuildFailed(StoreError):
@@ -398,7 +392,7 @@ def _replay(conn: sqlite3.Connection, runtime_id: str, chunk: int) -> int:
     total = 0
     while True:
         raw = conn.execute(
-            f"SELECT {_EVENT_COLUMNS} FROM events WHERE runtime_id = ? AND seq > ?"
+            f"SELECT {STORED_COLUMNS} FROM events WHERE runtime_id = ? AND seq > ?"
             " ORDER BY seq LIMIT ?",
             (runtime_id, after, chunk),
         ).fetchall()
@@ -412,7 +406,7 @@ def _replay(conn: sqlite3.Connection, runtime_id: str, chunk: int) -> int:
 
 def _decoded(runtime_id: str, raw: tuple[Any, ...]) -> Row:
     try:
-        return Row._make((*raw, load_payload(raw[10])))
+        return stored_row(raw)
     except ValueError as exc:  # a payload that is not JSON: name its event
         raise RebuildFailed(
             runtime_id, Row._make((*raw, {})), f"unreadable payload: {exc}"

@@ -11,9 +11,8 @@ import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from store.codec import load_payload
 from store.database import OpenOptions, close_quietly, open_reader, translate
-from store.projector import INSERT_EVENT, Row, project
+from store.projector import INSERT_EVENT, STORED_COLUMNS, project, stored_row
 from store.schema import PROJECTIONS, create_projection_tables
 
 CHUNK = 5000
@@ -89,13 +88,12 @@ def _rebuild(source: sqlite3.Connection, scratch: sqlite3.Connection, report: Ve
     scratch.execute("BEGIN")
     while True:
         raw = source.execute(
-            "SELECT position, runtime_id, seq, event_id, kind, level, worker_id, run_id, run_seq,"
-            " message, payload, at FROM events WHERE position > ? ORDER BY position LIMIT ?",
+            f"SELECT {STORED_COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?",
             (after, CHUNK),
         ).fetchall()
         if not raw:
             break
-        rows = [Row._make((*r, load_payload(r[10]))) for r in raw]
+        rows = [stored_row(r) for r in raw]
         scratch.executemany(INSERT_EVENT, [r.column_values() for r in rows])
         try:
             project(scratch, rows)
