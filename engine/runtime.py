@@ -528,13 +528,9 @@ class Runtime:
             run.run_seq = record.last_run_seq
             failed.append(run.run_id)
             events.append(
-                self._new(
-                    "run.failed",
-                    f"run {run.run_id} failed: {one_line(reason)}",
-                    worker_id=run.worker_id,
-                    run_id=run.run_id,
-                    run_seq=run.next_seq(),
-                    payload={"error": reason},
+                self._run_event_new(
+                    run, "run.failed", f"run {run.run_id} failed: {one_line(reason)}",
+                    {"error": reason},
                 )
             )
         lasted = datetime.now(UTC) - fault.since

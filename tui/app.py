@@ -229,21 +229,20 @@ class AgentDeckApp(App[int]):
     @work(group="quit", exclusive=True)
     async def action_quit(self) -> None:
         """Quit; first ask if this console hosts runs that quitting would fail."""
-        runtime = self.backend.runtime if self.backend is not None else None
-        if runtime is not None and not self._asking_to_quit:
-            running, queued = runtime.work_in_progress()
-            if running:
-                self._asking_to_quit = True
-                try:
-                    leave = await self.push_screen_wait(
-                        ConfirmScreen(*_quit_question(runtime.runtime_id, running, queued))
-                    )
-                finally:
-                    self._asking_to_quit = False
-                if not leave:
-                    return
-        elif self._asking_to_quit:
+        if self._asking_to_quit:
             return  # the question is on screen already
+        runtime = self.backend.runtime if self.backend is not None else None
+        running, queued = runtime.work_in_progress() if runtime is not None else ([], 0)
+        if runtime is not None and running:
+            self._asking_to_quit = True
+            try:
+                leave = await self.push_screen_wait(
+                    ConfirmScreen(*_quit_question(runtime.runtime_id, running, queued))
+                )
+            finally:
+                self._asking_to_quit = False
+            if not leave:
+                return
         self.exit(0)
 
     def _handle_exception(self, error: Exception) -> None:

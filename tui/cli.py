@@ -172,22 +172,23 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return console_command(args)
     except (UnusableDatabase, FilterError, InvalidRequest) as exc:
-        _say(str(exc))
+        say(str(exc))
         return EXIT_UNUSABLE
     except (StoreError, EngineError) as exc:
-        _say(str(exc))
+        say(str(exc))
         return EXIT_FAILED
     except KeyboardInterrupt:
         return EXIT_OK  # Ctrl-C before any handler was installed: nothing was started
     except Exception as exc:
         from tui.crash_log import crash_line
 
-        _say(crash_line(exc))
+        say(crash_line(exc))
         return EXIT_FAILED
 
 
-def _say(line: str) -> None:
-    """One line on stderr; a terminal that is gone (SIGHUP) just misses it."""
+def say(line: str) -> None:
+    """`agentdeck: line` on stderr, as one safe line; a terminal that is gone (SIGHUP) just
+    misses it. Every command's own lines go through here."""
     try:
         print(f"agentdeck: {clean_line(line)}", file=sys.stderr, flush=True)
     except OSError:

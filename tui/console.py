@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from store.database import OpenOptions, prepare
 from store.errors import ReadOnlyDatabase
 from tui.backend import open_backend
+from tui.cli import say
 from tui.crash_log import crash_line
-from tui.safe_text import clean
 from tui.settings import settings_path
 from tui.shutdown import signalled_status
 
@@ -30,19 +29,11 @@ def console_command(args: argparse.Namespace) -> int:
     )
     code = app.run()
     if app.startup_error:
-        _say(app.startup_error)
+        say(app.startup_error)
         return 2
     if app.crash is not None:
-        _say(crash_line(app.crash))
+        say(crash_line(app.crash))
         return 1
     if app.stop_signal is not None:
         return signalled_status(app.stop_signal)
     return code or 0
-
-
-def _say(line: str) -> None:
-    # After a hang-up there is no terminal left to tell: that is not an error.
-    try:
-        print(f"agentdeck: {clean(line, newlines=False)}", file=sys.stderr, flush=True)
-    except OSError:
-        pass

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import sys
 import time
 
 from engine.errors import StorageUnavailable, StoreFault
@@ -15,7 +14,7 @@ from engine.runtime import Runtime
 from store.errors import StoreError
 from store.event_store import EventStore
 from store.models import RoleIntent, RunStatus
-from tui.safe_text import clean
+from tui.cli import say
 from tui.shutdown import Stop
 
 EXIT_OK, EXIT_FAILED = 0, 1
@@ -46,8 +45,7 @@ async def demo_command(args: argparse.Namespace, stop: Stop) -> int:
     except BaseException:
         await store.close()
         raise
-    faults: list[StoreFault] = []
-    runtime.add_fault_listener(lambda fault: _tell_fault(fault, faults))
+    runtime.add_fault_listener(_tell_fault)
     started = time.monotonic()
     first_position = store.feed.last_position
     inputs = 0
@@ -95,21 +93,18 @@ async def demo_command(args: argparse.Namespace, stop: Stop) -> int:
         flush=True,
     )
     if still is not None:
-        print(
-            f"agentdeck: demo: the database could not be written since {still.since:%H:%M:%S}"
-            f" UTC ({clean(still.reason, newlines=False)}); runs that were running then are"
-            " failed by the next host; free space and check with `agentdeck verify`",
-            file=sys.stderr,
+        say(
+            f"demo: the database could not be written since {still.since:%H:%M:%S} UTC"
+            f" ({still.reason}); runs that were running then are failed by the next host;"
+            " free space and check with `agentdeck verify`"
         )
         return EXIT_FAILED
     return EXIT_OK
 
 
-def _tell_fault(fault: StoreFault | None, seen: list[StoreFault]) -> None:
+def _tell_fault(fault: StoreFault | None) -> None:
     """Say on stderr when writing stops and when it works again."""
     if fault is not None:
-        seen.append(fault)
-        line = f"cannot write to the database ({fault.reason}); holding work until it can"
+        say(f"demo: cannot write to the database ({fault.reason}); holding work until it can")
     else:
-        line = "the database takes writes again; carrying on"
-    print(f"agentdeck: demo: {clean(line, newlines=False)}", file=sys.stderr, flush=True)
+        say("demo: the database takes writes again; carrying on")
