@@ -196,6 +196,15 @@ class AppendRejected(StoreError):
     """The log refused an append for a reason other than its sequence."""
 
 
+class InvalidEvent(AppendRejected):
+    """An event the catalog refuses: an unknown kind, or a payload that does not fit it."""
+
+    def __init__(self, kind: str, problem: str) -> None:
+        self.kind = kind
+        self.problem = problem
+        super().__init__(f"event kind {kind!r} refused: {problem}; nothing was written")
+
+
 class DuplicateEvent(StoreError):
     def __init__(self, event_id: str) -> None:
         self.event_id = event_id

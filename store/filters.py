@@ -24,7 +24,7 @@ import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from store.codec import dump_payload, searchable_text, us_from_dt
+from store.codec import searchable_text, us_from_dt
 from store.errors import FilterError, FilterTooLarge
 from store.models import KIND_RE, RUN_ID_RE, RUNTIME_ID_RE, WORKER_ID_RE, Event, Severity
 
@@ -321,7 +321,7 @@ class Filter:
                 return False
         # Words last: tokenizing the event costs more than all other terms.
         if words:
-            line = _token_line(event.message, dump_payload(event.payload))
+            line = _token_line(event.message, event.payload_json)
             return all(w.test_line(line) != w.negated for w in words)
         return True
 

@@ -2,22 +2,34 @@
 
 The writer calls `project` inside the transaction that appends the events, so
 projections never disagree with the log; `verify` calls the same function on
-a scratch database fed from the log and compares. The store knows event kinds
-only as far as the projections need: the payload keys below are the contract
-between the engine (which emits) and the store (which projects).
+a scratch database fed from the log and compares. What an event does to the
+projections comes from the event catalog (store.catalog): its typed payload,
+the run state machine (`next_run_status`), the worker status a kind moves to
+and which kinds are transcript entries.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
-from typing import Any, NamedTuple
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple, TypeVar
 
+from store import catalog
+from store.catalog import (
+    DiagnosticRaised,
+    Payload,
+    RunCancelled,
+    RunCompleted,
+    RunCreated,
+    RunFailed,
+    RuntimeStarted,
+    TranscriptAppended,
+    WorkerCreated,
+)
 from store.codec import dump_payload, load_payload
+from store.models import RunStatus, WorkerStatus
 
-TERMINAL = ("completed", "failed", "cancelled")
-_PHASES = frozenset({"planning", "executing", "verifying"})
-_TRANSCRIPT_KINDS = frozenset({"worker.input.accepted", "worker.output"})
+P = TypeVar("P", bound=Payload)
 
 
 class Row(NamedTuple):
@@ -35,7 +47,12 @@ class Row(NamedTuple):
     message: str
     payload_json: str
     at: int
-    payload: dict[str, Any]
+    # The payload decoded, for a fold that needs it without `typed`; None from
+    # the writer, which always has `typed`.
+    payload: dict[str, Any] | None
+    # The payload as its catalog model, when the writer already validated it at
+    # submit; None for rows read back from the log (decoded when a fold needs it).
+    typed: Payload | None = None
 
     def column_values(self) -> tuple[Any, ...]:
         return self[:12]
@@ -52,7 +69,7 @@ INSERT_EVENT = f"INSERT INTO events ({STORED_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?,
 
 def stored_row(raw: Sequence[Any]) -> Row:
     """A `Row` from the `events` columns as stored (STORED_COLUMNS order), payload decoded."""
-    return Row._make((*raw, load_payload(raw[10])))
+    return Row._make((*raw, load_payload(raw[10]), None))
 
 
 def project(conn: sqlite3.Connection, rows: Sequence[Row]) -> None:
@@ -86,14 +103,30 @@ def project(conn: sqlite3.Connection, rows: Sequence[Row]) -> None:
     )
 
 
+def row_payload(row: Row) -> dict[str, Any]:
+    """The row's payload as a dict (decoded from its JSON when the row carries none)."""
+    return row.payload if row.payload is not None else load_payload(row.payload_json)
+
+
+def _typed(row: Row, model: type[P]) -> P:
+    """The row's payload as `model` (its kind's catalog model): checked at submit, or now."""
+    typed = row.typed if row.typed is not None else catalog.check(row.kind, row_payload(row))
+    if not isinstance(typed, model):  # a handler registered for the wrong kind: a bug here
+        raise TypeError(f"{row.kind}: payload is a {type(typed).__name__}, not {model.__name__}")
+    return typed
+
+
 def _runtime_started(conn: sqlite3.Connection, row: Row) -> None:
-    limits = row.payload.get("limits") or {}
+    p = _typed(row, RuntimeStarted)
+    # Only the limits the event states (as the payload wrote them), not the defaults
+    # filled in: the projection of a database written before the catalog then stays
+    # byte for byte what its log implies, so verify agrees with it.
+    limits = p.limits.model_dump(mode="json", exclude_unset=True)
     conn.execute(
         "INSERT INTO runtimes (runtime_id, status, last_seq, display_name, limits, created_at,"
         " updated_at) VALUES (?, 'running', ?, ?, ?, ?, ?)"
         " ON CONFLICT (runtime_id) DO UPDATE SET status = 'running'",
-        (row.runtime_id, row.seq, row.payload.get("display_name"), dump_payload(limits),
-         row.at, row.at),
+        (row.runtime_id, row.seq, p.display_name, dump_payload(limits), row.at, row.at),
     )
 
 
@@ -108,27 +141,34 @@ def _runtime_stopped(conn: sqlite3.Connection, row: Row) -> None:
 
 def _worker_created(conn: sqlite3.Connection, row: Row) -> None:
     assert row.worker_id is not None
+    spec = _typed(row, WorkerCreated).spec.model_dump(mode="json", exclude_unset=True)
     conn.execute(
         "INSERT INTO workers (runtime_id, worker_id, worker_no, status, spec, transcript_len,"
         " queued, current_run_id, current_run_status, terminal_event_id, last_seq, created_at,"
-        " updated_at) VALUES (?, ?, ?, 'running', ?, 0, 0, NULL, NULL, NULL, ?, ?, ?)",
-        (row.runtime_id, row.worker_id, int(row.worker_id[2:]),
-         dump_payload(row.payload.get("spec") or {}), row.seq, row.at, row.at),
+        " updated_at) VALUES (?, ?, ?, ?, ?, 0, 0, NULL, NULL, NULL, ?, ?, ?)",
+        (row.runtime_id, row.worker_id, int(row.worker_id[2:]), _worker_status(row),
+         dump_payload(spec), row.seq, row.at, row.at),
     )
 
 
 def _transcript(conn: sqlite3.Connection, row: Row) -> None:
-    p = row.payload
+    p = _typed(row, TranscriptAppended)
     conn.execute(
         "INSERT INTO transcript (runtime_id, worker_id, sequence, role, content, event_id, run_id,"
         " at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (row.runtime_id, row.worker_id, p["sequence"], p["role"], p["content"], row.event_id,
+        (row.runtime_id, row.worker_id, p.sequence, p.role.value, p.content, row.event_id,
          row.run_id, row.at),
     )
     conn.execute(
         "UPDATE workers SET transcript_len = ? WHERE runtime_id = ? AND worker_id = ?",
-        (p["sequence"], row.runtime_id, row.worker_id),
+        (p.sequence, row.runtime_id, row.worker_id),
     )
+
+
+def _worker_status(row: Row) -> str:
+    status = catalog.CATALOG[row.kind].worker_status
+    assert status is not None
+    return status.value
 
 
 def _worker_terminal(conn: sqlite3.Connection, row: Row) -> None:
@@ -136,18 +176,22 @@ def _worker_terminal(conn: sqlite3.Connection, row: Row) -> None:
     conn.execute(
         "UPDATE workers SET status = ?, terminal_event_id = ?"
         " WHERE runtime_id = ? AND worker_id = ? AND status = 'running'",
-        (row.kind.removeprefix("worker."), row.event_id, row.runtime_id, row.worker_id),
+        (_worker_status(row), row.event_id, row.runtime_id, row.worker_id),
     )
 
 
 def _run_created(conn: sqlite3.Connection, row: Row) -> None:
-    p = row.payload
+    p = _typed(row, RunCreated)
+    status = catalog.next_run_status(None, row.kind)
+    assert status is not None
+    # A second run.created of the same run changes nothing in the state machine,
+    # but the append that carries it is a producer's bug: the primary key refuses it.
     conn.execute(
         "INSERT INTO runs (runtime_id, run_id, worker_id, status, prompt, input_sequence,"
         " result_text, error, last_run_seq, created_at, updated_at)"
-        " VALUES (?, ?, ?, 'created', ?, ?, NULL, NULL, ?, ?, ?)",
-        (row.runtime_id, row.run_id, row.worker_id, p.get("prompt", ""),
-         p.get("input_sequence"), row.run_seq or 1, row.at, row.at),
+        " VALUES (?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?, ?)",
+        (row.runtime_id, row.run_id, row.worker_id, status.value, p.prompt, p.input_sequence,
+         row.run_seq or 1, row.at, row.at),
     )
     conn.execute(
         "UPDATE workers SET queued = queued + 1 WHERE runtime_id = ? AND worker_id = ?",
@@ -162,28 +206,36 @@ def _run_status(conn: sqlite3.Connection, row: Row) -> None:
     ).fetchone()
     if found is None:
         return
-    previous, worker_id = found
-    if previous in TERMINAL:
+    previous, worker_id = RunStatus(found[0]), found[1]
+    status = catalog.next_run_status(previous, row.kind)
+    if status is None:
         return  # terminal states stick: a late completion after a cancel changes nothing
-    status = row.kind.removeprefix("run.")
-    p = row.payload
+    result = error = None
+    if status.terminal:
+        p = row.typed if row.typed is not None else catalog.check(row.kind, row_payload(row))
+        # As the log states them: a completion without a result leaves result_text
+        # NULL (not ""), a failure without an error text falls back to its reason.
+        if isinstance(p, RunCompleted):
+            result = p.result if "result" in p.model_fields_set else None
+        elif isinstance(p, RunFailed):
+            error = p.error or p.reason
+        elif isinstance(p, RunCancelled):
+            error = p.reason
     conn.execute(
         "UPDATE runs SET status = ?, result_text = coalesce(?, result_text),"
         " error = coalesce(?, error) WHERE runtime_id = ? AND run_id = ?",
-        (status, p.get("result") if status == "completed" else None,
-         (p.get("error") or p.get("reason")) if status in ("failed", "cancelled") else None,
-         row.runtime_id, row.run_id),
+        (status.value, result, error, row.runtime_id, row.run_id),
     )
-    if previous == "created":
+    if previous is RunStatus.CREATED:
         conn.execute(
             "UPDATE workers SET queued = queued - 1 WHERE runtime_id = ? AND worker_id = ?",
             (row.runtime_id, worker_id),
         )
-    if status in _PHASES:
+    if status.active:
         conn.execute(
             "UPDATE workers SET current_run_id = ?, current_run_status = ?"
             " WHERE runtime_id = ? AND worker_id = ?",
-            (row.run_id, status, row.runtime_id, worker_id),
+            (row.run_id, status.value, row.runtime_id, worker_id),
         )
     else:
         conn.execute(
@@ -194,29 +246,34 @@ def _run_status(conn: sqlite3.Connection, row: Row) -> None:
 
 
 def _diagnostic(conn: sqlite3.Connection, row: Row) -> None:
-    p = row.payload
+    p = _typed(row, DiagnosticRaised)
     conn.execute(
         "INSERT INTO diagnostics (id, runtime_id, severity, code, message, worker_id, event_id, at)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (row.position, row.runtime_id, p.get("severity", "info"), p.get("code", ""),
-         p.get("message", row.message), row.worker_id, row.event_id, row.at),
+        (row.position, row.runtime_id, p.severity.value, p.code, p.message, row.worker_id,
+         row.event_id, row.at),
     )
 
 
+def _handler(spec: catalog.KindSpec) -> Callable[[sqlite3.Connection, Row], None] | None:
+    """What an event of this kind does to the projections (None: only the bookkeeping)."""
+    if spec.transcript:
+        return _transcript
+    if spec.run_status is RunStatus.CREATED:
+        return _run_created
+    if spec.run_status is not None:
+        return _run_status
+    if spec.worker_status is not None:
+        return _worker_created if spec.worker_status is WorkerStatus.RUNNING else _worker_terminal
+    return {
+        "runtime.started": _runtime_started,
+        "runtime.stopped": _runtime_stopped,
+        "diagnostic.raised": _diagnostic,
+    }.get(spec.kind)
+
+
 _HANDLERS = {
-    "runtime.started": _runtime_started,
-    "runtime.stopped": _runtime_stopped,
-    "worker.created": _worker_created,
-    "worker.input.accepted": _transcript,
-    "worker.output": _transcript,
-    "worker.stopped": _worker_terminal,
-    "worker.cancelled": _worker_terminal,
-    "run.created": _run_created,
-    "run.planning": _run_status,
-    "run.executing": _run_status,
-    "run.verifying": _run_status,
-    "run.completed": _run_status,
-    "run.failed": _run_status,
-    "run.cancelled": _run_status,
-    "diagnostic.raised": _diagnostic,
+    kind: handler
+    for kind, spec in catalog.CATALOG.items()
+    if (handler := _handler(spec)) is not None
 }

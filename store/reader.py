@@ -11,13 +11,11 @@ import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
-from uuid import UUID
 
 import aiosqlite
 
-from store.codec import dt_from_us, load_payload
 from store.database import OpenOptions, open_reader, translate
-from store.errors import LimitTooLarge, StoreError
+from store.errors import LimitTooLarge, StoreClosed, StoreError
 from store.filters import Filter, register_sql_functions
 from store.models import (
     Batch,
@@ -25,62 +23,31 @@ from store.models import (
     Diagnostic,
     Event,
     HostLease,
-    Limits,
-    Role,
     RunRecord,
-    RunStatus,
     RuntimeRecord,
-    RuntimeStatus,
-    Severity,
-    TranscriptEntry,
     TranscriptPage,
     WorkerRecord,
     WorkerRef,
-    WorkerSpec,
     WorkerStatus,
+)
+from store.records import (
+    construct,
+    diagnostics_from_rows,
+    events_from_rows,
+    host_from_row,
+    run_from_row,
+    runtime_from_row,
+    transcript_from_rows,
+    worker_from_row,
 )
 
 EVENT_COLUMNS = (
     "e.position, e.runtime_id, e.seq, e.event_id, e.kind, e.level, e.worker_id, e.run_id,"
     " e.run_seq, e.message, e.payload, e.at"
 )
+"""The columns store.records.events_from_rows reads (the same order as store.projector.Row)."""
 DEFAULT_MAX_BATCH = 10_000
 DEFAULT_MAX_TRANSCRIPT = 500
-
-
-_set = object.__setattr__
-_EVENT_FIELDS = frozenset(Event.model_fields)
-
-
-def event_from_row(row: tuple[Any, ...]) -> Event:
-    """Build an Event from a stored row without re-validating what the writer validated.
-
-    This is `Event.model_construct` without its per-call bookkeeping (field
-    defaults, the fields-set computation): the row always has every field, and
-    building events is most of the cost of a read.
-    """
-    event = Event.__new__(Event)
-    _set(
-        event,
-        "__dict__",
-        {
-            "position": row[0],
-            "runtime_id": row[1],
-            "seq": row[2],
-            "event_id": UUID(row[3]),
-            "kind": row[4],
-            "worker_id": row[6],
-            "run_id": row[7],
-            "run_seq": row[8],
-            "message": row[9],
-            "payload": load_payload(row[10]),
-            "at": dt_from_us(row[11]),
-        },
-    )
-    _set(event, "__pydantic_fields_set__", _EVENT_FIELDS)
-    _set(event, "__pydantic_extra__", None)
-    _set(event, "__pydantic_private__", None)
-    return event
 
 
 def _connector(path: Path, options: OpenOptions) -> Any:
@@ -121,8 +88,6 @@ class Reader:
 
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
         if self._conn is None:
-            from store.errors import StoreClosed
-
             raise StoreClosed()
         try:
             rows = await self._conn.execute_fetchall(sql, tuple(params))
@@ -194,9 +159,10 @@ class Reader:
         self._check("event batch", limit, self.max_batch)
         rows = await self._log_rows(position, limit + 1, flt, newest_first=False)
         has_more = len(rows) > limit
-        events = [event_from_row(r) for r in rows[:limit]]
+        events = events_from_rows(rows[:limit])
         last = events[-1].position if events else position
-        return Batch(events=events, cursor=Cursor(position=last), has_more=has_more)
+        cursor = construct(Cursor, {"position": last})
+        return construct(Batch, {"events": events, "cursor": cursor, "has_more": has_more})
 
     async def read_before(
         self, position: int, limit: int, flt: Filter | None = None
@@ -204,7 +170,7 @@ class Reader:
         """Events with position < `position`, newest first (scrolling back through history)."""
         self._check("event batch", limit, self.max_batch)
         rows = await self._log_rows(position, limit, flt, newest_first=True)
-        return [event_from_row(r) for r in rows]
+        return events_from_rows(rows)
 
     async def read_runtime(self, runtime_id: str, after_seq: int, limit: int) -> list[Event]:
         self._check("event batch", limit, self.max_batch)
@@ -213,7 +179,7 @@ class Reader:
             " ORDER BY e.seq LIMIT ?",
             (runtime_id, after_seq, limit),
         )
-        return [event_from_row(r) for r in rows]
+        return events_from_rows(rows)
 
     async def read_run(
         self, runtime_id: str, run_id: str, after_run_seq: int, limit: int
@@ -224,7 +190,7 @@ class Reader:
             " AND e.run_seq > ? ORDER BY e.run_seq LIMIT ?",
             (runtime_id, run_id, after_run_seq, limit),
         )
-        return [event_from_row(r) for r in rows]
+        return events_from_rows(rows)
 
     async def last_seq(self, runtime_id: str) -> int:
         row = await self.fetchone(
@@ -239,7 +205,7 @@ class Reader:
             "SELECT runtime_id, status, last_seq, display_name, limits, created_at, updated_at"
             " FROM runtimes ORDER BY runtime_id"
         )
-        return [_runtime(r) for r in rows]
+        return [runtime_from_row(r) for r in rows]
 
     async def runtime(self, runtime_id: str) -> RuntimeRecord | None:
         row = await self.fetchone(
@@ -247,7 +213,7 @@ class Reader:
             " FROM runtimes WHERE runtime_id = ?",
             (runtime_id,),
         )
-        return _runtime(row) if row else None
+        return runtime_from_row(row) if row else None
 
     async def workers_by_status(self, runtime_id: str) -> dict[WorkerStatus, int]:
         rows = await self.fetchall(
@@ -261,34 +227,34 @@ class Reader:
 
     async def workers(self, runtime_id: str) -> list[WorkerRecord]:
         rows = await self.fetchall(
-            f"SELECT {_WORKER_COLUMNS} FROM workers WHERE runtime_id = ? ORDER BY worker_no",
+            f"SELECT {WORKER_COLUMNS} FROM workers WHERE runtime_id = ? ORDER BY worker_no",
             (runtime_id,),
         )
-        return [_worker(r) for r in rows]
+        return [worker_from_row(r) for r in rows]
 
     async def worker(self, runtime_id: str, worker_id: str) -> WorkerRecord | None:
         row = await self.fetchone(
-            f"SELECT {_WORKER_COLUMNS} FROM workers WHERE runtime_id = ? AND worker_id = ?",
+            f"SELECT {WORKER_COLUMNS} FROM workers WHERE runtime_id = ? AND worker_id = ?",
             (runtime_id, worker_id),
         )
-        return _worker(row) if row else None
+        return worker_from_row(row) if row else None
 
     async def runs(self, runtime_id: str, worker_id: str, limit: int = 100) -> list[RunRecord]:
         """A worker's most recent runs, newest first."""
         self._check("run list", limit, self.max_batch)
         rows = await self.fetchall(
-            f"SELECT {_RUN_COLUMNS} FROM runs WHERE runtime_id = ? AND worker_id = ?"
+            f"SELECT {RUN_COLUMNS} FROM runs WHERE runtime_id = ? AND worker_id = ?"
             " ORDER BY created_at DESC, run_id DESC LIMIT ?",
             (runtime_id, worker_id, limit),
         )
-        return [_run(r) for r in rows]
+        return [run_from_row(r) for r in rows]
 
     async def run(self, runtime_id: str, run_id: str) -> RunRecord | None:
         row = await self.fetchone(
-            f"SELECT {_RUN_COLUMNS} FROM runs WHERE runtime_id = ? AND run_id = ?",
+            f"SELECT {RUN_COLUMNS} FROM runs WHERE runtime_id = ? AND run_id = ?",
             (runtime_id, run_id),
         )
-        return _run(row) if row else None
+        return run_from_row(row) if row else None
 
     async def newest_run_ids(self, runtime_id: str) -> dict[str, str]:
         """Each worker's most recent run id, in one indexed query (for a host's restore)."""
@@ -303,11 +269,11 @@ class Reader:
     async def open_runs(self, runtime_id: str) -> list[RunRecord]:
         """Runs not yet terminal (queued or active), oldest first."""
         rows = await self.fetchall(
-            f"SELECT {_RUN_COLUMNS} FROM runs WHERE runtime_id = ?"
+            f"SELECT {RUN_COLUMNS} FROM runs WHERE runtime_id = ?"
             " AND status NOT IN ('completed', 'failed', 'cancelled') ORDER BY created_at, run_id",
             (runtime_id,),
         )
-        return [_run(r) for r in rows]
+        return [run_from_row(r) for r in rows]
 
     async def transcript(self, ref: WorkerRef, start: int, limit: int) -> TranscriptPage:
         """Entries `start`.. (0-based) of a worker's transcript, at most `limit`."""
@@ -325,18 +291,12 @@ class Reader:
             " ORDER BY sequence LIMIT ?",
             (ref.runtime_id, ref.worker_id, start, limit),
         )
-        items = [
-            TranscriptEntry.model_construct(
-                runtime_id=r[0], worker_id=r[1], sequence=r[2], role=Role(r[3]), content=r[4],
-                event_id=UUID(r[5]), run_id=r[6], at=dt_from_us(r[7]),
-            )
-            for r in rows
-        ]
+        items = transcript_from_rows(rows)
         end = start + len(items)
-        return TranscriptPage(
-            ref=ref, start=start, limit=limit, items=items, total_items=total,
-            next_start=end if end < total else None,
-        )
+        return construct(TranscriptPage, {
+            "ref": ref, "start": start, "limit": limit, "items": items, "total_items": total,
+            "next_start": end if end < total else None,
+        })
 
     async def diagnostics(self, runtime_id: str, limit: int = 1000) -> list[Diagnostic]:
         self._check("diagnostic list", limit, self.max_batch)
@@ -345,13 +305,7 @@ class Reader:
             " FROM diagnostics WHERE runtime_id = ? ORDER BY id DESC LIMIT ?",
             (runtime_id, limit),
         )
-        return [
-            Diagnostic(
-                id=r[0], runtime_id=r[1], severity=Severity(r[2]), code=r[3], message=r[4],
-                worker_id=r[5], event_id=UUID(r[6]), at=dt_from_us(r[7]),
-            )
-            for r in rows
-        ]
+        return diagnostics_from_rows(rows)
 
     async def diagnostic_count(self, runtime_id: str) -> int:
         row = await self.fetchone(
@@ -363,46 +317,14 @@ class Reader:
         rows = await self.fetchall(
             "SELECT runtime_id, pid, host_name, started_at, heartbeat_at FROM hosts"
         )
-        return {
-            r[0]: HostLease(
-                runtime_id=r[0], pid=r[1], host_name=r[2], started_at=dt_from_us(r[3]),
-                heartbeat_at=dt_from_us(r[4]),
-            )
-            for r in rows
-        }
+        return {r[0]: host_from_row(r) for r in rows}
 
 
-_WORKER_COLUMNS = (
+WORKER_COLUMNS = (
     "runtime_id, worker_id, status, spec, transcript_len, queued, current_run_id,"
     " current_run_status, terminal_event_id, last_seq, created_at, updated_at"
 )
-_RUN_COLUMNS = (
+RUN_COLUMNS = (
     "runtime_id, run_id, worker_id, status, prompt, input_sequence, result_text, error,"
     " last_run_seq, created_at, updated_at"
 )
-
-
-def _runtime(r: tuple[Any, ...]) -> RuntimeRecord:
-    return RuntimeRecord(
-        runtime_id=r[0], status=RuntimeStatus(r[1]), last_seq=r[2], display_name=r[3],
-        limits=Limits.model_validate(load_payload(r[4])), created_at=dt_from_us(r[5]),
-        updated_at=dt_from_us(r[6]),
-    )
-
-
-def _worker(r: tuple[Any, ...]) -> WorkerRecord:
-    return WorkerRecord(
-        runtime_id=r[0], worker_id=r[1], status=WorkerStatus(r[2]),
-        spec=WorkerSpec.model_validate_json(r[3]), transcript_len=r[4], queued=r[5],
-        current_run_id=r[6], current_run_status=RunStatus(r[7]) if r[7] else None,
-        terminal_event_id=UUID(r[8]) if r[8] else None, last_seq=r[9],
-        created_at=dt_from_us(r[10]), updated_at=dt_from_us(r[11]),
-    )
-
-
-def _run(r: tuple[Any, ...]) -> RunRecord:
-    return RunRecord(
-        runtime_id=r[0], run_id=r[1], worker_id=r[2], status=RunStatus(r[3]), prompt=r[4],
-        input_sequence=r[5], result_text=r[6], error=r[7], last_run_seq=r[8],
-        created_at=dt_from_us(r[9]), updated_at=dt_from_us(r[10]),
-    )

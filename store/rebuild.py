@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from store.database import OpenOptions, close_quietly, open_reader, translate
-from store.errors import StoreError
+from store.errors import InvalidEvent, StoreError
 from store.projector import STORED_COLUMNS, Row, project, stored_row
 from store.schema import PROJECTIONS
 
@@ -409,7 +409,7 @@ def _decoded(runtime_id: str, raw: tuple[Any, ...]) -> Row:
         return stored_row(raw)
     except ValueError as exc:  # a payload that is not JSON: name its event
         raise RebuildFailed(
-            runtime_id, Row._make((*raw, {})), f"unreadable payload: {exc}"
+            runtime_id, Row._make((*raw, {}, None)), f"unreadable payload: {exc}"
         ) from None
 
 
@@ -446,6 +446,12 @@ def _find_culprit(
         except Exception as exc:
             if not _is_fold_error(exc):
                 raise
-            raise RebuildFailed(runtime_id, row, repr(exc)) from None
+            raise RebuildFailed(runtime_id, row, _problem(exc)) from None
     # Event by event it folds, but not as one chunk: still a failure to report.
-    raise RebuildFailed(runtime_id, None, repr(first))
+    raise RebuildFailed(runtime_id, None, _problem(first))
+
+
+def _problem(exc: Exception) -> str:
+    if isinstance(exc, InvalidEvent):  # a log written before the catalog, or edited by hand
+        return f"its payload does not fit the event catalog: {exc.problem}"
+    return repr(exc)

@@ -19,7 +19,7 @@ APPLICATION_ID = 0x41444B31  # "ADK1"
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     1: (
         # The log. `position` is declared so no VACUUM can renumber it; `at` is
-        # UTC microseconds; `level` is derived from the kind (store.levels).
+        # UTC microseconds; `level` is derived from the kind (store.catalog.level_of).
         """
         CREATE TABLE events (
             position   INTEGER PRIMARY KEY,

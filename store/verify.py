@@ -11,8 +11,10 @@ import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from store import catalog
 from store.database import OpenOptions, close_quietly, open_reader, translate
-from store.projector import INSERT_EVENT, STORED_COLUMNS, project, stored_row
+from store.errors import InvalidEvent
+from store.projector import INSERT_EVENT, STORED_COLUMNS, Row, project, row_payload, stored_row
 from store.schema import PROJECTIONS, create_projection_tables
 
 CHUNK = 5000
@@ -100,8 +102,24 @@ def _rebuild(source: sqlite3.Connection, scratch: sqlite3.Connection, report: Ve
         except sqlite3.IntegrityError as exc:
             report.problems.append(f"log: replaying events {rows[0].position}..: {exc}")
             break
+        except InvalidEvent as exc:  # a log written before the catalog, or edited by hand
+            report.problems.append(_misfit(rows, exc))
+            break
         after = rows[-1].position
     scratch.execute("COMMIT")
+
+
+def _misfit(rows: list[Row], exc: InvalidEvent) -> str:
+    """The problem line naming the first of `rows` whose payload does not fit the catalog."""
+    for row in rows:
+        try:
+            catalog.check(row.kind, row_payload(row))
+        except InvalidEvent as misfit:
+            return (
+                f"log: event {row.position} (runtime {row.runtime_id} seq {row.seq}, {row.kind})"
+                f" does not fit the event catalog ({misfit.problem})"
+            )
+    return f"log: replaying events {rows[0].position}..: {exc}"
 
 
 def _compare(

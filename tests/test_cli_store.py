@@ -15,7 +15,7 @@ import pytest
 from store.event_store import EventStore
 from store.models import Event
 from store.schema import LATEST_VERSION
-from tests.store.support import AGENTDECK, child_env, new_event, wait_for_line
+from tests.store.support import AGENTDECK, child_env, new_event, step_event, wait_for_line
 
 
 def agentdeck(*args: object, timeout: float = 30) -> subprocess.CompletedProcess[str]:
@@ -48,7 +48,8 @@ async def _populate(path: Path) -> list[Event]:
             new_event("run.created", worker_id="w-1", run_id="r-1", run_seq=2,
                       payload={"prompt": "héllo", "input_sequence": 1}),
             new_event("run.failed", worker_id="w-1", run_id="r-1", run_seq=3,
-                      message="run r-1 failed", payload={"error": "exit 3", "nested": {"a": [1, None]}}),
+                      message="run r-1 failed", payload={"error": "exit 3", "exit_code": 3, "ended_processes": [
+                          {"pid": 41, "pgid": None, "command": "make"}]}),
         ])
         third = await store.append("local", 0, [new_event("diagnostic.raised", payload={
             "severity": "warning", "code": "x.y", "message": "careful"})])
@@ -70,9 +71,9 @@ def test_events_json_is_one_event_object_a_line(populated: tuple[Path, list[Even
     assert len(lines) == len(events)
     for line, event in zip(lines, events, strict=True):
         obj = json.loads(line)
-        assert set(obj) == set(Event.model_fields)
+        assert set(obj) == set(Event.FIELDS)
         assert obj == event.to_json_dict()
-        assert Event.model_validate(obj) == event
+        assert Event.from_json_dict(obj) == event
 
 
 def test_events_filter_after_and_limit(populated: tuple[Path, list[Event]]) -> None:
@@ -118,7 +119,7 @@ def test_events_follow_shows_another_process_and_stops_on_ctrl_c(
             async with await EventStore.open(path, watch=False) as store:
                 out = []
                 for i in range(3):
-                    out += await store.append("ci", None, [new_event("follow.me", payload={"i": i})])
+                    out += await store.append("ci", None, [step_event(i)])
                     await asyncio.sleep(0.05)
                 return out
 

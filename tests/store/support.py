@@ -26,11 +26,21 @@ PROGRAMS = Path(__file__).parent / "programs"
 AGENTDECK = Path(sys.executable).parent / "agentdeck"
 
 
-def new_event(kind: str = "test.event", **fields: Any) -> NewEvent:
+NEUTRAL_KIND = "exec.session.input"
+"""The kind `new_event` makes by default: in the catalog, every payload key optional
+(store.catalog.ProcessFacts), level info, and nothing to project but the bookkeeping."""
+
+
+def new_event(kind: str = NEUTRAL_KIND, **fields: Any) -> NewEvent:
     """A NewEvent with a fresh UUIDv7 and the current time unless given."""
     fields.setdefault("event_id", uuid7())
     fields.setdefault("at", datetime.now(UTC))
     return NewEvent(kind=kind, **fields)
+
+
+def step_event(step: int, title: str = "a step", **fields: Any) -> NewEvent:
+    """A `run.step.started` carrying a number of the test's own in `payload["step"]`."""
+    return new_event("run.step.started", payload={"step": step, "title": title}, **fields)
 
 
 def program(name: str, *args: object) -> list[str]:

@@ -71,7 +71,7 @@ def test_consoles_racing_to_create_a_database_all_open_it(tmp_path: Path, round_
     async def check() -> None:
         async with await EventStore.open(path, read_only=True, watch=False) as store:
             log = await read_all(store)
-            assert sorted(e.payload["name"] for e in log) == sorted(f"p{i}" for i in range(PROCESSES))
+            assert sorted(e.payload["title"] for e in log) == sorted(f"p{i}" for i in range(PROCESSES))
             assert [e.seq for e in log] == list(range(1, PROCESSES + 1))
             assert (await store.verify()).ok
 

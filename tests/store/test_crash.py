@@ -59,8 +59,9 @@ async def _check(db: Path, acked: dict[str, Ack]) -> int:
     per_runtime: dict[str, list[int]] = collections.defaultdict(list)
     for e in log:
         per_runtime[e.runtime_id].append(e.seq)
-        p = e.payload
-        bursts[p["burst"]].append((p["i"], p["n"], e.position, e.seq, e.runtime_id))
+        burst, of = e.message.split()  # "BURST I/N" (crash_writer.burst_events)
+        i, n = of.split("/")
+        bursts[burst].append((int(i), int(n), e.position, e.seq, e.runtime_id))
     for runtime_id, seqs in per_runtime.items():
         assert seqs == list(range(1, len(seqs) + 1)), f"{runtime_id}: seq gap"
     # No partial transaction: every burst in the log is complete and contiguous.

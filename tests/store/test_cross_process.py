@@ -10,7 +10,7 @@ from pathlib import Path
 from store.event_store import EventStore
 from store.feed import ChangeWatcher
 from store.models import Event
-from tests.store.support import collect, new_event, read_all, spawn, wait_for_line
+from tests.store.support import collect, new_event, read_all, spawn, step_event, wait_for_line
 
 
 def _go(*procs: subprocess.Popen[str]) -> None:
@@ -35,7 +35,7 @@ async def test_another_process_commits_arrive_interleaved_in_order(db_path: Path
                 _go(child)
                 mine: list[Event] = []
                 for i in range(100):
-                    mine += await store.append("parent", None, [new_event(payload={"i": i})])
+                    mine += await store.append("parent", None, [step_event(i)])
                     await asyncio.sleep(0.003)
                 events, lags = await collect(sub, 300, timeout=20)
             await asyncio.to_thread(_finish, child)
@@ -48,7 +48,7 @@ async def test_another_process_commits_arrive_interleaved_in_order(db_path: Path
     assert events == log
     assert [e.position for e in events] == list(range(1, 301))
     theirs = [e for e in events if e.runtime_id == "child"]
-    assert [e.payload["n"] for e in theirs] == list(range(200))
+    assert [e.payload["step"] for e in theirs] == list(range(200))
     assert [e.seq for e in theirs] == list(range(1, 201))
     assert [e.event_id for e in events if e.runtime_id == "parent"] == [e.event_id for e in mine]
     # The two streams did overlap: some child commit landed between two of ours.
@@ -72,7 +72,7 @@ async def test_a_read_only_observer_sees_another_process_live(db_path: Path) -> 
             if child.poll() is None:
                 child.kill()
     assert [e.position for e in events] == list(range(4, 124))
-    assert [e.payload["n"] for e in events] == list(range(120))
+    assert [e.payload["step"] for e in events] == list(range(120))
 
 
 class _PollOnly(ChangeWatcher):
@@ -129,7 +129,8 @@ def test_two_processes_racing_on_one_runtime_win_each_seq_once(db_path: Path) ->
     # Exactly one winner for each seq, and each process's claims match the log.
     assert sorted(wins["left"] + wins["right"]) == list(range(1, target + 1))
     for e in log:
-        assert e.payload["writer"] in wins and e.seq in wins[e.payload["writer"]]
-        assert e.payload["expected"] == e.seq - 1
+        # seq_racer: the title names the writer, the step is the seq it expected
+        assert e.payload["title"] in wins and e.seq in wins[e.payload["title"]]
+        assert e.payload["step"] == e.seq - 1
     assert all(r["wins"] for r in results), f"one process never won: {results}"
     assert sum(r["conflicts"] for r in results) > 0, "the processes never actually raced"

@@ -15,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from store.catalog import level_of
 from store.codec import dump_payload, searchable_text, us_from_dt
 from store.errors import FilterError, FilterTooLarge
 from store.event_store import EventStore
@@ -26,7 +27,6 @@ from store.filters import (
     register_sql_functions,
     tokenize,
 )
-from store.levels import level_of
 from store.models import Event
 from store.schema import migrate
 from store.search import index_step

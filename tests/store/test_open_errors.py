@@ -40,6 +40,7 @@ from tests.store.support import (
     sidecars,
     snapshot,
     spawn,
+    step_event,
     wait_for_line,
 )
 
@@ -49,7 +50,7 @@ async def _make_db(path: Path, events: int = 200, message_size: int = 10) -> Non
         for start in range(0, events, 100):
             await store.append(
                 "rt", None,
-                [new_event(message="m" * message_size, payload={"i": start + i})
+                [step_event(start + i, message="m" * message_size)
                  for i in range(min(100, events - start))],
             )
         await store.index_now()

@@ -22,7 +22,7 @@ from store.errors import DuplicateEvent, SequenceConflict
 from store.event_store import EventStore
 from store.filters import parse_filter
 from store.models import Event, NewEvent, WorkerRef
-from tests.store.support import collect, new_event, read_all
+from tests.store.support import collect, new_event, read_all, step_event
 
 T = TypeVar("T")
 EXAMPLES = settings(max_examples=30, deadline=None)
@@ -58,7 +58,7 @@ walk_steps = st.lists(
 
 @EXAMPLES
 @given(steps=walk_steps, drain=st.lists(st.integers(1, 9), min_size=1, max_size=5),
-       flt=st.sampled_from(["", "runtime:a", "kind:walk.even"]))
+       flt=st.sampled_from(["", "runtime:a", "kind:run.*"]))
 def test_cursor_walk_sees_every_event_once_in_order(
     steps: list[tuple[Any, ...]], drain: list[int], flt: str
 ) -> None:
@@ -81,9 +81,10 @@ def test_cursor_walk_sees_every_event_once_in_order(
         for step in steps:
             if step[0] == "append":
                 _, runtime_id, count = step
-                kinds = ["walk.even" if (n + i) % 2 == 0 else "walk.odd" for i in range(count)]
+                # every other event a run.* (run.step.started), the rest exec.session.input
+                events = [step_event(n + i) if (n + i) % 2 == 0 else new_event() for i in range(count)]
                 n += count
-                await store.append(runtime_id, None, [new_event(k) for k in kinds])
+                await store.append(runtime_id, None, events)
             else:
                 await read(step[1])
         i = 0
@@ -211,7 +212,8 @@ class EngineModel:
 
     def step(self, run: RunModel) -> list[NewEvent]:
         return [self.new("run.step.started", worker_id=run.worker_id, run_id=run.run_id,
-                         run_seq=run.next_seq(), message="a step with no projection")]
+                         run_seq=run.next_seq(), message="a step with no projection",
+                         payload={"step": 1, "title": "a step"})]
 
     def end_worker(self, worker: WorkerModel, verb: str) -> list[NewEvent]:
         event = self.new(f"worker.{verb}", worker_id=worker.worker_id, payload={"reason": verb})
@@ -395,7 +397,7 @@ def test_conflicting_appends_never_land(plan: list[tuple[str, str, int, int]]) -
             batch.clear()
 
         for runtime_id, how, count, together in plan:
-            events = [new_event(payload={"how": how}) for _ in range(count)]
+            events = [new_event(message=how) for _ in range(count)]
             if how == "dup" and earlier:
                 events[-1] = new_event(event_id=earlier[0].event_id)
             exp: int | None = {
@@ -434,18 +436,28 @@ def test_conflicting_appends_never_land(plan: list[tuple[str, str, int, int]]) -
 # and what a later reader replays are the same events
 # ---------------------------------------------------------------------------
 
-json_like = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=6),
-    lambda inner: (
-        st.lists(inner, max_size=3)
-        | st.tuples(inner, inner)  # not JSON: stored (and so replayed) as a list
-        | st.dictionaries(st.text(max_size=4), inner, max_size=3)
-    ),
-    max_leaves=8,
+# Payloads of run.failed (store.catalog.RunFailed), the catalog's richest shape: text,
+# integers of any size, floats (infinities too), None, lists, and a list of objects.
+texts = st.text(max_size=6)
+run_failed_payloads = st.fixed_dictionaries(
+    {"error": st.text(max_size=12)},
+    optional={
+        # a tuple is not JSON: stored (and so replayed) as a list
+        "argv": st.lists(texts, max_size=3) | st.tuples(texts, texts),
+        "exit_code": st.none() | st.integers(),
+        "duration_s": st.floats(allow_nan=False),
+        "stderr_tail": st.lists(texts, max_size=3),
+        "ended_processes": st.lists(
+            st.fixed_dictionaries(
+                {"pid": st.integers()}, optional={"pgid": st.none() | st.integers(), "command": texts}
+            ),
+            max_size=2,
+        ),
+    },
 )
 zones = st.sampled_from([UTC, timezone(timedelta(hours=5, minutes=30)), timezone(-timedelta(hours=8))])
 appended = st.tuples(
-    st.dictionaries(st.text(max_size=6), json_like, max_size=4),
+    run_failed_payloads,
     st.text(max_size=12),
     st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=zones),
 )
@@ -460,7 +472,7 @@ def test_replay_equals_live(batches: list[list[tuple[dict[str, Any], str, dateti
             assert len(await sub.next_batch()) == 1  # replayed; from here on it is live
             returned: list[Event] = []
             for batch in batches:
-                sent = [new_event(payload=p, message=m, at=at) for p, m, at in batch]
+                sent = [new_event("run.failed", payload=p, message=m, at=at) for p, m, at in batch]
                 got = await store.append("rt", None, sent)
                 assert [(e.event_id, e.message, e.at) for e in got] == [
                     (n.event_id, n.message, n.at) for n in sent

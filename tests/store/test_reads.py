@@ -11,7 +11,7 @@ from store.errors import LimitTooLarge, StoreError
 from store.event_store import EventStore
 from store.filters import parse_filter
 from store.models import NewEvent, WorkerRef
-from tests.store.support import eventually, new_event
+from tests.store.support import eventually, new_event, step_event
 
 
 def _output(seq: int, run_id: str | None = None) -> NewEvent:
@@ -22,7 +22,7 @@ def _output(seq: int, run_id: str | None = None) -> NewEvent:
 
 
 async def test_reads_by_runtime_run_and_position(store: EventStore) -> None:
-    await store.append("a", None, [new_event("worker.created", worker_id="w-1")])
+    await store.append("a", None, [new_event("worker.created", worker_id="w-1", payload={"spec": {}})])
     await store.append("b", None, [new_event() for _ in range(3)])
     await store.append("a", None, [_output(i, "r-1") for i in range(1, 6)])
     assert [e.seq for e in await store.read_runtime("a", 2, 3)] == [3, 4, 5]
@@ -38,7 +38,7 @@ async def test_reads_by_runtime_run_and_position(store: EventStore) -> None:
 
 
 async def test_transcript_pages(store: EventStore) -> None:
-    await store.append("a", None, [new_event("worker.created", worker_id="w-1")])
+    await store.append("a", None, [new_event("worker.created", worker_id="w-1", payload={"spec": {}})])
     await store.append("a", None, [_output(i) for i in range(1, 13)])
     ref = WorkerRef(runtime_id="a", worker_id="w-1")
     page = await store.transcript(ref, 0, 5)
@@ -67,11 +67,11 @@ async def test_free_text_search_is_exact_before_and_after_indexing(db_path: Path
     flt = parse_filter("timeout")
     async with await EventStore.open(db_path, watch=False, index=False) as store:
         for i in range(40):
-            await store.append("rt", None, [new_event(message=words[i % 4], payload={"i": i})])
+            await store.append("rt", None, [step_event(i, message=words[i % 4])])
         # Nothing indexed yet: the unindexed tail is searched directly.
         assert await store.indexed_position() == 0
         unindexed = (await store.read_after(0, 100, flt)).events
-    assert [e.payload["i"] % 4 for e in unindexed] == [0, 2] * 10
+    assert [e.payload["step"] % 4 for e in unindexed] == [0, 2] * 10
     async with await EventStore.open(db_path, watch=False) as store:
         # The indexer catches up on open, off the write path.
         await eventually(lambda: _indexed_all(store), what="the indexer to catch up")
@@ -87,7 +87,7 @@ async def _indexed_all(store: EventStore) -> bool:
 
 async def test_verify_reports_a_gap_and_tampered_projections(db_path: Path) -> None:
     async with await EventStore.open(db_path, watch=False) as store:
-        await store.append("a", None, [new_event("worker.created", worker_id="w-1")])
+        await store.append("a", None, [new_event("worker.created", worker_id="w-1", payload={"spec": {}})])
         await store.append("a", None, [_output(i) for i in range(1, 6)])
         assert (await store.verify()).ok
     conn = sqlite3.connect(db_path)

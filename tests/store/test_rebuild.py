@@ -408,7 +408,7 @@ async def test_a_failed_rebuild_changes_nothing(
         await store.run_job(lambda conn: rebuild_projections(conn, "alpha", chunk=chunk))
     message = str(failed.value)
     assert f"event seq {seq} (worker.output" in message
-    assert "KeyError('sequence')" in message
+    assert "its payload does not fit the event catalog: sequence: Field required" in message
     assert "nothing was changed" in message
     assert failed.value.runtime_id == "alpha"
     assert whole_file(db_path) == before
@@ -420,7 +420,7 @@ async def test_a_failed_rebuild_changes_nothing(
         await store.repair_projections("alpha")
     assert whole_file(db_path) == before
     # The writer survived its failed jobs.
-    await store.append("beta", None, [new_event("note.written")])
+    await store.append("beta", None, [new_event()])
 
 
 async def test_an_unreadable_payload_fails_the_rebuild_naming_its_event(
@@ -433,6 +433,21 @@ async def test_an_unreadable_payload_fails_the_rebuild_naming_its_event(
     with pytest.raises(RebuildFailed, match=f"runtime beta: .* event seq {seq} "):
         await store.rebuild_projections("beta")
     assert whole_file(db_path) == before
+
+
+async def test_verify_names_a_logged_event_that_does_not_fit_the_catalog(
+    store: EventStore, db_path: Path
+) -> None:
+    """A log written before the catalog (or by hand) is reported by verify, not a crash."""
+    await fill(store)
+    position = await store.last_position() + 1
+    seq = insert_raw_event(db_path, "alpha", "worker.output", "w-1", '{"role":"user","content":"x"}')
+    report = verify_file(db_path)
+    assert not report.ok
+    assert report.problems[0] == (
+        f"log: event {position} (runtime alpha seq {seq}, worker.output) does not fit the event"
+        " catalog (sequence: Field required)"
+    )
 
 
 async def test_a_duplicate_worker_in_the_log_fails_the_rebuild(
@@ -487,7 +502,8 @@ async def test_runs_check_counts_run_created_not_run_ids(store: EventStore) -> N
     # A driver's run event for a run the engine never opened: the fold makes no
     # row, so the quick distinct-run-id count differs and the exact count decides.
     await store.append(
-        "alpha", None, [log.ev("run.step.started", worker_id="w-1", run_id="r-stray", run_seq=1)]
+        "alpha", None, [log.ev("run.step.started", worker_id="w-1", run_id="r-stray", run_seq=1,
+                               payload={"step": 1, "title": "stray"})]
     )
     assert await store.projection_problems("alpha") == []
 

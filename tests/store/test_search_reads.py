@@ -28,6 +28,15 @@ FILTERS = (
 )
 
 
+def _payload(kind: str, word: str) -> dict[str, object]:
+    """A payload of `kind` (as the catalog has it) with `word` in it, for the text search."""
+    if kind == "run.failed":
+        return {"error": word}
+    if kind == "run.step.started":
+        return {"step": 1, "title": word}
+    return {"reason": word}  # exec.command.*
+
+
 async def _fill(store: EventStore, count: int) -> None:
     rng = random.Random(7)
     for i in range(count):
@@ -43,7 +52,7 @@ async def _fill(store: EventStore, count: int) -> None:
                     kind,
                     worker_id=f"w-{rng.randint(1, 3)}",
                     message=f"{i}: {words}",
-                    payload={"detail": rng.choice(WORDS)},
+                    payload=_payload(kind, rng.choice(WORDS)),
                 )
             ],
         )

@@ -8,14 +8,14 @@ import random
 from store.event_store import EventStore
 from store.filters import parse_filter
 from store.models import Event, Lag
-from tests.store.support import collect, eventually, new_event, read_all
+from tests.store.support import collect, eventually, new_event, read_all, step_event
 
 
 async def _produce(store: EventStore, total: int, rng: random.Random, runtime_id: str = "rt") -> None:
     done = 0
     while done < total:
         size = min(rng.randint(1, 10), total - done)
-        await store.append(runtime_id, None, [new_event(payload={"n": done + i}) for i in range(size)])
+        await store.append(runtime_id, None, [step_event(done + i) for i in range(size)])
         done += size
 
 
@@ -75,43 +75,47 @@ async def test_slow_subscriber_gets_a_lag_notice_then_every_event_once(store: Ev
 
 
 async def test_lag_notice_is_never_hidden_by_a_filter(store: EventStore) -> None:
-    flt = parse_filter("kind:keep.*")
+    flt = parse_filter("kind:run.*")
     with store.subscribe(0, flt, max_queue=5) as sub:
-        await store.append("rt", None, [new_event("keep.first")])
+        await store.append("rt", None, [step_event(1)])
         [first], _ = await collect(sub, 1)
-        assert first.kind == "keep.first"
+        assert first.kind == "run.step.started"
         # Only non-matching events overflow the queue: nothing the filter would pass
         # was dropped, yet the subscriber is still told it fell behind.
         for _ in range(10):
-            await store.append("rt", None, [new_event("drop.me") for _ in range(3)])
+            await store.append("rt", None, [new_event() for _ in range(3)])  # exec.*
         batch = await asyncio.wait_for(sub.next_batch(), 5)
         assert len(batch) == 1 and isinstance(batch[0], Lag)
         assert batch[0].position == first.position
 
 
 async def test_filtered_subscription_continues_after_lag(store: EventStore) -> None:
-    flt = parse_filter("kind:keep.* runtime:a")
+    flt = parse_filter("kind:run.* runtime:a")
     with store.subscribe(0, flt, max_queue=8) as sub:
         sent: list[Event] = []
         for i in range(40):
-            sent += await store.append("a", None, [new_event("keep.it", payload={"i": i}), new_event("drop.it")])
-            sent += await store.append("b", None, [new_event("keep.it")])
+            sent += await store.append("a", None, [step_event(i), new_event()])  # run.*, exec.*
+            sent += await store.append("b", None, [step_event(i)])
         got, lags = await collect(sub, 40)
         assert lags, "the queue of 8 overflowed"
         # Still live after catching up.
-        sent += await store.append("a", None, [new_event("keep.late")])
+        late_tool = new_event("run.tool.started", payload={"step": 1, "tool": "shell"})
+        sent += await store.append("a", None, [late_tool])
         late, _ = await collect(sub, 1)
-    wanted = [e.position for e in sent if e.runtime_id == "a" and e.kind.startswith("keep.")]
+    wanted = [e.position for e in sent if e.runtime_id == "a" and e.kind.startswith("run.")]
     assert [e.position for e in got + late] == wanted
     assert len(wanted) == 41
 
 
 async def test_live_filter_agrees_with_history(store: EventStore) -> None:
-    flt = parse_filter("-kind:noise.* level:error")
+    # worker.restart.failed is an error the kind term leaves out; worker.restarting is not
+    # under worker.restart.* but only a warning.
+    flt = parse_filter("-kind:worker.restart.* level:error")
+    failed = new_event("run.failed", run_id="r-1", payload={"error": "boom"})
     with store.subscribe(0, flt) as sub:
-        await store.append("rt", None, [new_event("noise.x"), new_event("run.failed", run_id="r-1")])
+        await store.append("rt", None, [new_event("worker.restart.backoff"), failed])
         await store.append("rt", None, [new_event("run.completed"), new_event("exec.command.timeout")])
-        await store.append("rt", None, [new_event("noise.failed"), new_event("worker.restarting")])
+        await store.append("rt", None, [new_event("worker.restart.failed"), new_event("worker.restarting")])
         live, _ = await collect(sub, 2)
     history = (await store.read_after(0, 100, flt)).events
     assert [e.kind for e in live] == ["run.failed", "exec.command.timeout"]

@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import random
-from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
-from store.errors import AppendRejected, DuplicateEvent, SequenceConflict, StoreClosed, StoreError
+from store.errors import (
+    AppendRejected,
+    DuplicateEvent,
+    InvalidEvent,
+    SequenceConflict,
+    StoreClosed,
+    StoreError,
+)
 from store.event_store import EventStore
 from store.models import Event, NewEvent
-from tests.store.support import eventually, new_event, read_all
+from tests.store.support import eventually, new_event, read_all, step_event
 
 
 def _listen(store: EventStore) -> list[list[Event]]:
@@ -26,7 +33,7 @@ async def test_concurrent_appenders_each_get_their_own_result(store: EventStore)
     rng = random.Random(7)
     runtimes = ["a", "b", "c"]
     requests = [
-        (rng.choice(runtimes), [new_event(payload={"caller": i, "j": j}) for j in range(rng.randint(1, 5))])
+        (rng.choice(runtimes), [step_event(j, f"caller {i}") for j in range(rng.randint(1, 5))])
         for i in range(300)
     ]
     commits = _listen(store)
@@ -125,24 +132,26 @@ async def test_expected_none_appends_at_the_end(store: EventStore) -> None:
 
 
 async def test_unstorable_append_fails_alone(store: EventStore) -> None:
-    """A payload the projection cannot fold, or JSON cannot encode, fails only its append.
+    """An event the catalog accepts but the projection cannot fold, or JSON cannot encode,
+    fails only its append.
 
     Before the fix in store/writer.py this killed the writer task: every caller in
     the batch, and every later one, waited forever.
     """
-    await store.append("rt", None, [new_event("worker.created", worker_id="w-1")])
+    await store.append("rt", None, [new_event("worker.created", worker_id="w-1", payload={"spec": {}})])
     futures = [
         store.submit("rt", None, [new_event()]),
-        # worker.output without the `sequence` its projection needs
-        store.submit("rt", None, [new_event("worker.output", worker_id="w-1", payload={"role": "user"})]),
-        store.submit("rt", None, [new_event(payload={"when": datetime.now(UTC)})]),
+        # worker.created without the worker id its projection needs
+        store.submit("rt", None, [new_event("worker.created", payload={"spec": {}})]),
+        # a payload that fits its model (a Decimal is a float to pydantic) but not JSON
+        store.submit("rt", None, [new_event(payload={"duration_s": Decimal("1.5")})]),
         store.submit("rt", None, [new_event()]),
         # a lone surrogate (undecodable input passed through): SQLite cannot encode it
         store.submit("rt", None, [new_event(message="bad \udc80 byte")]),
     ]
     results = await asyncio.wait_for(asyncio.gather(*futures, return_exceptions=True), 10)
     assert isinstance(results[1], AppendRejected)
-    assert "worker.output" in str(results[1])
+    assert "worker.created" in str(results[1])
     assert isinstance(results[2], AppendRejected)
     assert isinstance(results[4], AppendRejected)
     assert [e.seq for e in results[0]] == [2]  # type: ignore[union-attr]
@@ -153,6 +162,44 @@ async def test_unstorable_append_fails_alone(store: EventStore) -> None:
     assert (await store.verify()).ok
 
 
+async def test_an_event_the_catalog_refuses_is_refused_at_submit(store: EventStore) -> None:
+    """submit() checks every event against the catalog before queuing anything: an unknown
+    kind or a payload that does not fit raises InvalidEvent at once (one line naming the
+    kind and the problem), the whole append is refused, and nothing reaches the log."""
+    commits = _listen(store)
+    with pytest.raises(InvalidEvent) as unknown:
+        store.submit("rt", None, [new_event(), new_event("note.written")])
+    assert str(unknown.value) == (
+        "event kind 'note.written' refused: this kind is not in the event catalog"
+        " (store/catalog.py); nothing was written"
+    )
+    missing = new_event("worker.output", worker_id="w-1", payload={"role": "user", "sequence": 1})
+    with pytest.raises(InvalidEvent) as wrong:
+        store.submit("rt", 0, [new_event(), missing])
+    assert str(wrong.value) == (
+        "event kind 'worker.output' refused: content: Field required; nothing was written"
+    )
+    with pytest.raises(InvalidEvent) as extra:
+        await store.append("rt", None, [
+            new_event("run.step.started", payload={"step": 1, "title": "t", "extra": "not in it"})
+        ])
+    assert (extra.value.kind, extra.value.problem) == (
+        "run.step.started", "extra: Extra inputs are not permitted",
+    )
+    with pytest.raises(InvalidEvent, match="step: Input should be a valid integer"):
+        await store.append("rt", None, [new_event("run.step.started", payload={"step": "two", "title": "t"})])
+    for refused in (unknown, wrong, extra):
+        assert "\n" not in str(refused.value)
+    # Nothing was queued or written: the next good append lands at seq 1, position 1.
+    good = [new_event(), step_event(1)]
+    got = await store.append("rt", 0, good)
+    assert [(e.seq, e.position) for e in got] == [(1, 1), (2, 2)]
+    assert [e.event_id for e in got] == [e.event_id for e in good]
+    assert await read_all(store) == got
+    assert [[e.event_id for e in c] for c in commits] == [[e.event_id for e in got]]
+    assert (await store.verify()).ok
+
+
 async def test_a_transcript_sequence_clash_is_rejected_alone(store: EventStore) -> None:
     def output(seq: int) -> NewEvent:
         return new_event(
@@ -160,7 +207,9 @@ async def test_a_transcript_sequence_clash_is_rejected_alone(store: EventStore) 
             payload={"role": "assistant", "content": f"line {seq}", "sequence": seq},
         )
 
-    await store.append("rt", None, [new_event("worker.created", worker_id="w-1"), output(1)])
+    await store.append(
+        "rt", None, [new_event("worker.created", worker_id="w-1", payload={"spec": {}}), output(1)]
+    )
     results = await asyncio.gather(
         store.submit("rt", None, [output(2)]),
         store.submit("rt", None, [output(2)]),
@@ -176,8 +225,12 @@ async def test_results_are_durable(db_path: Path) -> None:
     async with await EventStore.open(db_path, watch=False) as store:
         sent = [
             new_event(
-                "run.step.started", worker_id="w-3", run_id="r-1", run_seq=i + 1,
-                message=f"step {i} ✓ \x1b[31m", payload={"n": i, "nested": {"list": [1, "two", None]}},
+                "run.failed", worker_id="w-3", run_id="r-1", run_seq=i + 1,
+                message=f"step {i} ✓ \x1b[31m",
+                payload={
+                    "error": f"step {i} ✓", "exit_code": i, "stderr_tail": ["one", "two"],
+                    "ended_processes": [{"pid": 7, "pgid": None, "command": "sleep ✓"}],
+                },
             )
             for i in range(5)
         ]

@@ -4,7 +4,7 @@ usage: appender.py DB RUNTIME COUNT [PAUSE_S]
 
 Prints `ready` once the store is open, waits for a line on stdin, then
 appends COUNT events to RUNTIME in bursts of 1-5 (pausing PAUSE_S between
-bursts), each with payload {"n": i}, and prints `done COUNT` when the last
+bursts), each a `run.step.started` with payload {"step": i, ...}, and prints `done COUNT` when the last
 one is committed.
 """
 
@@ -29,8 +29,9 @@ async def main(db: str, runtime_id: str, count: int, pause: float) -> None:
         while n < count:
             size = min(rng.randint(1, 5), count - n)
             events = [
-                NewEvent(event_id=uuid7(), kind="child.appended", message=f"child {n + i}",
-                         payload={"n": n + i}, at=datetime.now(UTC))
+                NewEvent(event_id=uuid7(), kind="run.step.started", message=f"child {n + i}",
+                         payload={"step": n + i, "title": "appended by the child"},
+                         at=datetime.now(UTC))
                 for i in range(size)
             ]
             await store.append(runtime_id, n, events)

@@ -26,8 +26,8 @@ from store.models import NewEvent
 async def main(db: str, name: str) -> None:
     async with await EventStore.open(db) as store:
         [event] = await store.append("race", None, [
-            NewEvent(event_id=uuid7(), kind="test.opened", message=f"{name} opened",
-                     payload={"name": name}, at=datetime.now(UTC))
+            NewEvent(event_id=uuid7(), kind="run.step.started", message=f"{name} opened",
+                     payload={"step": 1, "title": name}, at=datetime.now(UTC))
         ])
         print(f"ok {event.seq}", flush=True)
 

@@ -5,8 +5,9 @@ usage: crash_writer.py DB ROUND SEED
 Three tasks each own a runtime `crash-K` with one worker `w-1` and append
 bursts (one append each) of 1-12 `worker.output` events with contiguous
 transcript sequences, through the store's group-commit writer. Every event's
-payload carries its burst id, the burst's size `n` and its index `i`, so a
-reader can tell a complete burst from a partial one. After an append returns
+message is `BURST I/N` (its burst id, its index `i` and the burst's size `n`;
+the payloads are the catalog's, which have no room for them), so a reader can
+tell a complete burst from a partial one. After an append returns
 (committed and durable), the task prints
 
     ack RUNTIME BURST N FIRST_POSITION LAST_POSITION LAST_SEQ
@@ -32,7 +33,7 @@ def burst_events(burst: str, items: list[tuple[str, str | None, dict[str, Any]]]
     n = len(items)
     return [
         NewEvent(event_id=uuid7(), kind=kind, worker_id=worker_id, message=f"{burst} {i}/{n}",
-                 payload={**payload, "burst": burst, "n": n, "i": i}, at=datetime.now(UTC))
+                 payload=payload, at=datetime.now(UTC))
         for i, (kind, worker_id, payload) in enumerate(items)
     ]
 

@@ -31,8 +31,9 @@ async def main(db: str, runtime_id: str, name: str, target: int) -> None:
             last = await store.last_seq(runtime_id)
             if last >= target:
                 break
-            event = NewEvent(event_id=uuid7(), kind="race.won", message=name,
-                             payload={"writer": name, "expected": last}, at=datetime.now(UTC))
+            # payload: who wrote it (title) and the seq it expected (step)
+            event = NewEvent(event_id=uuid7(), kind="run.step.started", message=name,
+                             payload={"step": last, "title": name}, at=datetime.now(UTC))
             try:
                 [committed] = await store.append(runtime_id, last, [event])
             except SequenceConflict:
