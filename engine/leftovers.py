@@ -32,6 +32,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from store.catalog import EndedProcess
+
 MARK_VAR = "AGENTDECK_HOST_MARK"
 _KILL_WAIT_S = 2.0
 _COMMAND_CHARS = 120
@@ -59,8 +61,9 @@ class Leftover:
         owner = self.run_id or self.worker_id or "no run"
         return f"pid {self.pid} ({owner}): {self.command}"
 
-    def as_payload(self) -> dict[str, object]:
-        return {"pid": self.pid, "pgid": self.pgid, "command": self.command, "ended": self.ended}
+    def ended_process(self) -> EndedProcess:
+        """What `run.failed` of its run says about it (once `end_leftovers` ended it)."""
+        return EndedProcess(pid=self.pid, pgid=self.pgid, command=self.command, ended=self.ended)
 
 
 def _environment(raw: bytes) -> dict[str, str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from store.models import Event, Record, RuntimeId, WorkerRef, WorkerSpec, WorkerStatus
 
@@ -20,6 +20,9 @@ class EventCursor(Record):
 
 
 class EventBatch(Record):
+    # Event is a plain class (store.models): checked to be one, kept as is.
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
     runtime_id: RuntimeId
     events: list[Event]
     cursor: EventCursor

@@ -2,7 +2,8 @@
 
 A driver receives a run through a `RunContext` and reports everything it does
 through it, so every transcript entry and event goes through the runtime's
-validation, sequencing and limits. Cancellation is asyncio cancellation of the
+validation, sequencing and limits. Events carry typed payloads from the
+store's catalog (store.catalog), never ad-hoc maps. Cancellation is asyncio cancellation of the
 task awaiting `Driver.run`: a driver cleans up (kills its processes) in its
 `except CancelledError`/`finally` and re-raises.
 """
@@ -11,7 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Literal, Protocol
+
+from store.catalog import Payload, ProcessFacts
 
 OutputRole = Literal["assistant", "tool"]
 Phase = Literal["planning", "executing", "verifying"]
@@ -19,12 +22,15 @@ DiagnosticSeverity = Literal["info", "warning", "error"]
 
 
 class RunFailed(Exception):
-    """Raised by a driver to fail the run; the message becomes the run's error."""
+    """Raised by a driver to fail the run; the message becomes the run's error.
 
-    def __init__(self, reason: str, payload: dict[str, Any] | None = None) -> None:
+    `facts` (what its program reported) join the error in the run's `run.failed`.
+    """
+
+    def __init__(self, reason: str, facts: ProcessFacts | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
-        self.payload = payload or {}
+        self.facts = facts
 
 
 @dataclass(frozen=True)
@@ -47,8 +53,12 @@ class RunContext(Protocol):
     async def output(self, role: OutputRole, content: str) -> None:
         """Append a transcript entry (assistant answer or tool output) for this run."""
 
-    async def event(self, kind: str, message: str, payload: dict[str, Any] | None = None) -> None:
-        """Emit a run event of the driver's own (e.g. `exec.command.started`)."""
+    async def event(self, kind: str, message: str, payload: Payload) -> None:
+        """Emit a run event (e.g. `exec.command.started`) with its kind's catalog payload.
+
+        A kind the catalog does not know, or a payload that is not its kind's
+        model, raises `store.errors.InvalidEvent` at once (it fails the run).
+        """
 
     async def diagnostic(self, severity: DiagnosticSeverity, code: str, message: str) -> None:
         """Raise a diagnostic about this worker (e.g. output was cut)."""
@@ -65,8 +75,8 @@ class WorkerContext(Protocol):
         """Variables every program started for this worker must carry (the host's mark)."""
         ...
 
-    async def event(self, kind: str, message: str, payload: dict[str, Any] | None = None) -> None:
-        """Emit a worker event not tied to a run (e.g. `worker.restarting`)."""
+    async def event(self, kind: str, message: str, payload: Payload) -> None:
+        """Emit a worker event not tied to a run (e.g. `worker.restarting`); checked as above."""
 
     async def diagnostic(self, severity: DiagnosticSeverity, code: str, message: str) -> None:
         """Raise a diagnostic about this worker."""

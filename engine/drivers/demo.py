@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.drivers.base import RunContext, RunFailed
+from store.catalog import StepStarted, ToolCompleted, ToolStarted
 
 TOOLS = ("read_file", "grep", "run_tests", "edit_file", "web_search", "shell")
 VERBS = (
@@ -49,17 +50,17 @@ class DemoDriver:
         for step in range(1, s.steps + 1):
             verb = VERBS[rng.randrange(len(VERBS))]
             await ctx.event(
-                "run.step.started", f"step {step}: {verb}", {"step": step, "title": verb}
+                "run.step.started", f"step {step}: {verb}", StepStarted(step=step, title=verb)
             )
             if rng.random() < s.tool_rate:
                 tool = TOOLS[rng.randrange(len(TOOLS))]
-                await ctx.event("run.tool.started", f"tool {tool}", {"step": step, "tool": tool})
+                await ctx.event("run.tool.started", f"tool {tool}", ToolStarted(step=step, tool=tool))
                 await asyncio.sleep(s.pace)
                 took = rng.randint(5, 900)
                 await ctx.event(
                     "run.tool.completed",
                     f"tool {tool} done in {took} ms",
-                    {"step": step, "tool": tool, "duration_ms": took},
+                    ToolCompleted(step=step, tool=tool, duration_ms=took),
                 )
             else:
                 await asyncio.sleep(s.pace)

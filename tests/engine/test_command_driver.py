@@ -6,14 +6,18 @@ import asyncio
 import os
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 import pytest
 
 from engine.drivers.base import RunFailed, RunInput
 from engine.drivers.command import CommandDriver
 from engine.profiles import CommandProfile
+from store import catalog
+from store.catalog import Payload
 
 PROGRAMS = Path(__file__).parent / "programs"
 
@@ -31,8 +35,10 @@ class FakeWorker:
         self.events: list[tuple[str, str, dict[str, Any]]] = []
         self.diagnostics: list[tuple[str, str, str]] = []
 
-    async def event(self, kind: str, message: str, payload: dict[str, Any] | None = None) -> None:
-        self.events.append((kind, message, payload or {}))
+    async def event(self, kind: str, message: str, payload: Payload) -> None:
+        # As the runtime would: the catalog refuses a payload that does not fit its kind.
+        built = catalog.event(kind, payload, event_id=uuid4(), at=datetime.now(UTC))
+        self.events.append((kind, message, built.payload))
 
     async def diagnostic(self, severity: str, code: str, message: str) -> None:
         self.diagnostics.append((severity, code, message))
@@ -57,8 +63,10 @@ class FakeRun:
     async def output(self, role: str, content: str) -> None:
         self.outputs.append((role, content))
 
-    async def event(self, kind: str, message: str, payload: dict[str, Any] | None = None) -> None:
-        self.events.append((kind, message, payload or {}))
+    async def event(self, kind: str, message: str, payload: Payload) -> None:
+        # As the runtime would: the catalog refuses a payload that does not fit its kind.
+        built = catalog.event(kind, payload, event_id=uuid4(), at=datetime.now(UTC))
+        self.events.append((kind, message, built.payload))
 
     async def diagnostic(self, severity: str, code: str, message: str) -> None:
         self.diagnostics.append((severity, code, message))

@@ -52,7 +52,7 @@ async def scenario(db: Path) -> list[dict[str, Any]]:
         await rt.close()
     finally:
         await store.close()
-    return [e.model_dump(mode="json") for e in events]
+    return [e.to_json_dict() for e in events]
 
 
 async def test_the_same_scenario_gives_identical_events(tmp_path: Path) -> None:

@@ -192,7 +192,7 @@ async def test_a_restored_queue_keeps_its_order_and_roles(
 ) -> None:
     Recording.seen = []
     Recording.release = asyncio.Event()
-    monkeypatch.setattr("engine.runtime.make_driver", lambda profile, worker: Recording())
+    monkeypatch.setattr("engine.scheduling.make_driver", lambda profile, worker: Recording())
     rt = await host()
     w = await rt.create_worker(CreateWorkerRequest())
     blocked = await rt.send_input(w.ref, "block")
@@ -239,7 +239,7 @@ async def test_close_does_not_hang_when_a_run_ends_at_the_same_moment(
 ) -> None:
     EndsWhenReleased.cancelled = asyncio.Event()
     EndsWhenReleased.release = asyncio.Event()
-    monkeypatch.setattr("engine.runtime.make_driver", lambda profile, worker: EndsWhenReleased())
+    monkeypatch.setattr("engine.scheduling.make_driver", lambda profile, worker: EndsWhenReleased())
     rt = await host()
     w = await rt.create_worker(CreateWorkerRequest())
     ack = await rt.send_input(w.ref, "work")
@@ -251,7 +251,7 @@ async def test_close_does_not_hang_when_a_run_ends_at_the_same_moment(
     EndsWhenReleased.release.set()
     closing = asyncio.create_task(rt.close())
     done, _ = await asyncio.wait({closing}, timeout=5)
-    loop_task = rt._workers["w-1"].loop_task
+    loop_task = rt._scheduler.workers["w-1"].loop_task
     if not done and loop_task is not None:
         loop_task.cancel()  # unstick it, so the failure below is the only symptom
     assert done, "close() hung: the worker loop swallowed its own cancellation"

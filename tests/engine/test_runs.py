@@ -16,6 +16,8 @@ from engine.drivers.base import RunContext
 from engine.profiles import CommandProfile
 from engine.results import CreateWorkerRequest
 from engine.runtime import Runtime
+from store.catalog import StepStarted, ToolStarted
+from store.errors import InvalidEvent
 from store.models import RunStatus, WorkerRecord, WorkerStatus
 from tests.engine.conftest import (
     HostFactory,
@@ -363,7 +365,7 @@ class LateDriver:
         except asyncio.CancelledError:
             pass  # swallowed: a driver that does not listen
         await ctx.output("assistant", "late answer")
-        await ctx.event("run.step.started", "a late step")
+        await ctx.event("run.step.started", "a late step", StepStarted(step=1, title="late"))
         await ctx.diagnostic("warning", "late.driver", "still talking")
         await ctx.phase("verifying")
         self.finished.set()
@@ -377,7 +379,7 @@ async def test_a_driver_completing_after_cancel_changes_nothing(
     host: HostFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     driver = LateDriver()
-    monkeypatch.setattr("engine.runtime.make_driver", lambda profile, worker: driver)
+    monkeypatch.setattr("engine.scheduling.make_driver", lambda profile, worker: driver)
     rt = await host()
     w = await rt.create_worker(CreateWorkerRequest())
     ack = await rt.send_input(w.ref, "slow")
@@ -427,7 +429,7 @@ async def test_a_driver_error_fails_only_its_run(
         async def close(self) -> None:
             return None
 
-    monkeypatch.setattr("engine.runtime.make_driver", lambda profile, worker: Broken())
+    monkeypatch.setattr("engine.scheduling.make_driver", lambda profile, worker: Broken())
     rt = await host()
     w = await rt.create_worker(CreateWorkerRequest())
     bad = await rt.send_input(w.ref, "break")
@@ -435,6 +437,44 @@ async def test_a_driver_error_fails_only_its_run(
     failed = await wait_run(rt, bad.run_id)
     assert failed.status is RunStatus.FAILED and "boom" in (failed.error or "")
     assert (await wait_run(rt, good.run_id)).status is RunStatus.COMPLETED
+
+
+async def test_a_driver_event_the_catalog_refuses_raises_at_once_and_fails_its_run(
+    host: HostFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    refused: list[InvalidEvent] = []
+
+    class Misfit:
+        async def run(self, ctx: RunContext) -> str:
+            await ctx.phase("executing")
+            kind, payload = {
+                "wrong payload": ("run.step.started", ToolStarted(step=1, tool="grep")),
+                "unknown kind": ("run.made.up", StepStarted(step=1, title="x")),
+            }[ctx.input.content]
+            try:
+                await ctx.event(kind, "not what the catalog says", payload)
+            except InvalidEvent as exc:
+                refused.append(exc)
+                raise
+            return "never"
+
+        async def close(self) -> None:
+            return None
+
+    monkeypatch.setattr("engine.scheduling.make_driver", lambda profile, worker: Misfit())
+    rt = await host()
+    w = await rt.create_worker(CreateWorkerRequest())
+    wrong = await rt.send_input(w.ref, "wrong payload")
+    unknown = await rt.send_input(w.ref, "unknown kind")
+    for ack, kind in ((wrong, "run.step.started"), (unknown, "run.made.up")):
+        failed = await wait_run(rt, ack.run_id)
+        assert failed.status is RunStatus.FAILED
+        assert "driver error" in (failed.error or "") and kind in (failed.error or "")
+        kinds = [e.kind for e in await run_events(rt, ack.run_id)]
+        assert kind not in kinds and kinds[-1] == "run.failed"
+    assert [exc.kind for exc in refused] == ["run.step.started", "run.made.up"]
+    assert rt.fault is None  # refused before it reached the store: writes go on
+    assert (await rt.send_input(w.ref, "wrong payload")).run_id
 
 
 # -- the demo driver --------------------------------------------------------------------
