@@ -19,7 +19,8 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy store engine
+	$(BIN)/mypy store engine tui
+	$(BIN)/mypy --strict tui
 
 test: $(STAMP) lint typecheck
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
@@ -30,7 +31,7 @@ bench: $(STAMP)
 	$(BIN)/agentdeck bench console --json
 
 screenshots: $(STAMP)
-	$(BIN)/python -m tui.screenshots screenshots
+	$(BIN)/python -m tests.ui.screenshots screenshots
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,6 +1,8 @@
 """The `agentdeck` command line.
 
-Headless commands (`events`, `verify`, `demo`, `bench`) never import Textual,
+The composition root: it builds the store, the backend (the runtime hosted here,
+or only watching) and the console, or a headless command. Headless commands
+(`events`, `verify`, `demo`, `bench`) never import Textual,
 so they start fast and run where there is no terminal. Every way a command
 can end is one line on stderr at most and an exit status: 0 success, 1 an
 operation failed, 2 usage or an unusable database, 128 + N when signal N
@@ -165,11 +167,7 @@ def _dispatch(args: argparse.Namespace) -> int:
                 lambda stop: demo_command(args, stop), graceful=True, interrupt_ends=True
             )
         if args.command == "bench":
-            from bench.runner import bench_command
-
-            return run_command(lambda stop: bench_command(args))
-        from tui.console import console_command
-
+            return _exec_bench(args)
         return console_command(args)
     except (UnusableDatabase, FilterError, InvalidRequest) as exc:
         say(str(exc))
@@ -184,6 +182,52 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         say(crash_line(exc))
         return EXIT_FAILED
+
+
+def _exec_bench(args: argparse.Namespace) -> int:
+    """Become `python -m bench SUITE`: benchmarks are a separate program, never imported here."""
+    import os
+
+    argv = [sys.executable, "-m", "bench", args.suite]
+    argv += ["--quick"] * bool(args.quick) + ["--json"] * bool(args.json)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, argv)  # the suite's exit status is agentdeck's
+
+
+def console_command(args: argparse.Namespace) -> int:
+    """`agentdeck` with no command: the console on a backend hosted in this process."""
+    from store.database import OpenOptions, prepare
+    from store.errors import ReadOnlyDatabase
+
+    # Refuse an unusable database with one line before the screen is taken over.
+    try:
+        prepare(args.db, OpenOptions(read_only=args.read_only))
+    except ReadOnlyDatabase:
+        prepare(args.db, OpenOptions(read_only=True))  # the console opens it as an observer
+    from tui.app import AgentDeckApp
+    from tui.backend import open_backend
+    from tui.crash_log import crash_line
+    from tui.settings import settings_path
+    from tui.shutdown import signalled_status
+
+    app = AgentDeckApp(
+        lambda: open_backend(
+            args.db, runtime_id=args.runtime, config=args.config, read_only=args.read_only,
+            background=True,
+        ),
+        settings_file=settings_path(),
+    )
+    code = app.run()
+    if app.startup_error:
+        say(app.startup_error)
+        return EXIT_UNUSABLE
+    if app.crash is not None:
+        say(crash_line(app.crash))
+        return EXIT_FAILED
+    if app.stop_signal is not None:
+        return signalled_status(app.stop_signal)
+    return code or EXIT_OK
 
 
 def say(line: str) -> None:

@@ -19,7 +19,7 @@ from engine.profiles import parse_profiles
 from engine.results import CreateWorkerRequest
 from store.models import RunStatus, TaskIntent, WorkerRef, WorkerStatus
 from tui.app import AgentDeckApp
-from tui.backend import Backend, open_backend
+from tui.backend import HostedBackend, open_backend
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.create_worker import CreateWorkerScreen
 from tui.screens.diagnostics import DiagnosticsScreen
@@ -48,8 +48,8 @@ class Console:
         app.notify = record  # type: ignore[method-assign]
 
     @property
-    def backend(self) -> Backend:
-        assert self.app.backend is not None
+    def backend(self) -> HostedBackend:
+        assert isinstance(self.app.backend, HostedBackend)
         return self.app.backend
 
     async def until(self, condition: Callable[[], bool], timeout: float = 8.0) -> None:
@@ -70,7 +70,9 @@ def console(db: Path, **kwargs: object) -> AgentDeckApp:
 
 async def started(app: AgentDeckApp, pilot: Pilot[int]) -> Console:
     c = Console(app, pilot)
-    await c.until(lambda: app.backend is not None and app.runtimes_pane.row_count > 0)
+    await c.until(
+        lambda: app.main_screen is not None and app.main_screen.runtimes_pane.row_count > 0
+    )
     return c
 
 
@@ -82,9 +84,9 @@ async def make_worker(c: Console, objective: str = "fix the build", **kwargs: ob
     record = await runtime.create_worker(
         CreateWorkerRequest(intent=TaskIntent(objective=objective), **kwargs)
     )  # type: ignore[arg-type]
-    await c.until(lambda: record.worker_id in (c.app.workers_table._shown))
-    c.app.workers_table.select_worker(record.worker_id)
-    c.app.workers_table.focus()
+    await c.until(lambda: record.worker_id in (c.app.main.workers_table._shown))
+    c.app.main.workers_table.select_worker(record.worker_id)
+    c.app.main.workers_table.focus()
     await c.pilot.pause()
     return record.ref
 
@@ -95,9 +97,9 @@ async def test_opens_hosting_local_with_no_configuration(tmp_path: Path) -> None
         c = await started(app, pilot)
         assert c.backend.runtime is not None and c.backend.runtime.runtime_id == "local"
         assert "hosting local" in app.sub_title
-        assert app.runtimes_pane.selected_runtime_id == "local"
-        await c.until(lambda: len(app.event_log.window) >= 1)
-        assert app.event_log.window[0].kind == "runtime.started"
+        assert app.main.runtimes_pane.selected_runtime_id == "local"
+        await c.until(lambda: len(app.main.event_log.window) >= 1)
+        assert app.main.event_log.window[0].kind == "runtime.started"
 
 
 async def test_new_worker_form_validates_then_creates(tmp_path: Path) -> None:
@@ -119,7 +121,7 @@ async def test_new_worker_form_validates_then_creates(tmp_path: Path) -> None:
         workers = await c.backend.store.workers("local")
         assert [w.worker_id for w in workers] == ["w-1"]
         assert workers[0].spec.intent.type == "task"
-        await c.until(lambda: app.workers_table.row_count == 1)
+        await c.until(lambda: app.main.workers_table.row_count == 1)
 
 
 async def test_input_runs_and_shows_in_transcript_and_log(tmp_path: Path) -> None:
@@ -132,10 +134,10 @@ async def test_input_runs_and_shows_in_transcript_and_log(tmp_path: Path) -> Non
         app.screen.query_one("#si-content", TextArea).text = "line one\nline two"
         await pilot.press("ctrl+s")
         await c.said_something("queued as run w-1.r1")
-        await c.until(lambda: any(e.role.value == "assistant" for e in app.transcript.entries))
-        assert app.transcript.entries[0].content == "line one\nline two"
-        assert app.transcript.entries[1].content == "echo: line one\nline two"
-        await c.until(lambda: any(e.kind == "run.completed" for e in app.event_log.window))
+        await c.until(lambda: any(e.role.value == "assistant" for e in app.main.transcript.entries))
+        assert app.main.transcript.entries[0].content == "line one\nline two"
+        assert app.main.transcript.entries[1].content == "echo: line one\nline two"
+        await c.until(lambda: any(e.kind == "run.completed" for e in app.main.event_log.window))
         record = await c.backend.store.worker(ref.runtime_id, ref.worker_id)
         assert record is not None and record.transcript_len == 2
 
@@ -226,7 +228,7 @@ async def test_worker_view_diagnostics_help_and_back(tmp_path: Path) -> None:
         await pilot.press("question_mark")
         await c.until(lambda: isinstance(app.screen, HelpScreen))
         await pilot.press("escape")
-        await c.until(lambda: len(app.screen_stack) == 1)
+        await c.until(lambda: app.screen is app.main)
 
 
 async def test_filter_errors_inline_and_applies(tmp_path: Path) -> None:
@@ -235,18 +237,18 @@ async def test_filter_errors_inline_and_applies(tmp_path: Path) -> None:
         c = await started(app, pilot)
         await make_worker(c)
         await pilot.press("slash")
-        bar = app.query_one(FilterBar)
+        bar = app.screen.query_one(FilterBar)
         assert bar.input.has_focus
         bar.input.value = "level:loud"
         await pilot.press("enter")
         await pilot.pause()
         assert bar.error is not None and "level:loud" in bar.error
-        assert app.event_log.filter_text == ""
+        assert app.main.event_log.filter_text == ""
         bar.input.value = "kind:worker.*"
         await pilot.press("enter")
-        await c.until(lambda: app.event_log.filter_text == "kind:worker.*")
-        await c.until(lambda: bool(app.event_log.window))
-        assert all(e.kind.startswith("worker.") for e in app.event_log.window)
+        await c.until(lambda: app.main.event_log.filter_text == "kind:worker.*")
+        await c.until(lambda: bool(app.main.event_log.window))
+        assert all(e.kind.startswith("worker.") for e in app.main.event_log.window)
 
 
 async def test_copy_and_export(tmp_path: Path) -> None:
@@ -277,7 +279,7 @@ async def test_read_only_mode_says_why(tmp_path: Path) -> None:
     async with app.run_test(size=SIZE) as pilot:
         c = await started(app, pilot)
         assert "read-only" in app.sub_title
-        await c.until(lambda: app.workers_table.row_count == 1)
+        await c.until(lambda: app.main.workers_table.row_count == 1)
         for key, screen in (
             ("n", CreateWorkerScreen),
             ("i", SendInputScreen),
@@ -297,17 +299,17 @@ async def test_untrusted_output_is_literal_and_inert(tmp_path: Path) -> None:
         runtime = c.backend.runtime
         assert runtime is not None
         await runtime.send_input(ref, "[@click=app.quit]QUIT[/] [b]x[/b] \x1b[31mred")
-        await c.until(lambda: len(app.transcript.entries) == 2)
+        await c.until(lambda: len(app.main.transcript.entries) == 2)
         await pilot.pause(0.2)
-        rendered = [app.transcript.render_line(y).text for y in range(app.transcript.size.height)]
+        rendered = [app.main.transcript.render_line(y).text for y in range(app.main.transcript.size.height)]
         joined = "\n".join(rendered)
         assert "[@click=app.quit]QUIT[/]" in joined
         assert "␛[31mred" in joined
         # Click where the fake link is drawn: the app must still be running.
-        await pilot.click(app.transcript, offset=(4, 1))
+        await pilot.click(app.main.transcript, offset=(4, 1))
         await pilot.pause()
         assert app.is_running
-        await c.until(lambda: any("QUIT" in e.message for e in app.event_log.window))
+        await c.until(lambda: any("QUIT" in e.message for e in app.main.event_log.window))
 
 
 async def test_events_from_another_process_and_its_workers_read_only(tmp_path: Path) -> None:
@@ -332,19 +334,19 @@ async def test_events_from_another_process_and_its_workers_read_only(tmp_path: P
             stderr=asyncio.subprocess.PIPE,
         )
         try:
-            await c.until(lambda: any(e.runtime_id == "other" for e in app.event_log.window), 15)
-            await c.until(lambda: app.runtimes_pane.row_count == 2)
-            app.runtimes_pane.select_runtime("other")
+            await c.until(lambda: any(e.runtime_id == "other" for e in app.main.event_log.window), 15)
+            await c.until(lambda: app.main.runtimes_pane.row_count == 2)
+            app.main.runtimes_pane.select_runtime("other")
             await c.until(
-                lambda: app.workers_table.runtime_id == "other" and app.workers_table.row_count == 2
+                lambda: app.main.workers_table.runtime_id == "other" and app.main.workers_table.row_count == 2
             )
-            app.workers_table.focus()
+            app.main.workers_table.focus()
             await pilot.press("s")
             await c.said_something("hosted by another process")
             assert not isinstance(app.screen, ConfirmScreen)
             # New events keep arriving from the other process.
-            seen = max(e.position for e in app.event_log.window)
-            await c.until(lambda: max(e.position for e in app.event_log.window) > seen, 10)
+            seen = max(e.position for e in app.main.event_log.window)
+            await c.until(lambda: max(e.position for e in app.main.event_log.window) > seen, 10)
         finally:
             demo.send_signal(signal.SIGINT)
             _, err = await asyncio.wait_for(demo.communicate(), 20)
@@ -373,7 +375,7 @@ async def test_usable_at_80x24(tmp_path: Path, size: tuple[int, int]) -> None:
     async with app.run_test(size=size) as pilot:
         c = await started(app, pilot)
         await make_worker(c)
-        for widget in (app.runtimes_pane, app.workers_table, app.transcript, app.event_log):
+        for widget in (app.main.runtimes_pane, app.main.workers_table, app.main.transcript, app.main.event_log):
             assert widget.size.height >= 2, f"{widget.id} has no room at 80x24"
 
 
@@ -459,8 +461,8 @@ async def test_a_2_mib_input_is_refused_inside_the_dialog_and_kept(tmp_path: Pat
         await pilot.press("ctrl+s")
         await c.said_something("queued as run w-1.r1")
         assert not isinstance(app.screen, SendInputScreen)
-        await c.until(lambda: bool(app.transcript.entries))
-        assert app.transcript.entries[0].content == "the first part"
+        await c.until(lambda: bool(app.main.transcript.entries))
+        assert app.main.transcript.entries[0].content == "the first part"
 
 
 async def test_input_to_a_worker_stopped_meanwhile_fails_inside_the_dialog(

@@ -158,15 +158,15 @@ async def test_a_thousand_term_filter_is_refused_inline_not_called_damage(tmp_pa
     app = console(with_config(tmp_path))
     async with app.run_test(size=SIZE) as pilot:
         c = await started(app, pilot)
-        await c.until(lambda: bool(app.event_log.window))
-        shown = list(app.event_log.window)
+        await c.until(lambda: bool(app.main.event_log.window))
+        shown = list(app.main.event_log.window)
         await pilot.press("slash")
-        bar = app.filter_bar
+        bar = app.main.filter_bar
         bar.input.value = " ".join(f"-word{i}" for i in range(1000))
         await pilot.press("enter")
         await pilot.pause()
         assert bar.error is not None and "narrow the filter" in bar.error
         assert "damaged" not in bar.error
-        assert app.event_log.filter_text == ""
-        assert list(app.event_log.window) == shown
+        assert app.main.event_log.filter_text == ""
+        assert list(app.main.event_log.window) == shown
         assert not any("damaged" in said for said in c.said)

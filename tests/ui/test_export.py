@@ -47,7 +47,7 @@ def loose_umask() -> Iterator[None]:
 async def _seed(path: Path, count: int = 5) -> None:
     async with await EventStore.open(path, watch=False) as store:
         await store.append(
-            "ci", 0, [new_event("driver.said", message=f"secret {i}") for i in range(count)]
+            "ci", 0, [new_event(message=f"secret {i}") for i in range(count)]
         )
 
 
@@ -134,7 +134,7 @@ async def test_typing_a_csv_path_in_the_console_writes_a_private_csv(tmp_path: P
             original(message, *args, **kwargs)
 
         app.notify = record  # type: ignore[method-assign]
-        await until(pilot, lambda: app.backend is not None and bool(app.event_log.window))
+        await until(pilot, lambda: app.main_screen is not None and bool(app.main.event_log.window))
         await pilot.press("E")
         await until(pilot, lambda: isinstance(app.screen, ExportScreen))
         screen = app.screen

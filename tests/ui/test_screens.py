@@ -7,11 +7,10 @@ scenes use the stepping clock and counting ids so the SVGs are stable.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from uuid import UUID
 
 import pytest
 from textual import events
@@ -22,7 +21,7 @@ from textual.widgets import Button, DataTable, Input, Select, Static, TextArea
 
 from engine.clock import CountingIds, SteppingClock
 from engine.runtime import Runtime
-from engine.validation import REQUEST_LIMITS, worker_request_refusal
+from engine.validation import REQUEST_LIMITS, Refusal, worker_request_refusal
 from store.database import OpenOptions
 from store.event_store import EventStore
 from store.models import (
@@ -31,17 +30,18 @@ from store.models import (
     Limits,
     NamedRef,
     RoleIntent,
-    RunStatus,
-    Severity,
     TaskIntent,
     WorkerRef,
     WorkerSpec,
 )
+from tui.backend import HostedBackend
+from tui.feed import ConsoleFeed, FeedBatch
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.create_worker import CreateWorkerScreen, FormError, parse_capabilities, parse_refs
 from tui.screens.diagnostics import DiagnosticsScreen
 from tui.screens.export import ExportScreen, check_export_path, with_format
 from tui.screens.help import HelpScreen
+from tui.screens.live import LiveScreen
 from tui.screens.send_input import (
     UNWRAP_ABOVE_CHARS,
     UNWRAPPED_NOTE,
@@ -66,22 +66,29 @@ class Host(App[None]):
         self.push_screen(self._make(), self.results.append)
 
 
-class StoreHost(App[None]):
-    """Opens a store file (read-only, as an observer) in its own loop, then pushes a screen."""
+class LiveHost(App[None]):
+    """Runs the console feed on `backend` and hands its batches to the screen it pushes."""
 
-    def __init__(self, path: Path, make: Callable[[EventStore], Screen[Any]]) -> None:
+    def __init__(self, backend: HostedBackend, make: Callable[[HostedBackend], Screen[Any]]) -> None:
         super().__init__()
-        self._path = path
+        self.backend = backend
         self._make = make
-        self.store: EventStore | None = None
+        self.results: list[Any] = []
+        self.feed: ConsoleFeed | None = None
 
     async def on_mount(self) -> None:
-        self.store = await EventStore.open(self._path, read_only=True, watch=False, index=False)
-        await self.push_screen(self._make(self.store))
+        self.feed = ConsoleFeed(self.backend.subscribe, self._deliver)
+        self.feed.start(await self.backend.last_position())
+        self.push_screen(self._make(self.backend), self.results.append)
+
+    def _deliver(self, batch: FeedBatch) -> None:
+        for screen in self.screen_stack:
+            if isinstance(screen, LiveScreen):
+                screen.apply_batch(batch)
 
     async def on_unmount(self) -> None:
-        if self.store is not None:
-            await self.store.close()
+        if self.feed is not None:
+            await self.feed.close()
 
 
 async def wait_for(pilot: Pilot[Any], cond: Callable[[], bool], timeout: float = 5.0) -> None:
@@ -189,12 +196,26 @@ def test_parse_capabilities_and_refs() -> None:
         parse_capabilities(": why")
 
 
+def submitting(
+    create: Callable[[WorkerSpec], Awaitable[str | None]],
+) -> Callable[[WorkerSpec], Awaitable[str | Refusal | None]]:
+    """`submit` as the console wires it: the engine's verdict first, then the create."""
+
+    async def submit(spec: WorkerSpec) -> str | Refusal | None:
+        refusal = worker_request_refusal(spec)
+        if refusal is not None:
+            return refusal
+        return await create(spec)
+
+    return submit
+
+
 def creator(seen: list[WorkerSpec], problem: str | None = None) -> Callable[[], Screen[Any]]:
-    def validate(spec: WorkerSpec) -> str | None:
+    async def create(spec: WorkerSpec) -> str | None:
         seen.append(spec)
         return problem
 
-    return lambda: CreateWorkerScreen(["default", "coder"], validate)
+    return lambda: CreateWorkerScreen(["default", "coder"], submitting(create))
 
 
 async def choose(pilot: Pilot[Any], select_id: str, value: str) -> None:
@@ -216,7 +237,7 @@ async def test_create_blank_objective_is_refused_inline() -> None:
         await pilot.pause()
         error = screen.query_one("#cw-error", Static)
         assert error.display
-        assert "Objective: a task needs an objective" in str(error.visual)
+        assert "task objective must not be empty" in str(error.visual)
         assert app.focused is screen.query_one("#cw-objective")
         assert app.focused.has_class("-invalid")
         # A bad ref names the item; still nothing is returned.
@@ -237,11 +258,11 @@ async def test_create_shows_validator_error_then_returns_spec() -> None:
     seen: list[WorkerSpec] = []
     problems = iter(["unknown profile 'coder'", None])
 
-    def validate(spec: WorkerSpec) -> str | None:
+    async def create(spec: WorkerSpec) -> str | None:
         seen.append(spec)
         return next(problems)
 
-    app = Host(lambda: CreateWorkerScreen(["coder"], validate))
+    app = Host(lambda: CreateWorkerScreen(["coder"], submitting(create)))
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause()
         screen = app.screen
@@ -369,7 +390,7 @@ async def test_create_refuses_every_over_limit_field_inline(
         return None
 
     # The real engine check, as the console wires it.
-    app = Host(lambda: CreateWorkerScreen(["default"], worker_request_refusal, create))
+    app = Host(lambda: CreateWorkerScreen(["default"], submitting(create)))
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause()
         await choose(pilot, "#cw-intent", intent)
@@ -399,7 +420,7 @@ async def test_create_shows_the_create_refusal_inline_and_closes_on_success() ->
         created.append(spec)
         return next(answers, None)
 
-    app = Host(lambda: CreateWorkerScreen(["default"], worker_request_refusal, create))
+    app = Host(lambda: CreateWorkerScreen(["default"], submitting(create)))
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause()
         await choose(pilot, "#cw-intent", "task")
@@ -696,7 +717,9 @@ async def test_worker_view_reads_the_store_and_follows_live(tmp_path: Path) -> N
         ref = worker.ref
         await runtime.send_input(ref, "first question")
         await run_settled(runtime, ref)
-        app = Host(lambda: WorkerScreen(store, ref, readonly_reason="hosted by pid 42 on box"))
+        # A console that does not host `local` (another process does): read-only here.
+        watching = HostedBackend(store=store, runtime_id="local")
+        app = LiveHost(watching, lambda backend: WorkerScreen(backend, ref))
         async with app.run_test(size=(100, 40)) as pilot:
             screen = app.screen
             assert isinstance(screen, WorkerScreen)
@@ -705,7 +728,7 @@ async def test_worker_view_reads_the_store_and_follows_live(tmp_path: Path) -> N
             await pilot.pause()
             text = screen_text(app)
             for shown in ["w-1", "● running", "objective watch the [b]logs[/b]",
-                          "shell: run tests", "src=/srv/src", "read-only: hosted by pid 42",
+                          "shell: run tests", "src=/srv/src", "read-only: runtime local is hosted by",
                           "✓ completed", "first question", "echo: first question"]:  # fmt: skip
                 assert shown in text, shown
             assert screen.query_one(DataTable).row_count == 1
@@ -752,22 +775,25 @@ async def test_worker_view_pages_back(tmp_path: Path) -> None:
             if n % 50 == 49:
                 await run_settled(runtime, worker.ref)
         await run_settled(runtime, worker.ref)
-        app = Host(lambda: WorkerScreen(store, worker.ref))
+        app = LiveHost(HostedBackend(store=store, runtime_id="x"), lambda b: WorkerScreen(b, worker.ref))
         async with app.run_test(size=(80, 24)) as pilot:
             screen = app.screen
             assert isinstance(screen, WorkerScreen)
-            await wait_for(pilot, lambda: screen.loaded)
             view = screen.transcript
-            assert len(view.entries) == 500
-            assert view.first_sequence == 21 and view.last_sequence == 520
-            assert "20 earlier entries" in str(screen.query_one("#wv-earlier", Button).label)
+            await wait_for(pilot, lambda: screen.loaded and view.loaded)
+            assert len(view.entries) == 200
+            assert view.entries[0].sequence == 321 and view.entries[-1].sequence == 520
+            assert view.earlier == 320
             await pilot.press("left_square_bracket")
-            await wait_for(pilot, lambda: view.first_sequence == 1)
+            await wait_for(pilot, lambda: view.earlier == 120)
+            view.scroll_to(y=0, animate=False, immediate=True)  # at the top, one more page
+            await wait_for(pilot, lambda: view.earlier == 0)
+            await pilot.pause()
             assert len(view.entries) == 520
-            assert not screen.query_one("#wv-earlier").display
             assert entry_texts(screen)[0] == "message 0"
             await pilot.pause(0.1)
             assert view.scroll_y > 0  # still where the operator was, the older entries above
+            assert "earlier entries" not in screen_text(app)
     finally:
         await runtime.close()
         await store.close()
@@ -777,7 +803,7 @@ async def test_worker_view_of_a_missing_worker_says_so(tmp_path: Path) -> None:
     store, runtime = await hosted(tmp_path / "m.db")
     try:
         ref = WorkerRef(runtime_id="local", worker_id="w-9")
-        app = Host(lambda: WorkerScreen(store, ref))
+        app = LiveHost(HostedBackend(store=store, runtime_id="local"), lambda b: WorkerScreen(b, ref))
         async with app.run_test() as pilot:
             screen = app.screen
             assert isinstance(screen, WorkerScreen)
@@ -787,123 +813,3 @@ async def test_worker_view_of_a_missing_worker_says_so(tmp_path: Path) -> None:
     finally:
         await runtime.close()
         await store.close()
-
-
-# ---------------------------------------------------------------------------
-# Snapshots
-# ---------------------------------------------------------------------------
-
-
-async def seed(path: Path) -> WorkerRef:
-    """A worker with two answered inputs, a cancelled one, and a long line; then stopped."""
-    store, runtime = await hosted(path, step=timedelta(milliseconds=1500))
-    try:
-        worker = await runtime.create_worker(
-            WorkerSpec(
-                intent=TaskIntent(objective="Summarise the nightly build logs"),
-                profile="default",
-                capabilities=[Capability(name="shell", reason="run the test suite")],
-                workspace_refs=[NamedRef(name="src", reference="/srv/src")],
-                mount_refs=[NamedRef(name="cache", reference="/var/cache/agent")],
-            )
-        )
-        ref = worker.ref
-        for text in ["What failed last night?", MARKUP + "\n" + "long " * 30]:
-            await runtime.send_input(ref, text)
-            await run_settled(runtime, ref)
-        await runtime.send_input(ref, "Queued, then stopped")
-        await runtime.stop_worker(ref, "operator went home")
-        await run_settled(runtime, ref)
-        return ref
-    finally:
-        await runtime.close()
-        await store.close()
-
-
-@pytest.fixture
-def seeded(tmp_path: Path) -> tuple[Path, WorkerRef]:
-    path = tmp_path / "seeded.db"
-    ref = asyncio.run(seed(path))
-    return path, ref
-
-
-def test_snapshot_worker_view(
-    snap_compare: Callable[..., bool], seeded: tuple[Path, WorkerRef]
-) -> None:
-    path, ref = seeded
-    app = StoreHost(
-        path, lambda store: WorkerScreen(store, ref, readonly_reason="opened with --read-only")
-    )
-
-    async def loaded(pilot: Pilot[Any]) -> None:
-        await wait_for(pilot, lambda: isinstance(app.screen, WorkerScreen) and app.screen.loaded)
-        screen = app.screen
-        assert isinstance(screen, WorkerScreen)
-        assert [run.status for run in screen.runs] == [
-            RunStatus.CANCELLED,
-            RunStatus.COMPLETED,
-            RunStatus.COMPLETED,
-        ]
-        await pilot.pause(0.1)
-
-    assert snap_compare(app, terminal_size=(80, 24), run_before=loaded)
-
-
-def test_snapshot_create_form_with_error(snap_compare: Callable[..., bool]) -> None:
-    app = Host(creator([]))
-
-    async def invalid(pilot: Pilot[Any]) -> None:
-        await choose(pilot, "#cw-intent", "task")
-        pilot.app.screen.query_one("#cw-capabilities", Input).value = "shell, web: docs"
-        await pilot.press("ctrl+s")
-        await pilot.pause()
-
-    assert snap_compare(app, terminal_size=(80, 24), run_before=invalid)
-
-
-def test_snapshot_confirm(snap_compare: Callable[..., bool]) -> None:
-    assert snap_compare(Host(confirm), terminal_size=(80, 24))
-
-
-def test_snapshot_help(snap_compare: Callable[..., bool]) -> None:
-    assert snap_compare(Host(HelpScreen), terminal_size=(80, 24))
-
-
-def diagnostic(
-    n: int, severity: Severity, code: str, message: str, worker: str | None
-) -> Diagnostic:
-    return Diagnostic(
-        id=n,
-        runtime_id="local",
-        severity=severity,
-        code=code,
-        message=message,
-        worker_id=worker,
-        event_id=UUID(int=n),
-        at=T0 + timedelta(seconds=n * 7),
-    )
-
-
-def test_snapshot_diagnostics(snap_compare: Callable[..., bool]) -> None:
-    rows = [
-        diagnostic(4, Severity.ERROR, "worker.restart.failed",
-                   "gave up after 5 restarts: exit 127 [b]not found[/b]", "w-3"),
-        diagnostic(3, Severity.WARNING, "profile.reload", "agentdeck.toml: unknown key 'tiemout'", None),
-        diagnostic(2, Severity.INFO, "worker.tools_less",
-                   "worker created without requested tool capabilities", "w-2"),
-        diagnostic(1, Severity.INFO, "runtime.local_default_resources",
-                   "worker created without a config bundle; runtime-local defaults are assumed", "w-1"),
-    ]  # fmt: skip
-
-    async def load() -> list[Diagnostic]:
-        return rows
-
-    app = Host(lambda: DiagnosticsScreen("local", load))
-
-    async def loaded(pilot: Pilot[Any]) -> None:
-        screen = pilot.app.screen
-        assert isinstance(screen, DiagnosticsScreen)
-        await wait_for(pilot, lambda: screen.loaded)
-        await pilot.pause()
-
-    assert snap_compare(app, terminal_size=(80, 24), run_before=loaded)

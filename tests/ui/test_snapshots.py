@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tui.screenshots import SCENES, make_app
+from tests.ui.screenshots import SCENES, make_app
 
 
 @pytest.mark.parametrize("name", sorted(SCENES))

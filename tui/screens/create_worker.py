@@ -1,9 +1,10 @@
 """`CreateWorkerScreen`: the new-worker form, validated inline before anything is created.
 
-The form parses its fields, asks the engine's validator (every size limit
-lives there), and, given a `create` callback, performs the create itself and
-closes only once the engine has accepted it. Every refusal is shown inline
-with the form kept as typed.
+The form only parses its fields into a `WorkerSpec`; what is allowed is the
+engine's to say (`engine.validation`, reached through the backend). `submit`
+validates and creates in one call and returns the refusal, which the form
+shows inline, pointing at the field at fault, with the form kept as typed; it
+closes only once the worker exists.
 """
 
 from __future__ import annotations
@@ -74,11 +75,9 @@ _PLACEHOLDERS = {
 }
 
 
-Validate = Callable[[WorkerSpec], str | Refusal | None]
-"""Checks a spec before submitting: None if fine, else a message or a `Refusal` naming the field."""
-
-CreateWorker = Callable[[WorkerSpec], Awaitable[str | None]]
-"""`create(spec)`: performs the create; returns why it failed, or None once created."""
+SubmitWorker = Callable[[WorkerSpec], Awaitable[str | Refusal | None]]
+"""`submit(spec)`: validates and creates; returns why not (a `Refusal` names the field),
+or None once created."""
 
 
 def form_field(request_field: str) -> str | None:
@@ -130,10 +129,7 @@ def parse_refs(text: str, field: str, what: str) -> list[NamedRef]:
 
 
 class CreateWorkerScreen(ModalScreen[WorkerSpec | None]):
-    """The new-worker form: returns the `WorkerSpec` once created, `None` on escape.
-
-    Without `create` it returns the valid spec for the caller to create.
-    """
+    """The new-worker form: returns the `WorkerSpec` once created, `None` on escape."""
 
     CSS_PATH = "screens.tcss"
     AUTO_FOCUS = "#cw-intent"
@@ -146,16 +142,14 @@ class CreateWorkerScreen(ModalScreen[WorkerSpec | None]):
     def __init__(
         self,
         profile_names: list[str],
-        validate: Validate,
-        create: CreateWorker | None = None,
+        submit: SubmitWorker,
     ) -> None:
         super().__init__()
         names = list(dict.fromkeys(profile_names))
         if "default" not in names:
             names.insert(0, "default")
         self.profile_names = names
-        self._validate = validate
-        self._create = create
+        self._submit_spec = submit
         self.creating = False
 
     # -- layout ------------------------------------------------------------------
@@ -271,15 +265,9 @@ class CreateWorkerScreen(ModalScreen[WorkerSpec | None]):
         purpose = self._text("purpose").strip() or None
         intent: AssistantIntent | TaskIntent | RoleIntent
         if intent_type == "task":
-            objective = self._text("objective").strip()
-            if not objective:
-                raise FormError("objective", "a task needs an objective")
-            intent = TaskIntent(objective=objective)
+            intent = TaskIntent(objective=self._text("objective").strip())
         elif intent_type == "role":
-            role = self._text("role").strip()
-            if not role:
-                raise FormError("role", "a role worker needs a role name")
-            intent = RoleIntent(role=role, purpose=purpose)
+            intent = RoleIntent(role=self._text("role").strip(), purpose=purpose)
         else:
             intent = AssistantIntent(purpose=purpose)
         profile = self.query_one("#cw-profile", Select).value
@@ -339,30 +327,19 @@ class CreateWorkerScreen(ModalScreen[WorkerSpec | None]):
         except FormError as exc:
             self._set_error(exc.field, exc.message)
             return
-        try:
-            problem = self._validate(spec)
-        except Exception as exc:  # a validator must not take the form down
-            problem = str(exc) or type(exc).__name__
-        if isinstance(problem, Refusal):
-            self._set_error(form_field(problem.field), problem.message, name_field=False)
-            return
-        if problem:
-            self._set_error(None, problem)
-            return
-        if self._create is None:
-            self.dismiss(spec)
-            return
         self._set_creating(True)
         self._submit(spec)
 
     @work(exclusive=True, group="create-worker")
     async def _submit(self, spec: WorkerSpec) -> None:
-        assert self._create is not None
         try:
-            problem = await self._create(spec)
+            problem = await self._submit_spec(spec)
         except Exception as exc:  # a failed create must not take the form (and its text) down
             problem = str(exc) or type(exc).__name__
         self._set_creating(False)
+        if isinstance(problem, Refusal):
+            self._set_error(form_field(problem.field), problem.message, name_field=False)
+            return
         if problem:
             self._set_error(None, problem)
             return

@@ -4,14 +4,18 @@ A `ScrollView` that renders only the rows on screen (`render_line`, with a
 small LRU cache of rendered rows) from a bounded window of events in memory.
 The window is a slice of the log that matches the active filter:
 
-- *attached*: its bottom is the live edge; a subscription (a worker) pushes
-  new events into a `LiveBuffer`, drained a few times a second (at once after
-  a quiet spell) and applied as one batch. Past the cap the oldest rows are
-  trimmed and come back from the store on scroll.
+- *attached*: its bottom is the live edge; the console feed (`tui.feed`)
+  hands the pane paced batches of new events (`apply_batch`), which it
+  filters and appends. Past the cap the oldest rows are trimmed and come back
+  from the store on scroll.
 - *detached*: the operator scrolled so far back that the newest rows were
-  trimmed; the subscription is closed, scrolling down pages newer events in
-  from the store and re-attaches when it reaches the end, `G` jumps straight
-  to the newest page.
+  trimmed; live events are only remembered at the tail (bounded), scrolling
+  down pages newer events in from the store and re-attaches when it reaches
+  the end, `G` jumps straight to the newest page.
+
+The pane never subscribes: while a page is read, live events that arrive are
+kept in a bounded tail and those past the page are applied when it lands (no
+gap, no duplicate at the seam); a tail that overflowed means read again.
 
 Every store read runs in a worker; nothing on the UI thread waits on I/O.
 Each load bumps a generation number, so a read or a drain that was started
@@ -28,10 +32,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from datetime import UTC, datetime, tzinfo
+from datetime import datetime, tzinfo
 from pathlib import Path
-from typing import ClassVar, Protocol, cast
+from typing import ClassVar, cast
 
 from rich.style import Style
 from rich.text import Text
@@ -47,47 +52,26 @@ from textual.timer import Timer
 from textual.worker import Worker, WorkerState
 
 from store.errors import StoreError
-from store.feed import Subscription
 from store.filters import Filter, parse_filter
-from store.models import Batch, Event, Lag, Severity
+from store.models import Event, Lag, Severity
+from tui.backend import EventPages
+from tui.clock import ConsoleClock
 from tui.export import EXPORT_FORMATS, ExportFormat, export_events
-from tui.live_buffer import LiveBuffer
 from tui.safe_text import multi_line, one_line
 
 __all__ = ["EXPORT_FORMATS", "EventLog", "EventSource", "export_events"]
+
+EventSource = EventPages
 
 WINDOW_CAP = 5_000
 """Most events held in memory; older and newer ones page in from the store."""
 PAGE = 500
 """Events read per page (first load, scroll back, scroll forward)."""
-FEED_BATCH = 1_000
-BUFFER_CAPACITY = 10_000
 LAG_NOTICE = "… fell behind, reloading from store"
 NOTICE_SECONDS = 4.0
-HIDDEN_RECHECK_SECONDS = 0.25
 
 LEVEL_LABELS = {Severity.INFO: "INF", Severity.WARNING: "WRN", Severity.ERROR: "ERR"}
 Item = Event | Lag
-
-
-class EventSource(Protocol):
-    """What the pane needs from the store (`store.event_store.EventStore` is one)."""
-
-    async def last_position(self) -> int: ...
-
-    async def read_after(self, position: int, limit: int, flt: Filter | None = None) -> Batch: ...
-
-    async def read_before(
-        self, position: int, limit: int, flt: Filter | None = None
-    ) -> list[Event]: ...
-
-    def subscribe(
-        self, after: int = 0, flt: Filter | None = None, max_queue: int = ...
-    ) -> Subscription: ...
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _fixed(value: str, width: int, style: Style) -> Text:
@@ -161,21 +145,20 @@ class EventLog(ScrollView, can_focus=True):
         window_cap: int = WINDOW_CAP,
         page_size: int = PAGE,
         tz: tzinfo | None = None,
-        clock: Callable[[], datetime] = _utc_now,
-        drain_interval: float = 0.1,
-        buffer_capacity: int = BUFFER_CAPACITY,
+        clock: Callable[[], datetime] | None = None,
+        console_clock: ConsoleClock | None = None,
         name: str | None = None,
         id: str | None = None,
         classes: str | None = None,
     ) -> None:
-        """`tz` is the zone times are shown in (None: the local zone); `clock` feeds `after:-10m`."""
+        """`console_clock` shows times (or `tz`, None: the local zone); `clock` feeds `after:-10m`."""
         super().__init__(name=name, id=id, classes=classes)
         if window_cap < page_size * 2:
             raise ValueError("window_cap must hold at least two pages")
         self._store = store
-        self._clock = clock
-        self._filter = parse_filter(filter_text, now=clock())
-        self._tz = tz
+        self._times = console_clock or ConsoleClock(tz, clock)
+        self._clock = clock or self._times.now
+        self._filter = parse_filter(filter_text, now=self._clock())
         self.window_cap = window_cap
         self.page_size = page_size
         self._events: list[Event] = []
@@ -186,9 +169,10 @@ class EventLog(ScrollView, can_focus=True):
         self._live_after = 0  # live events at or below this are already in the window
         self._loaded = False
         self._generation = 0
-        self._sub: Subscription | None = None
-        self._buffer: LiveBuffer[Item] = LiveBuffer(buffer_capacity, drain_interval)
-        self._drain_due = False
+        # Live events that match while the window is not at the live edge (a page is
+        # being read, or history is shown): applied past the page that lands.
+        self._tail: deque[Event] = deque(maxlen=window_cap)
+        self._tail_lost = 0  # the newest position that fell out of the full tail
         self._held: list[Event] = []
         self._held_overflow = False
         self._paused_count = 0
@@ -308,8 +292,17 @@ class EventLog(ScrollView, can_focus=True):
         return worker
 
     def apply_batch(self, batch: Sequence[Item]) -> None:
-        """Apply one drained batch of live items (events in position order, lag notices)."""
+        """Apply one batch of live items from the console feed (events in position order)."""
         self._apply(batch, prefiltered=False)
+
+    def feed_lost(self) -> None:
+        """Live events were lost on the way: re-read from the store (on resume, when paused)."""
+        if self.paused:
+            self._held.clear()
+            self._held_overflow = True
+            self._update_titles()
+        else:
+            self.reload(notice=LAG_NOTICE)
 
     async def export(self, path: Path | str, fmt: ExportFormat) -> int:
         """Write every stored event matching the active filter to `path`; return the count."""
@@ -323,25 +316,13 @@ class EventLog(ScrollView, can_focus=True):
         """Forget the live pipeline of the old window before a new one is read."""
         self._generation += 1
         self._loading = True
-        self._stop_feed()
         self._attached = False
-        self._buffer.clear()
+        self._tail.clear()
+        self._tail_lost = 0
         self._held.clear()
         self._held_overflow = False
         self._paused_count = 0
         self.workers.cancel_group(self, "event-log-page")
-
-    def _stop_feed(self) -> None:
-        if self._sub is not None:
-            self._sub.close()
-            self._sub = None
-        self.workers.cancel_group(self, "event-log-feed")
-
-    def _start_feed(self, sub: Subscription) -> None:
-        self._stop_feed()
-        self._sub = sub
-        self._attached = True
-        self._consume(sub, self._generation)
 
     @work(exclusive=True, group="event-log-load", exit_on_error=False)
     async def _load_newest(self, generation: int) -> None:
@@ -350,25 +331,18 @@ class EventLog(ScrollView, can_focus=True):
             return
         flt = self._filter
         try:
+            # Live events that commit meanwhile wait in the tail (see _attach_at).
             last = await store.last_position()
-            # Subscribed before the page is read: whatever commits meanwhile
-            # is replayed by the subscription, so there is no gap at the seam.
-            sub = store.subscribe(after=last, flt=flt, max_queue=self._buffer.capacity)
-            try:
-                page = await store.read_before(last + 1, self.page_size, flt)
-            except BaseException:
-                sub.close()
-                raise
+            page = await store.read_before(last + 1, self.page_size, flt)
         except StoreError as exc:
             self._load_failed(generation, exc)
             return
         if generation != self._generation:
-            sub.close()
             return
         page.reverse()
         self._replace_window(page, has_older=len(page) >= self.page_size, cursor_at_end=True)
-        self._live_after = last
-        self._start_feed(sub)
+        if not self._attach_at(last):
+            return
         self._after_window_change(to_end=True)
 
     @work(exclusive=True, group="event-log-load", exit_on_error=False)
@@ -385,8 +359,8 @@ class EventLog(ScrollView, can_focus=True):
         if generation != self._generation:
             return
         self._replace_window(list(batch.events), has_older=False, cursor_at_end=False)
-        if not batch.has_more:
-            self._attach_at(batch.cursor.position)
+        if not batch.has_more and not self._attach_at(batch.cursor.position):
+            return
         self._after_window_change()
 
     def _load_failed(self, generation: int, error: BaseException) -> None:
@@ -404,15 +378,26 @@ class EventLog(ScrollView, can_focus=True):
             self.scroll_to(y=0, animate=False, force=True)
         self._after_window_change()
 
-    def _attach_at(self, position: int) -> None:
-        """Follow live from just after `position` (the window's bottom)."""
-        if self._store is None:
-            return
+    def _attach_at(self, position: int) -> bool:
+        """Follow live from just after `position` (the window's bottom); False if reloading.
+
+        The tail holds what arrived while the page was read: what is past it is
+        appended; if the tail lost something past it, the newest page is read again.
+        """
+        if self._tail_lost > position:
+            self.reload()
+            return False
         self._live_after = position
-        sub = self._store.subscribe(
-            after=position, flt=self._filter, max_queue=self._buffer.capacity
-        )
-        self._start_feed(sub)
+        self._attached = True
+        tail = [e for e in self._tail if e.position > position]
+        self._tail.clear()
+        if tail:
+            self._events.extend(tail)
+            self._live_after = tail[-1].position
+            self._trim_top()
+            if self._cursor < 0 or self.follow:
+                self._cursor = len(self._events) - 1
+        return True
 
     @work(exclusive=True, group="event-log-page", exit_on_error=False)
     async def _page_older(self, generation: int, first: int) -> None:
@@ -459,14 +444,14 @@ class EventLog(ScrollView, can_focus=True):
             return
         self._events.extend(batch.events)
         shift = self._trim_top()
-        if not batch.has_more:
-            self._attach_at(batch.cursor.position)
+        if not batch.has_more and not self._attach_at(batch.cursor.position):
+            return
         self._after_window_change(shift=shift)
 
     def _detach(self) -> None:
-        self._stop_feed()
-        self._buffer.clear()
         self._attached = False
+        self._tail.clear()
+        self._tail_lost = 0
         self._held.clear()
         self._held_overflow = False
         if self.follow:
@@ -490,68 +475,10 @@ class EventLog(ScrollView, can_focus=True):
 
     # -- live ---------------------------------------------------------------
 
-    @work(exclusive=True, group="event-log-feed", exit_on_error=False)
-    async def _consume(self, sub: Subscription, generation: int) -> None:
-        try:
-            while True:
-                items = await sub.next_batch(FEED_BATCH)
-                if generation != self._generation:
-                    return
-                if self._buffer.push(items):
-                    self._schedule_drain()
-        except StopAsyncIteration:
-            return
-        except StoreError as exc:
-            if generation == self._generation:
-                self._show_notice(f"live updates stopped: {exc}")
-        finally:
-            sub.close()
-
-    def _schedule_drain(self) -> None:
-        if self._drain_due:
-            return
-        self._drain_due = True
-        delay = self._buffer.delay()
-        if delay <= 0:
-            self.call_later(self._drain)
-        else:
-            self.set_timer(delay, self._drain)
-
-    def _drain(self) -> None:
-        self._drain_due = False
-        if not self._can_show():
-            # Hidden, or under a modal: leave the batch in the (bounded)
-            # buffer and look again later; one catch-up batch, or a re-read
-            # if it overflowed, when the pane is back.
-            self._drain_due = True
-            self.set_timer(HIDDEN_RECHECK_SECONDS, self._drain)
-            return
-        drained = self._buffer.drain()
-        if drained.dropped and self.paused:
-            # Too much to hold: count it, and re-read from the store on resume.
-            self._paused_count += drained.dropped + len(drained.items)
-            self._held.clear()
-            self._held_overflow = True
-            self._update_titles()
-        elif drained.dropped:
-            self.reload(notice=LAG_NOTICE)
-        elif drained.items:
-            self._apply(drained.items, prefiltered=True)
-        if len(self._buffer):
-            self._schedule_drain()
-
     def _apply(self, batch: Sequence[Item], *, prefiltered: bool) -> None:
-        if not self._loaded:
-            return
         if any(isinstance(item, Lag) for item in batch):
-            if self.paused:
-                self._held.clear()
-                self._held_overflow = True
-            else:
-                self.reload(notice=LAG_NOTICE)
+            self.feed_lost()
             return
-        if not self._attached:
-            return  # the window shows older history; the store has these
         flt = None if prefiltered or self._filter.is_empty else self._filter
         fresh = [
             e
@@ -561,6 +488,18 @@ class EventLog(ScrollView, can_focus=True):
             and (flt is None or flt.matches(e))
         ]
         if not fresh:
+            return
+        if not self._attached:
+            # A page is being read, or older history is shown: the store has these,
+            # but whatever lands past the page being read comes from here.
+            if self._failure is not None:
+                return
+            dropped = len(self._tail) + len(fresh) - (self._tail.maxlen or 0)
+            if dropped > 0:
+                held = len(self._tail)
+                newest_lost = self._tail[dropped - 1] if dropped <= held else fresh[dropped - held - 1]
+                self._tail_lost = max(self._tail_lost, newest_lost.position)
+            self._tail.extend(fresh)
             return
         self._live_after = fresh[-1].position
         if self.paused:
@@ -621,10 +560,6 @@ class EventLog(ScrollView, can_focus=True):
         # it Textual would refuse to scroll now.
         with self._programmatic_scroll():
             self.scroll_end(animate=False, immediate=True, x_axis=False, force=True)
-
-    def _can_show(self) -> bool:
-        """Whether the pane is on the active screen (not hidden, not under a modal)."""
-        return self.is_mounted and self.screen.is_active and self.is_on_screen
 
     def _post_selection(self) -> None:
         event = self.selected_event
@@ -698,7 +633,8 @@ class EventLog(ScrollView, can_focus=True):
         if self._adjusting:
             return
         back = round(new_value) < round(old_value)
-        if back and self.follow:
+        # A layout that shrinks the scroll range also lowers scroll_y: still at the bottom.
+        if back and self.follow and round(new_value) < round(self.max_scroll_y):
             self.follow = False  # the operator scrolled back to read: stay there
         if back or not self._attached:
             self._maybe_page()
@@ -787,7 +723,6 @@ class EventLog(ScrollView, can_focus=True):
 
     def on_unmount(self) -> None:
         self._generation += 1
-        self._stop_feed()
 
     def on_resize(self, event: events.Resize) -> None:
         self._line_cache.clear()
@@ -886,10 +821,9 @@ class EventLog(ScrollView, can_focus=True):
         if cursor:
             base = base + self.get_component_rich_style("event-log--cursor")
         where_w, kind_w, who_w = self._columns(width)
-        at = event.at.astimezone(self._tz)
         level = event.level
         line = Text(style=base, no_wrap=True, end="")
-        line.append(at.strftime("%H:%M:%S.") + f"{at.microsecond // 1000:03d}", self._style("time"))
+        line.append(self._times.time_ms(event.at), self._style("time"))
         line.append(" ")
         line.append(LEVEL_LABELS.get(level, "???"), self._style(level.value))
         line.append(" ")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from rich.style import Style
 from rich.text import Text
 
@@ -46,6 +44,3 @@ def run_status(status: RunStatus | None, run_id: str | None = None) -> Text:
         text.append(f" {run_id.rpartition('.')[2]}", style=Style(dim=True))
     return text
 
-
-def clock_time(at: datetime) -> str:
-    return at.strftime("%H:%M:%S")

@@ -7,10 +7,13 @@ from datetime import datetime, timedelta
 from rich.style import Style
 from rich.text import Text
 from textual.binding import Binding
+from textual.coordinate import Coordinate
 from textual.message import Message
 from textual.widgets import DataTable
 
-from store.models import HostLease, RuntimeRecord, RuntimeStatus, WorkerStatus
+from store.models import HostLease, RuntimeStatus, WorkerStatus
+from tui.backend import RuntimeRow
+from tui.widgets.table import FixedTable
 
 STALE_AFTER = timedelta(seconds=10)
 RUNNING = Style(color="green")
@@ -28,7 +31,7 @@ def host_text(lease: HostLease | None, here: bool, now: datetime) -> Text:
     return Text(label)
 
 
-class RuntimesPane(DataTable[Text | str]):
+class RuntimesPane(FixedTable[Text | str]):
     BINDINGS = [
         Binding("j", "cursor_down", "Down", show=False),
         Binding("k", "cursor_up", "Up", show=False),
@@ -39,8 +42,8 @@ class RuntimesPane(DataTable[Text | str]):
             super().__init__()
             self.runtime_id = runtime_id
 
-    def __init__(self, **kwargs: object) -> None:
-        super().__init__(cursor_type="row", **kwargs)  # type: ignore[arg-type]
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(cursor_type="row", id=id)
         self._rows: dict[str, tuple[Text | str, ...]] = {}
 
     def on_mount(self) -> None:
@@ -52,25 +55,20 @@ class RuntimesPane(DataTable[Text | str]):
     def selected_runtime_id(self) -> str | None:
         if not self._rows or self.cursor_row < 0 or self.cursor_row >= self.row_count:
             return None
-        row_key, _ = self.coordinate_to_cell_key((self.cursor_row, 0))
+        row_key, _ = self.coordinate_to_cell_key(Coordinate(self.cursor_row, 0))
         return str(row_key.value)
 
-    def update(
-        self,
-        runtimes: list[RuntimeRecord],
-        counts: dict[str, dict[WorkerStatus, int]],
-        hosts: dict[str, HostLease],
-        hosted_here: str | None,
-        now: datetime,
-    ) -> None:
-        for record in runtimes:
+    def update(self, runtimes: list[RuntimeRow], now: datetime) -> None:
+        """Apply fresh rows: new runtimes are added, changed cells rewritten in place."""
+        for summary in runtimes:
+            record = summary.record
             rid = record.runtime_id
-            c = counts.get(rid, {})
+            c = summary.counts
             stopped = record.status is RuntimeStatus.STOPPED
             name = Text.assemble(("■ " if stopped else "● ", STOPPED if stopped else RUNNING), rid)
             row: tuple[Text | str, ...] = (
                 name,
-                host_text(hosts.get(rid), rid == hosted_here, now)
+                host_text(summary.host, summary.hosted_here, now)
                 if not stopped
                 else Text("stopped", style=STOPPED),
                 f"{c.get(WorkerStatus.RUNNING, 0)}● {c.get(WorkerStatus.STOPPED, 0)}■ {c.get(WorkerStatus.CANCELLED, 0)}✕",

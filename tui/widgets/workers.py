@@ -3,19 +3,30 @@
 Rows are keyed by worker id and only the cells whose text changed are
 written (`DataTable.remove_row` is O(rows), and a full rebuild per event
 would be quadratic), so a burst of events touching a few workers costs a few
-cell updates.
+cell updates. A runtime with many workers shows its first screenfuls at once
+and the rest right after that paint, a chunk per refresh.
 """
 
 from __future__ import annotations
 
+import itertools
+
 from rich.text import Text
 from textual.binding import Binding
+from textual.coordinate import Coordinate
 from textual.message import Message
 from textual.widgets import DataTable
 
 from store.models import WorkerRecord, WorkerSpec
+from tui.clock import ConsoleClock
 from tui.safe_text import one_line
-from tui.widgets.labels import clock_time, run_status, worker_status
+from tui.widgets.labels import run_status, worker_status
+from tui.widgets.table import FixedTable
+
+FIRST_ROWS = 100
+"""Rows added before the first paint of a runtime; the rest follow it."""
+CHUNK_ROWS = 250
+"""Rows added per refresh after that."""
 
 # Most telling first: on a narrow screen the table scrolls sideways for the rest.
 COLUMNS = (
@@ -39,7 +50,7 @@ def intent_text(spec: WorkerSpec) -> str:
     return "assistant" + (f": {intent.purpose}" if intent.purpose else "")
 
 
-def _cells(record: WorkerRecord) -> dict[str, Text | str]:
+def _cells(record: WorkerRecord, clock: ConsoleClock) -> dict[str, Text | str]:
     return {
         "id": record.worker_id,
         "status": worker_status(record.status),
@@ -48,11 +59,11 @@ def _cells(record: WorkerRecord) -> dict[str, Text | str]:
         "profile": one_line(record.spec.profile, 13),
         "queue": str(record.queued),
         "transcript": str(record.transcript_len),
-        "activity": clock_time(record.updated_at),
+        "activity": clock.time(record.updated_at),
     }
 
 
-class WorkersTable(DataTable[Text | str]):
+class WorkersTable(FixedTable[Text | str]):
     """Workers of the selected runtime."""
 
     BINDINGS = [
@@ -67,9 +78,11 @@ class WorkersTable(DataTable[Text | str]):
             super().__init__()
             self.worker_id = worker_id
 
-    def __init__(self, **kwargs: object) -> None:
-        super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)  # type: ignore[arg-type]
+    def __init__(self, clock: ConsoleClock | None = None, *, id: str | None = None) -> None:
+        super().__init__(cursor_type="row", zebra_stripes=True, id=id)
+        self.clock = clock or ConsoleClock()
         self._shown: dict[str, dict[str, Text | str]] = {}
+        self._later: dict[str, WorkerRecord] = {}  # rows not added yet, in order
         self.runtime_id: str | None = None
 
     def on_mount(self) -> None:
@@ -80,7 +93,7 @@ class WorkersTable(DataTable[Text | str]):
     def selected_worker_id(self) -> str | None:
         if not self._shown or self.cursor_row < 0 or self.cursor_row >= self.row_count:
             return None
-        row_key, _ = self.coordinate_to_cell_key((self.cursor_row, 0))
+        row_key, _ = self.coordinate_to_cell_key(Coordinate(self.cursor_row, 0))
         return str(row_key.value)
 
     def show(self, runtime_id: str, records: list[WorkerRecord]) -> None:
@@ -88,12 +101,39 @@ class WorkersTable(DataTable[Text | str]):
         self.runtime_id = runtime_id
         self.clear()
         self._shown.clear()
-        self.update(records)
+        self._later = {r.worker_id: r for r in records[FIRST_ROWS:]}
+        self._add(records[:FIRST_ROWS])
+        if self._later:
+            self.call_after_refresh(self._add_later)
+
+    @property
+    def complete(self) -> bool:
+        """Whether every worker of the runtime has its row."""
+        return not self._later
+
+    def _add_later(self) -> None:
+        if not self._later:
+            return
+        keys = list(itertools.islice(self._later, CHUNK_ROWS))
+        self._add([self._later.pop(k) for k in keys])
+        if self._later:
+            self.call_after_refresh(self._add_later)
 
     def update(self, records: list[WorkerRecord]) -> None:
         """Apply fresh records: new workers are added, changed cells rewritten in place."""
+        if self._later:
+            # Rows still to come keep their order: a fresher record just takes their place.
+            now = [r for r in records if r.worker_id not in self._later]
+            for r in records:
+                if r.worker_id in self._later:
+                    self._later[r.worker_id] = r
+            records = [r for r in now if r.worker_id in self._shown]
+            self._later.update({r.worker_id: r for r in now if r.worker_id not in self._shown})
+        self._add(records)
+
+    def _add(self, records: list[WorkerRecord]) -> None:
         for record in records:
-            cells = _cells(record)
+            cells = _cells(record, self.clock)
             shown = self._shown.get(record.worker_id)
             if shown is None:
                 self.add_row(*cells.values(), key=record.worker_id)
@@ -107,6 +147,8 @@ class WorkersTable(DataTable[Text | str]):
             self._shown[record.worker_id] = cells
 
     def select_worker(self, worker_id: str) -> None:
+        while worker_id in self._later:
+            self._add_later()
         if worker_id in self._shown:
             self.move_cursor(row=self.get_row_index(worker_id))
 

@@ -1,4 +1,4 @@
-"""The console's screens as SVG files: `make screenshots` (python -m tui.screenshots DIR).
+"""The console's screens as SVG files: `make screenshots` (python -m tests.ui.screenshots DIR).
 
 Each scene is the seeded scene database plus the keys that bring a screen
 up. The snapshot tests (tests/ui/test_snapshots.py) run the same scenes, so
@@ -17,8 +17,8 @@ from pathlib import Path
 from textual.pilot import Pilot
 from textual.widgets import Select
 
+from tests.ui.scenes import scene_app
 from tui.app import AgentDeckApp
-from tui.scenes import scene_app
 
 Steps = Callable[[Pilot[int]], Awaitable[None]]
 
@@ -30,13 +30,14 @@ async def settled(pilot: Pilot[int], timeout: float = 15.0) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while loop.time() < deadline:
+        main = app.main_screen
         if (
-            app.backend is not None
-            and app.workers_table.row_count == 5
-            and app.runtimes_pane.row_count == 2
-            and app.transcript.entries
-            and app.event_log.loaded
-            and len(app.event_log.window) >= 49
+            main is not None
+            and main.workers_table.row_count == 5
+            and main.runtimes_pane.row_count == 2
+            and main.transcript.entries
+            and main.event_log.loaded
+            and len(main.event_log.window) >= 49
         ):
             break
         await pilot.pause(0.05)

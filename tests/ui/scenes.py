@@ -8,6 +8,7 @@ next input), so every time and id on screen is the same on every run.
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC
 from pathlib import Path
 
 from engine.clock import CountingIds, SteppingClock
@@ -22,7 +23,7 @@ from store.models import (
     WorkerRef,
 )
 from tui.app import AgentDeckApp
-from tui.backend import Backend, open_backend
+from tui.backend import HostedBackend, open_backend
 
 SCENE_CONFIG = """\
 [profiles.coder]
@@ -84,14 +85,16 @@ async def seed_scene(runtime: Runtime, stopped_runtime: Runtime | None = None) -
         await stopped_runtime.stop_runtime()
 
 
-async def open_scene_backend(db: Path) -> Backend:
+async def open_scene_backend(db: Path) -> HostedBackend:
     """Open a fresh scene database with deterministic clock and ids, and seed it."""
     db.parent.mkdir(parents=True, exist_ok=True)
     config = db.parent / "agentdeck.toml"
     config.write_text(SCENE_CONFIG)
     clock = SteppingClock()
     ids = CountingIds()
-    backend = await open_backend(db, config=config, clock=clock, ids=ids, watch=False)
+    backend = await open_backend(
+        db, config=config, clock=clock, ids=ids, watch=False, db_label="scene.db"
+    )
     assert backend.runtime is not None
     ci = await Runtime.host(backend.store, "ci", clock=clock, ids=ids)
     try:
@@ -108,5 +111,6 @@ def scene_app(db: Path) -> AgentDeckApp:
         lambda: open_scene_backend(db),
         settings_file=None,
         now=clock.now,
+        tz=UTC,  # times on screen do not depend on where the tests run
         db_label="scene.db",
     )
