@@ -8,6 +8,7 @@ Progress goes to stderr (silenced by `--json`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -17,12 +18,19 @@ import sqlite3
 import statistics
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from store.catalog import check, level_of
+from store.codec import dump_payload, load_payload, us_from_dt
+from store.database import OpenOptions, filesystem_type, open_writer
+from store.models import NewEvent
+from store.projector import INSERT_EVENT, Row, project
+
 DATA_ENV = "AGENTDECK_BENCH_DATA"
+PROJECT_ROOT = str(Path(__file__).resolve().parent.parent)
 
 Op = Literal["<=", ">="]
 
@@ -95,8 +103,6 @@ def peak_rss_mb() -> float:
 
 def machine_info(where: Path | None = None) -> dict[str, Any]:
     """What the numbers were measured on."""
-    from store.database import filesystem_type
-
     info: dict[str, Any] = {
         "platform": platform.platform(),
         "python": platform.python_version(),
@@ -111,6 +117,98 @@ def machine_info(where: Path | None = None) -> dict[str, Any]:
         info["data_dir"] = str(where)
         info["data_fs"] = filesystem_type(where)
     return info
+
+
+def loadavg() -> float | None:
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return None
+
+
+# -- the same events, written by raw sqlite3 ---------------------------------------
+
+
+def row_of(position: int, runtime_id: str, seq: int, event: NewEvent) -> Row:
+    """`event` as the store's writer turns it into a row at `position` (`seq` in `runtime_id`).
+
+    Its payload is checked against the catalog here, untimed, as the writer does at
+    submit, so a raw baseline that projects does no more work than the store's
+    transaction, and writes exactly the rows the store writes.
+    """
+    payload_json = dump_payload(event.payload)
+    return Row(
+        position, runtime_id, seq, str(event.event_id), event.kind,
+        level_of(event.kind, event.payload).rank, event.worker_id, event.run_id,
+        event.run_seq, event.message, payload_json, us_from_dt(event.at),
+        load_payload(payload_json), check(event.kind, event.payload),
+    )
+
+
+def remove_db(path: Path) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            Path(f"{path}{suffix}").unlink()
+
+
+def fresh_raw_db(path: Path, options: OpenOptions | None = None) -> sqlite3.Connection:
+    """A new file with the real schema, opened by `store.database` with the store's pragmas."""
+    remove_db(path)
+    os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    return open_writer(path, options or OpenOptions(), migrate_from=0)
+
+
+def raw_commit(
+    conn: sqlite3.Connection, values: Sequence[tuple[Any, ...]], rows: Sequence[Row] = ()
+) -> None:
+    """One raw transaction: INSERT the event `values`; project `rows` when given."""
+    conn.execute("BEGIN IMMEDIATE")
+    conn.executemany(INSERT_EVENT, values)
+    if rows:
+        project(conn, rows)
+    conn.execute("COMMIT")
+
+
+def raw_insert(conn: sqlite3.Connection, rows: Sequence[Row], projections: bool) -> None:
+    raw_commit(conn, [r.column_values() for r in rows], rows if projections else ())
+
+
+def build_cached_db(
+    path: Path, batches: Iterable[Sequence[Row]], progress: Callable[[str], None]
+) -> None:
+    """A cached benchmark database: raw inserts of `batches` with the real projector,
+    then the real FTS indexer step, written to a scratch name and renamed into place."""
+    from store.search import index_step
+
+    tmp = path.with_name(f"{path.name}.building-{os.getpid()}")
+    conn = fresh_raw_db(tmp, OpenOptions(synchronous="OFF"))  # a cache, not data: no fsync
+    try:
+        conn.execute("PRAGMA cache_size = -262144")
+        done = 0
+        for rows in batches:
+            raw_insert(conn, rows, projections=True)
+            done += len(rows)
+            if done % 200_000 < len(rows):
+                progress(f"  {done:,} events written")
+        more = True
+        while more:
+            conn.execute("BEGIN IMMEDIATE")
+            more = index_step(conn, 50_000)
+            conn.execute("COMMIT")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+    finally:
+        conn.close()
+    for suffix in ("-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            Path(f"{tmp}{suffix}").unlink()
+    tmp.replace(path)
+
+
+def child_env() -> dict[str, str]:
+    """This environment with the project root on PYTHONPATH (for `python -m bench...` children)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (PROJECT_ROOT, env.get("PYTHONPATH")) if p)
+    return env
 
 
 # -- figures and output ------------------------------------------------------------
@@ -185,6 +283,15 @@ def emit_json(result: dict[str, Any]) -> None:
     """The result on stdout: one JSON object."""
     sys.stdout.write(dumps(result) + "\n")
     sys.stdout.flush()
+
+
+def finish(result: dict[str, Any], json_only: bool) -> int:
+    """Print the result (JSON on stdout, the summary on stderr unless `json_only`); 0."""
+    emit_json(result)
+    if not json_only:
+        for line in summary_lines(result["figures"]):
+            print(line, file=sys.stderr)
+    return 0
 
 
 class Progress:

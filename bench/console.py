@@ -1,64 +1,45 @@
 """`agentdeck bench console`: the real console, headless, under load and on a big database.
 
-Every figure stands next to a baseline measured in the same run (issue 4,
-"Benchmarks"):
+Every figure stands next to a baseline measured in the same run:
 
 - events_applied_per_s, backlog_p99: the console (`tui.app.AgentDeckApp`,
-  headless via `App.run_test(size=(120, 40))`, in this process) watches a
-  demo runtime that a *separate process* drives at 10,000 events/s for 30 s
-  into the same database file; the console only sees those events through
-  the store's change feed. Applied = the newest position in the event log's
-  window; backlog = the load's newest committed position minus that.
-  Baseline: a minimal Textual app on the same kind of stream (its own child,
-  same rate, same duration, same store subscription) writing one
-  `Log.write_line` per event into Textual's stock `Log`.
-- key_latency_p99: every ~0.5 s a key that changes the screen is pressed
-  with `Pilot.press` (`j`/`k` in the workers table: the transcript pane's
-  title names the newly selected worker) and timed until a frame *showing*
-  the change leaves the compositor (see "Frames" below). Baseline: the same
-  keys in the `Log` app, where they set the log's title.
-- peak_rss_growth: peak RSS of this process in the first third of the load
-  (0-10 s) against the whole load (0-30 s), as % growth.
-- first_paint, first_paint_vs_small: the console opened (hosting its
-  runtime, as `agentdeck --db X` does) on a database of 1M events and 1,000
-  workers, from constructing the App to the first frame that shows worker
-  rows and event rows; baseline: the same on a database of 1,000 events.
+  headless via `App.run_test(size=(120, 40))`, in this process) watches the
+  `demo` runtime that a *separate process* drives at 10,000 events/s for 60 s
+  into the same file; the console sees those events only through the store's
+  change feed. Applied = the newest position in the event log's window;
+  backlog = the load's newest committed position minus that. Baseline: a
+  minimal Textual app with the stock `Log` widget on the same kind of stream
+  (its own load child, same rate and duration, same store subscription), one
+  `Log.write_line` per event.
+- key_latency_p99: every 0.5 s a key that changes the screen (`j`/`k` in the
+  workers table: the transcript's title names the newly selected worker) is
+  pressed and timed until a frame *showing* the change leaves the compositor.
+  Baseline: the same keys in the `Log` app, where they retitle the log.
+- peak_rss_growth: peak RSS of this process over the first 10 s of the load
+  against the whole 60 s, as % growth (the same for the `Log` app).
+- first_paint, first_paint_vs_small: the console opened (hosting `local`, as
+  `agentdeck --db X` does) on a database of 1M events and 1,000 workers, from
+  constructing the App to the first frame showing worker rows and event rows;
+  baseline: the same on 1,000 events and 10 workers.
 
-Frames: `App._display` is where Textual hands each composed frame to the
-terminal driver; headless, it returns without writing. This bench wraps it on
-the app *instance*: each frame is encoded exactly as the real driver path
-does (`CompositorUpdate.render_segments`, so the app pays the same encoding
-cost it pays in a terminal, only the write syscall is missing) and applied
-to a small virtual terminal (a 120x40 grid of characters). "The screen
-shows X" means that grid shows X inside the widget's region.
-
-Load: `agentdeck demo` cannot make 10,000 events/s (on the 2-core machine
-this was written on it made ~1,200 events/s with 50 workers: its feeder
-sends inputs one at a time, each awaiting a durable commit), so the load is
-`python -m bench.console load ...`: a child process that hosts the `demo`
-runtime's lease like `agentdeck demo` and appends demo-shaped events (the
-kinds, messages and payloads of `builtin:demo` runs, 50 workers taking turns)
-through `store.event_store.EventStore.append`, paced to the target rate. The
-rate it actually achieved is reported next to every figure.
-
-The first-paint databases are built once with raw sqlite3 inserts, the real
-projector and the real FTS indexer step (as `bench.store` builds its log) and
-cached under bench/data/ (ignored by git); each run opens a copy, because
-opening a runtime appends `runtime.restored`.
-
-`python -m bench.console [--json] [--quick] [--scale X] [--profile]` runs it
-alone; `agentdeck bench console` calls `run_console_command`.
+Frames: `App._display` is wrapped on the app instance; each frame is
+encoded as the driver does (`CompositorUpdate.render_segments`) and applied
+to a 120x40 virtual terminal, so "the screen shows X" means that grid does.
+The load is `python -m bench.console load ...` (`agentdeck demo` cannot make
+10,000 events/s): a child hosting the `demo` runtime's lease that appends
+builtin:demo-shaped events, each built through `store.catalog.event`. The
+first-paint databases are built once (`bench.common.build_cached_db`) and
+cached under bench/data/. `python -m bench.console [--json] [--quick]
+[--scale X]` runs it alone.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
-import cProfile
 import gc
-import io
-import os
-import pstats
+import itertools
 import random
 import re
 import shutil
@@ -68,48 +49,50 @@ import sys
 import tempfile
 import threading
 import time
-from collections import deque
+from array import array
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+from uuid6 import uuid7
 
 from bench.common import (
     Goal,
     Progress,
+    build_cached_db,
+    child_env,
     data_dir,
-    emit_json,
     figure,
+    finish,
     latency_ms,
+    loadavg,
     machine_info,
     median,
     now,
     percentile,
+    remove_db,
+    row_of,
     rss_mb,
-    summary_lines,
 )
-from bench.store import Spec, fresh_raw_db, raw_insert
-from store.codec import dump_payload, us_from_dt
-from store.database import OpenOptions, open_reader
+from store import catalog as c
+from store.database import open_reader
 from store.errors import DatabaseLocked
 from store.event_store import EventStore
-from store.levels import level_of
-from store.models import Event, Limits, NewEvent, RoleIntent, WorkerSpec
+from store.models import Event, NewEvent, Role, RoleIntent, WorkerSpec
 from store.projector import Row
 from store.schema import LATEST_VERSION
-from store.search import index_step
 
-ProgressFn = Callable[[str], None]
+Say = Callable[[str], None]
+Clock = Callable[[], datetime]
 
 SIZE = (120, 40)
 LOAD_RUNTIME = "demo"  # what `agentdeck demo` hosts by default
 DECK_RUNTIME = "local"  # what `agentdeck` hosts by default
 DEMO_PROFILE = "builtin:demo"
-DEMO_STEPS = 3
-TOOL_RATE = 0.7
-FAIL_RATE = 0.1
-GENERATOR_VERSION = 1  # bump when the first-paint databases' content changes
+DEMO_STEPS, TOOL_RATE, FAIL_RATE = 3, 0.7, 0.1  # engine.drivers.demo.DemoSettings
+GENERATOR_VERSION = 2  # bump when the first-paint databases' content changes
 MAX_APPEND = 2_000  # most events the load child puts in one append
 TICK_S = 0.005
 SAMPLE_S = 0.1  # backlog sampling
@@ -119,23 +102,23 @@ KEY_TIMEOUT_S = 5.0
 IDLE_KEYS = 8  # key samples before the load starts (the figure at rest)
 CATCH_UP_TIMEOUT_S = 15.0
 PAINT_TIMEOUT_S = 120.0
+LAG_TICK_S = 0.01
 LOG_BASELINE_LINES = 5_000  # the stock Log keeps as many lines as the EventLog's window
-YIELD_EVERY = 100  # the Log app's feed yields to the event loop every so many write_line calls
-PROJECT_ROOT = str(Path(__file__).resolve().parent.parent)
+YIELD_EVERY = 100  # the Log app's feed yields to the loop every so many write_line calls
 
 _WORKER_ID_CELL = re.compile(r"\bw-\d+\b")
 _EVENT_TIME = re.compile(r"\d\d:\d\d:\d\d\.\d\d\d")
-
-
-# ---------------------------------------------------------------------------
-# Sizes
-# ---------------------------------------------------------------------------
+_DIAGNOSTICS = (
+    ("runtime.local_default_resources",
+     "worker created without a config bundle; runtime-local defaults are assumed"),
+    ("worker.tools_less", "worker created without requested tool capabilities"),
+)
 
 
 @dataclass(frozen=True)
 class Sizes:
     load_s: float  # seconds of load
-    early_s: float  # the "10 s" of "peak RSS at 10 s vs 30 s"
+    early_s: float  # the "10 s" of "peak RSS at 10 s vs at the end"
     rate: float  # target events/s of the load
     load_workers: int
     paint_events: int  # the big first-paint database
@@ -146,120 +129,86 @@ class Sizes:
 
 
 def sizes(quick: bool, scale: float = 1.0) -> Sizes:
-    """Full: 30 s at 10k/s, 1M events / 1,000 workers. Quick: 5 s, 100k events."""
-    load_s, events, repeats = (5.0, 100_000, 2) if quick else (30.0, 1_000_000, 3)
+    """Full: 60 s at 10k/s, 1M events / 1,000 workers. Quick: 5 s, 100k events."""
+    load_s, events, repeats = (5.0, 100_000, 2) if quick else (60.0, 1_000_000, 3)
     load = max(1.5, load_s * scale)
-    workers = 1_000 if scale >= 1 else max(10, round(1_000 * scale))
     return Sizes(
-        load_s=load,
-        early_s=load / 3,
-        rate=10_000.0,
-        load_workers=50,
+        load_s=load, early_s=min(10.0, load / 3), rate=10_000.0, load_workers=50,
         paint_events=max(2_000, round(events * scale)),
-        paint_workers=workers,
-        small_events=1_000,
-        small_workers=10,
-        paint_repeats=repeats if scale >= 0.5 else 1,
+        paint_workers=1_000 if scale >= 1 else max(10, round(1_000 * scale)),
+        small_events=1_000, small_workers=10, paint_repeats=repeats if scale >= 0.5 else 1,
     )
 
 
 # ---------------------------------------------------------------------------
-# Demo-shaped events (the kinds, messages and payloads of builtin:demo runs)
+# builtin:demo-shaped events, built through the catalog
 # ---------------------------------------------------------------------------
 
 
-def runtime_started(runtime_id: str) -> Spec:
-    payload = {"display_name": None, "limits": Limits().model_dump()}
-    return Spec("runtime.started", None, None, None, f"runtime {runtime_id} started", payload)
+def _event(kind: str, payload: c.Payload, message: str, at: datetime, **where: Any) -> NewEvent:
+    return c.event(kind, payload, event_id=uuid7(), at=at, message=message, **where)
 
 
-def worker_created(number: int) -> list[Spec]:
-    """`worker.created` and the two info diagnostics the engine raises with it."""
-    w = f"w-{number}"
-    spec = WorkerSpec(intent=RoleIntent(role=f"demo-{number}"), profile=DEMO_PROFILE)
-    out = [Spec("worker.created", w, None, None, f"worker {w} created (role: demo-{number},"
-                f" {DEMO_PROFILE})", {"spec": spec.model_dump(mode="json")})]
-    for code, text in (
-        ("runtime.local_default_resources",
-         "worker created without a config bundle; runtime-local defaults are assumed"),
-        ("worker.tools_less", "worker created without requested tool capabilities"),
-    ):
-        out.append(Spec("diagnostic.raised", w, None, None, f"info: {code}: {text}",
-                        {"severity": "info", "code": code, "message": text}))
+def setup_events(runtime_id: str, workers: int, clock: Clock) -> list[NewEvent]:
+    """`runtime.started`, then each worker's `worker.created` and the engine's two diagnostics."""
+    out = [_event("runtime.started", c.RuntimeStarted(), f"runtime {runtime_id} started", clock())]
+    for n in range(1, workers + 1):
+        w, role = f"w-{n}", f"demo-{n}"
+        spec = WorkerSpec(intent=RoleIntent(role=role), profile=DEMO_PROFILE)
+        out.append(_event("worker.created", c.WorkerCreated(spec=spec),
+                          f"worker {w} created (role: {role}, {DEMO_PROFILE})", clock(), worker_id=w))
+        out += [_event("diagnostic.raised", c.DiagnosticRaised(code=code, message=text),
+                       f"info: {code}: {text}", clock(), worker_id=w) for code, text in _DIAGNOSTICS]
     return out
 
 
-class DemoWorker:
-    """One demo worker's events, one at a time, run after run (engine.drivers.demo's shape)."""
+def _demo_run(w: str, run_no: int, asked: int, rng: random.Random) -> list[tuple[str, c.Payload, str]]:
+    """One run of a builtin:demo worker: (kind, payload, message), as engine.drivers.demo makes them."""
+    from engine.drivers.demo import TOOLS, VERBS
 
-    def __init__(self, number: int, rng: random.Random) -> None:
-        self.worker_id = f"w-{number}"
-        self._rng = rng
-        self._runs = 0
-        self._transcript = 0
-        self._pending: deque[Spec] = deque()
-
-    @property
-    def between_runs(self) -> bool:
-        return not self._pending
-
-    def next_event(self) -> Spec:
-        if not self._pending:
-            self._pending.extend(self._run())
-        return self._pending.popleft()
-
-    def _run(self) -> list[Spec]:
-        from engine.drivers.demo import TOOLS, VERBS
-
-        rng, w = self._rng, self.worker_id
-        self._runs += 1
-        run_id = f"{w}.r{self._runs}"
-        self._transcript += 1
-        asked = self._transcript
-        content = f"demo task #{self._runs} for {w}"
-        out = [
-            Spec("worker.input.accepted", w, run_id, 1, f"user input #{asked}: {content}",
-                 {"role": "user", "content": content, "sequence": asked}),
-            Spec("run.created", w, run_id, 2, f"run {run_id} queued",
-                 {"prompt": content, "input_sequence": asked, "role": "user"}),
-        ]
-
-        def ev(kind: str, message: str, payload: dict[str, Any] | None = None) -> None:
-            out.append(Spec(kind, w, run_id, len(out) + 1, message, payload or {}))
-
-        ev("run.planning", f"run {run_id} planning")
-        ev("run.executing", f"run {run_id} executing")
-        for step in range(1, DEMO_STEPS + 1):
-            verb = VERBS[rng.randrange(len(VERBS))]
-            ev("run.step.started", f"step {step}: {verb}", {"step": step, "title": verb})
-            if rng.random() < TOOL_RATE:
-                tool = TOOLS[rng.randrange(len(TOOLS))]
-                took = rng.randint(5, 900)
-                ev("run.tool.started", f"tool {tool}", {"step": step, "tool": tool})
-                ev("run.tool.completed", f"tool {tool} done in {took} ms",
-                   {"step": step, "tool": tool, "duration_ms": took})
-        ev("run.verifying", f"run {run_id} verifying")
-        if rng.random() < FAIL_RATE:
-            reason = "demo failure: the simulated tests did not pass"
-            ev("run.failed", f"run {run_id} failed: {reason}", {"error": reason})
-        else:
-            self._transcript += 1
-            answer = f"done: {content[:60]}"
-            ev("worker.output", f"assistant: {answer}",
-               {"role": "assistant", "content": answer, "sequence": self._transcript})
-            ev("run.completed", f"run {run_id} completed", {"result": answer})
-        return out
+    run_id, content = f"{w}.r{run_no}", f"demo task #{run_no} for {w}"
+    run: list[tuple[str, c.Payload, str]] = [
+        ("worker.input.accepted", c.TranscriptAppended(role=Role.USER, content=content,
+                                                       sequence=asked),
+         f"user input #{asked}: {content}"),
+        ("run.created", c.RunCreated(prompt=content, input_sequence=asked), f"run {run_id} queued"),
+        ("run.planning", c.Empty(), f"run {run_id} planning"),
+        ("run.executing", c.Empty(), f"run {run_id} executing"),
+    ]
+    for step in range(1, DEMO_STEPS + 1):
+        verb = VERBS[rng.randrange(len(VERBS))]
+        run.append(("run.step.started", c.StepStarted(step=step, title=verb), f"step {step}: {verb}"))
+        if rng.random() < TOOL_RATE:
+            tool, took = TOOLS[rng.randrange(len(TOOLS))], rng.randint(5, 900)
+            run.append(("run.tool.started", c.ToolStarted(step=step, tool=tool), f"tool {tool}"))
+            run.append(("run.tool.completed", c.ToolCompleted(step=step, tool=tool, duration_ms=took),
+                        f"tool {tool} done in {took} ms"))
+    run.append(("run.verifying", c.Empty(), f"run {run_id} verifying"))
+    if rng.random() < FAIL_RATE:
+        reason = "demo failure: the simulated tests did not pass"
+        run.append(("run.failed", c.RunFailed(error=reason), f"run {run_id} failed: {reason}"))
+    else:
+        answer = f"done: {content[:60]}"
+        run.append(("worker.output", c.TranscriptAppended(role=Role.ASSISTANT, content=answer,
+                                                          sequence=asked + 1),
+                    f"assistant: {answer}"))
+        run.append(("run.completed", c.RunCompleted(result=answer), f"run {run_id} completed"))
+    return run
 
 
-def _new_event(spec: Spec, at: datetime) -> NewEvent:
-    from uuid6 import uuid7
+def demo_worker(number: int, rng: random.Random, clock: Clock) -> Iterator[NewEvent]:
+    """One demo worker's events, run after run, forever; each stamped by `clock` when taken."""
+    w, transcript = f"w-{number}", 0
+    for run_no in itertools.count(1):
+        run_id = f"{w}.r{run_no}"
+        run = _demo_run(w, run_no, transcript + 1, rng)
+        transcript += sum(1 for kind, _, _ in run if kind in c.TRANSCRIPT_KINDS)
+        for run_seq, (kind, payload, message) in enumerate(run, 1):
+            yield _event(kind, payload, message, clock(), worker_id=w, run_id=run_id,
+                         run_seq=run_seq)
 
-    # model_construct: the fields are valid by construction, and validating
-    # 10,000 events a second would cost the load child a core of its own.
-    return NewEvent.model_construct(
-        event_id=uuid7(), kind=spec.kind, worker_id=spec.worker_id, run_id=spec.run_id,
-        run_seq=spec.run_seq, message=spec.message, payload=spec.payload, at=at,
-    )
+
+RUN_ENDS = ("run.completed", "run.failed")
 
 
 # ---------------------------------------------------------------------------
@@ -279,27 +228,26 @@ async def _load_main(db: str, rate: float, seconds: float, workers: int, seed: i
     lease = HostLeaseHolder(store, LOAD_RUNTIME, SystemClock())
     await lease.acquire()
     try:
-        setup = [runtime_started(LOAD_RUNTIME)]
-        for i in range(1, workers + 1):
-            setup += worker_created(i)
-        at = datetime.now(UTC)
-        await store.append(LOAD_RUNTIME, None, [_new_event(s, at) for s in setup])
+        stamp: list[datetime] = [datetime.now(UTC)]  # the time of the append being built
+
+        def clock() -> datetime:
+            return stamp[0]
+
+        await store.append(LOAD_RUNTIME, None, setup_events(LOAD_RUNTIME, workers, clock))
         print(f"ready {store.feed.last_position}", flush=True)
-        line = await asyncio.to_thread(sys.stdin.readline)
-        if line.strip() != "go":
+        if (await asyncio.to_thread(sys.stdin.readline)).strip() != "go":
             return
         rng = random.Random(seed)
-        demo = [DemoWorker(i, random.Random(rng.random())) for i in range(1, workers + 1)]
-        cpu0 = time.process_time()
-        start = time.monotonic()
+        demo = [demo_worker(i, random.Random(rng.random()), clock) for i in range(1, workers + 1)]
+        cpu0, start = time.process_time(), time.monotonic()
         sent = locked = 0
         while (elapsed := time.monotonic() - start) < seconds:
             due = min(int(rate * elapsed) - sent, MAX_APPEND)
             if due <= 0:
                 await asyncio.sleep(TICK_S)
                 continue
-            at = datetime.now(UTC)
-            batch = [_new_event(demo[rng.randrange(workers)].next_event(), at) for _ in range(due)]
+            stamp[0] = datetime.now(UTC)
+            batch = [next(demo[rng.randrange(workers)]) for _ in range(due)]
             while True:
                 try:
                     events = await store.append(LOAD_RUNTIME, None, batch)
@@ -316,48 +264,37 @@ async def _load_main(db: str, rate: float, seconds: float, workers: int, seed: i
 
 
 class LoadChild:
-    """The load process, seen from here: its commits as (monotonic time, position).
+    """The load process seen from here: its commits as (monotonic time, position).
 
-    Its lines are read by a thread, not by the event loop the app runs on, so a
-    busy app cannot make the load look later than it was.
+    A thread reads its lines, not the event loop the app runs on, so a busy app
+    cannot make the load look later than it was.
     """
 
-    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
-        self.proc = proc
-        self.commits: list[tuple[float, int]] = []
-        self.setup_position = 0
-        self.sent = 0
-        self.elapsed = 0.0
-        self.cpu_s = 0.0
-        self.locked = 0  # appends refused with DatabaseLocked (and retried)
-        self._ready = threading.Event()
-        self._done = threading.Event()
-        self._reader = threading.Thread(target=self._read, name="bench-load-reader", daemon=True)
-        self._reader.start()
-
-    @classmethod
-    def start(cls, db: Path, rate: float, seconds: float, workers: int, seed: int) -> LoadChild:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (PROJECT_ROOT, env.get("PYTHONPATH")) if p)
-        proc = subprocess.Popen(
+    def __init__(self, db: Path, rate: float, seconds: float, workers: int, seed: int) -> None:
+        self.proc = subprocess.Popen(
             [sys.executable, "-m", "bench.console", "load", str(db), str(rate), str(seconds),
              str(workers), str(seed)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=child_env(),
         )
-        return cls(proc)
+        # Compact (this process's RSS is the figure): commit times and positions.
+        self.stamps, self.positions = array("d"), array("q")
+        self.setup_position = self.sent = self.locked = 0
+        self.elapsed = self.cpu_s = 0.0
+        self._ready, self._done = threading.Event(), threading.Event()
+        self._reader = threading.Thread(target=self._read, name="bench-load-reader", daemon=True)
+        self._reader.start()
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
             parts = line.split()
-            if not parts:
-                continue
-            if parts[0] == b"c":
-                self.commits.append((float(parts[2]), int(parts[1])))
-            elif parts[0] == b"ready":
+            if parts[:1] == [b"c"]:
+                self.stamps.append(float(parts[2]))
+                self.positions.append(int(parts[1]))
+            elif parts[:1] == [b"ready"]:
                 self.setup_position = int(parts[1])
                 self._ready.set()
-            elif parts[0] == b"done":
+            elif parts[:1] == [b"done"]:
                 self.sent, self.elapsed, self.cpu_s = int(parts[1]), float(parts[2]), float(parts[3])
                 self.locked = int(parts[4])
                 self._done.set()
@@ -378,16 +315,12 @@ class LoadChild:
 
     def committed_at(self, t: float) -> int:
         """The newest position the child had committed at monotonic time `t`."""
-        commits = self.commits
-        for i in range(len(commits) - 1, -1, -1):
-            stamp, position = commits[i]
-            if stamp <= t:
-                return position
-        return self.setup_position
+        i = bisect.bisect_right(self.stamps, t)
+        return self.positions[i - 1] if i else self.setup_position
 
     @property
     def last_position(self) -> int:
-        return self.commits[-1][1] if self.commits else self.setup_position
+        return self.positions[-1] if self.positions else self.setup_position
 
     async def close(self) -> None:
         if self.proc.stdin is not None:
@@ -404,10 +337,10 @@ class LoadChild:
 
     def source_rate(self) -> float:
         """Events/s the child committed between its first and last append."""
-        if len(self.commits) < 2:
+        if len(self.stamps) < 2:
             return 0.0
-        (t0, p0), (t1, p1) = self.commits[0], self.commits[-1]
-        return (p1 - p0) / (t1 - t0) if t1 > t0 else 0.0
+        span = self.stamps[-1] - self.stamps[0]
+        return (self.positions[-1] - self.positions[0]) / span if span > 0 else 0.0
 
 
 # ---------------------------------------------------------------------------
@@ -421,13 +354,11 @@ class VirtualTerminal:
     """A grid of characters fed with what the driver would write (cursor moves and text)."""
 
     def __init__(self, width: int, height: int) -> None:
-        self.width = width
-        self.height = height
+        self.width, self.height = width, height
         self.rows = [[" "] * width for _ in range(height)]
 
     def feed(self, data: str) -> None:
-        x = y = 0
-        pos = 0
+        x = y = pos = 0
         for match in _ESCAPE.finditer(data):
             if match.start() > pos:
                 x, y = self._text(data[pos : match.start()], x, y)
@@ -444,11 +375,9 @@ class VirtualTerminal:
             if i:
                 x, y = 0, y + 1
             part = part.replace("\r", "")
-            if part and 0 <= y < self.height and x < self.width:
-                row = self.rows[y]
+            if part and 0 <= y < self.height and 0 <= x < self.width:
                 end = min(self.width, x + len(part))
-                if x >= 0:
-                    row[x:end] = part[: end - x]
+                self.rows[y][x:end] = part[: end - x]
             x += len(part)
         return x, y
 
@@ -457,28 +386,18 @@ class VirtualTerminal:
             return ""
         return "".join(self.rows[y][max(0, x0) : self.width if x1 is None else x1])
 
-    def screen(self) -> str:
-        return "\n".join("".join(r) for r in self.rows)
-
-
-@dataclass
-class _Waiter:
-    check: Callable[[], bool]
-    future: asyncio.Future[float]
-
 
 class FrameWatch:
     """Wraps `app._display` (instance only): encodes each frame like the driver, keeps a virtual screen."""
 
-    def __init__(self, app: Any, size: tuple[int, int] = SIZE) -> None:
+    def __init__(self, app: Any) -> None:
         from textual._compositor import CompositorUpdate, LayoutUpdate
 
-        self.vt = VirtualTerminal(*size)
+        self.vt = VirtualTerminal(*SIZE)
         self.frames: list[float] = []
         self.full_frames: list[float] = []  # whole-screen repaints (after a layout refresh)
-        self.encode_s = 0.0
-        self.parse_s = 0.0
-        self._waiters: list[_Waiter] = []
+        self.encode_s = self.parse_s = 0.0
+        self._waiters: list[tuple[Callable[[], bool], asyncio.Future[float]]] = []
         original = app._display
 
         def display(screen: Any, renderable: Any) -> None:
@@ -495,23 +414,22 @@ class FrameWatch:
             if isinstance(renderable, LayoutUpdate):
                 self.full_frames.append(t1)
             for waiter in list(self._waiters):
-                if waiter.future.done():
-                    self._waiters.remove(waiter)
-                    continue
-                try:
-                    shown = waiter.check()
-                except Exception:
-                    shown = False
-                if shown:
-                    waiter.future.set_result(t1)
-                    self._waiters.remove(waiter)
+                check, future = waiter
+                shown = False
+                if not future.done():
+                    with contextlib.suppress(Exception):
+                        shown = check()
+                    if not shown:
+                        continue
+                    future.set_result(t1)
+                self._waiters.remove(waiter)
 
         app._display = display
 
     def expect(self, check: Callable[[], bool]) -> asyncio.Future[float]:
         """A future set to the time of the first frame after now for which `check()` is true."""
         future: asyncio.Future[float] = asyncio.get_running_loop().create_future()
-        self._waiters.append(_Waiter(check, future))
+        self._waiters.append((check, future))
         return future
 
     async def shown(self, check: Callable[[], bool], timeout: float) -> None:
@@ -524,15 +442,17 @@ class FrameWatch:
     def region_text(self, region: Any) -> list[str]:
         return [self.vt.text(y, region.x, region.right) for y in range(region.y, region.bottom)]
 
+    def shows(self, region: Any, pattern: str) -> bool:
+        """Whether the top row of `region` (a pane's title) matches `pattern`."""
+        return bool(re.search(pattern, self.vt.text(region.y, region.x, region.right)))
+
     def stats(self, since: float, until: float) -> dict[str, Any]:
-        frames = [t for t in self.frames if since <= t <= until]
-        full = [t for t in self.full_frames if since <= t <= until]
-        span = max(until - since, 1e-9)
         total = len(self.frames) or 1
+        frames = sum(1 for t in self.frames if since <= t <= until)
         return {
-            "frames": len(frames),
-            "frames_per_s": len(frames) / span,
-            "full_screen_frames": len(full),
+            "frames": frames,
+            "frames_per_s": frames / max(until - since, 1e-9),
+            "full_screen_frames": sum(1 for t in self.full_frames if since <= t <= until),
             "encode_us_per_frame": self.encode_s / total * 1e6,
             "virtual_terminal_us_per_frame": self.parse_s / total * 1e6,
         }
@@ -552,25 +472,25 @@ class ConsoleUnderTest:
         from tui.app import AgentDeckApp
         from tui.backend import open_backend
 
-        self.app = AgentDeckApp(lambda: open_backend(db), settings_file=None)
+        self.app = AgentDeckApp(lambda: open_backend(db, background=True), settings_file=None)
         self.frames = FrameWatch(self.app)
         self.reloads = 0
 
     async def settle(self, workers: int, timeout: float = 60.0) -> None:
         """Backend open, the demo runtime selected, its workers listed, the event log loaded."""
         app = self.app
-        await _until(lambda: app.backend is not None and app.runtimes_pane.row_count >= 2, timeout)
-        app.runtimes_pane.select_runtime(LOAD_RUNTIME)
+        await _until(lambda: app.main_screen is not None and app.main.runtimes_pane.row_count >= 2,
+                     timeout)
+        main = app.main
+        main.runtimes_pane.select_runtime(LOAD_RUNTIME)
         await _until(
-            lambda: app.selected_runtime == LOAD_RUNTIME
-            and app.workers_table.row_count >= workers
-            and app.event_log.loaded
-            and app.transcript.ref is not None,
+            lambda: main.selected_runtime == LOAD_RUNTIME and main.workers_table.row_count >= workers
+            and main.event_log.loaded and main.transcript.ref is not None,
             timeout,
         )
-        app.workers_table.move_cursor(row=0)
-        app.workers_table.focus()
-        log = app.event_log
+        main.workers_table.move_cursor(row=0)
+        main.workers_table.focus()
+        log = main.event_log
         original = log.reload
 
         def counting(*args: Any, **kwargs: Any) -> Any:
@@ -582,25 +502,21 @@ class ConsoleUnderTest:
 
     def applied(self) -> int:
         """The newest position applied to the event log's window."""
-        window = self.app.event_log.window
+        window = self.app.main.event_log.window
         return window[-1].position if window else 0
 
     def shows(self, worker_id: str) -> bool:
-        region = self.app.transcript.region
-        return bool(
-            re.search(rf"Transcript — {worker_id}(?!\d)", self.frames.vt.text(region.y, region.x, region.right))
-        )
+        return self.frames.shows(self.app.main.transcript.region, rf"Transcript — {worker_id}(?!\d)")
 
     def details(self) -> dict[str, Any]:
-        app = self.app
-        buffer = getattr(app, "_buffer", None)
-        log_buffer = getattr(app.event_log, "_buffer", None)
+        feed = self.app.feed
+        buffer = feed.buffer if feed is not None else None  # one console feed for every pane
         return {
             "event_log_reloads": self.reloads,
-            "event_log_window": app.event_log.window_size,
-            "event_log_buffer_dropped": getattr(log_buffer, "dropped_total", None),
-            "workers_feed_buffer_pushed": getattr(buffer, "pushed_total", None),
-            "workers_feed_buffer_dropped": getattr(buffer, "dropped_total", None),
+            "event_log_window": self.app.main.event_log.window_size,
+            "feed_batches": feed.batches if feed is not None else None,
+            "feed_buffer_pushed": getattr(buffer, "pushed_total", None),
+            "feed_buffer_dropped": getattr(buffer, "dropped_total", None),
         }
 
     async def wind_down(self) -> None:
@@ -629,17 +545,15 @@ def _log_baseline_app(db: Path) -> Any:
             yield Log(max_lines=LOG_BASELINE_LINES, highlight=False)
 
         async def on_mount(self) -> None:
-            # An observer (watched, no writer, no indexer): the path from the file to
-            # the subscription is the console's (reader, change feed, watcher), and a
-            # starved baseline cannot hold the write lock against its load.
+            # An observer (watched, no writer, no indexer): the path from the file to the
+            # subscription is the console's, and a starved baseline cannot hold the write lock.
             self.store = await EventStore.open(db, read_only=True)
             widget = self.query_one(Log)
             widget.border_title = "selected w-1"
             widget.focus()
-            self.run_worker(self._feed(self.store), group="feed")
+            self.run_worker(self._feed(self.store, widget), group="feed")
 
-        async def _feed(self, store: EventStore) -> None:
-            widget = self.query_one(Log)
+        async def _feed(self, store: EventStore, widget: Log) -> None:
             with store.subscribe(store.feed.last_position) as sub:
                 while True:
                     try:
@@ -681,10 +595,7 @@ class LogUnderTest:
     def shows(self, worker_id: str) -> bool:
         from textual.widgets import Log
 
-        region = self.app.query_one(Log).region
-        return bool(
-            re.search(rf"selected {worker_id}(?!\d)", self.frames.vt.text(region.y, region.x, region.right))
-        )
+        return self.frames.shows(self.app.query_one(Log).region, rf"selected {worker_id}(?!\d)")
 
     def details(self) -> dict[str, Any]:
         from textual.widgets import Log
@@ -711,39 +622,18 @@ async def _until(condition: Callable[[], bool], timeout: float, step: float = 0.
 # ---------------------------------------------------------------------------
 
 
-LAG_TICK_S = 0.01
-
-
 class LoopWatch:
-    """What the app's event loop went through during the load: stalls, GC pauses, layouts.
+    """What the event loop went through during the load: stalls and GC pauses.
 
-    Stalls: a task sleeping 10 ms at a time records how late it wakes. GC:
-    `gc.callbacks` times every collection. Layouts: the main screen's
-    `_refresh_layout` (a whole-screen reflow and repaint) is wrapped on the
-    instance and timed.
+    A task sleeping 10 ms at a time records how late it wakes; `gc.callbacks`
+    times every collection.
     """
 
     def __init__(self, app: Any) -> None:
-        self.lags: list[float] = []
+        self.lags = array("d")  # compact: this process's RSS is measured
         self.gc: list[tuple[int, float]] = []  # (generation, seconds)
-        self.layouts = 0
-        self.layout_s = 0.0
-        self._active = False
-        self._gc_start = 0.0
+        self._active, self._gc_start = False, 0.0
         self._task: asyncio.Task[None] | None = None
-        screen = app.screen
-        original = screen._refresh_layout
-
-        def refresh_layout(*args: Any, **kwargs: Any) -> Any:
-            t0 = time.perf_counter()
-            try:
-                return original(*args, **kwargs)
-            finally:
-                if self._active:
-                    self.layouts += 1
-                    self.layout_s += time.perf_counter() - t0
-
-        screen._refresh_layout = refresh_layout
 
     def _on_gc(self, phase: str, info: dict[str, Any]) -> None:
         if phase == "start":
@@ -762,14 +652,12 @@ class LoopWatch:
         gc.callbacks.append(self._on_gc)
         self._task = asyncio.create_task(self._tick(), name="bench-loop-lag")
 
-    async def stop(self) -> None:
+    async def stop(self, seconds: float) -> dict[str, Any]:
         self._active = False
         with contextlib.suppress(ValueError):
             gc.callbacks.remove(self._on_gc)
         if self._task is not None:
             await self._task
-
-    def summary(self, seconds: float) -> dict[str, Any]:
         lag = latency_ms(self.lags)
         pauses = [d for _, d in self.gc]
         full = [d for g, d in self.gc if g == 2]
@@ -778,15 +666,10 @@ class LoopWatch:
             "loop_stalls_over_50ms": sum(1 for x in self.lags if x > 0.05),
             "gc_collections": len(pauses),
             "gc_ms_total": sum(pauses) * 1000,
-            "gc_ms_max": max(pauses) * 1000 if pauses else 0.0,
+            "gc_ms_max": max(pauses, default=0.0) * 1000,
             "gc_full_collections": len(full),
-            "gc_full_ms_max": max(full) * 1000 if full else 0.0,
-            "screen_layouts": self.layouts,
-            "screen_layouts_per_s": self.layouts / seconds if seconds else 0.0,
-            "screen_layout_ms_total": self.layout_s * 1000,
-            "screen_layout_ms_mean": self.layout_s * 1000 / self.layouts if self.layouts else 0.0,
+            "gc_full_ms_max": max(full, default=0.0) * 1000,
         }
-
 
 
 @dataclass
@@ -794,17 +677,18 @@ class LiveRun:
     name: str
     target_rate: float
     seconds: float
+    early_s: float
     source_rate: float = 0.0
     source_events: int = 0
     source_cpu_s: float = 0.0
     source_locked: int = 0
     applied_rate: float = 0.0
     applied_events: int = 0
-    backlog: list[tuple[float, int]] = field(default_factory=list)  # (seconds since go, events)
+    backlog: list[tuple[float, int]] = field(default_factory=list)  # (s since go, events)
     keys: list[float] = field(default_factory=list)
     key_timeouts: int = 0
     idle_keys: list[float] = field(default_factory=list)
-    rss: list[tuple[float, float]] = field(default_factory=list)  # (seconds since go, MiB)
+    rss: list[tuple[float, float]] = field(default_factory=list)  # (s since go, MiB)
     rss_before_mb: float = 0.0
     loop_cpu_s: float = 0.0
     process_cpu_s: float = 0.0
@@ -812,38 +696,28 @@ class LiveRun:
     frames: dict[str, Any] = field(default_factory=dict)
     loop: dict[str, Any] = field(default_factory=dict)
     app: dict[str, Any] = field(default_factory=dict)
-    profile: list[dict[str, Any]] | None = None
-    loadavg: list[float] = field(default_factory=list)  # 1-minute load average at go and at end
-
-    def backlog_values(self) -> list[int]:
-        return [b for _, b in self.backlog]
+    loadavg: list[float | None] = field(default_factory=list)  # 1-minute load at go and at end
 
     def backlog_trend(self) -> float:
         """Least-squares slope of the backlog over the load, events per second (0: flat)."""
-        pts = self.backlog
-        if len(pts) < 3:
+        pts, n = self.backlog, len(self.backlog)
+        if n < 3:
             return 0.0
-        n = len(pts)
-        mx = sum(t for t, _ in pts) / n
-        my = sum(b for _, b in pts) / n
+        mx, my = sum(t for t, _ in pts) / n, sum(b for _, b in pts) / n
         den = sum((t - mx) ** 2 for t, _ in pts)
         return sum((t - mx) * (b - my) for t, b in pts) / den if den else 0.0
 
     def rss_peak(self, until: float) -> float:
-        values = [m for t, m in self.rss if t <= until]
-        return max(values) if values else float("nan")
+        return max((m for t, m in self.rss if t <= until), default=float("nan"))
 
     def rss_at(self, when: float) -> float:
         """The sample taken closest to `when` seconds into the load."""
-        if not self.rss:
-            return float("nan")
-        return min(self.rss, key=lambda s: abs(s[0] - when))[1]
+        return min(self.rss, key=lambda s: abs(s[0] - when))[1] if self.rss else float("nan")
 
-    def summary(self, early_s: float) -> dict[str, Any]:
-        backlog = self.backlog_values()
-        keys = latency_ms(self.keys)
-        idle = latency_ms(self.idle_keys)
+    def summary(self) -> dict[str, Any]:
+        backlog = [b for _, b in self.backlog]
         per_event = 1e6 / self.applied_events if self.applied_events else float("nan")
+        early, whole = self.rss_peak(self.early_s), self.rss_peak(self.seconds + 1)
         return {
             "target_events_per_s": self.target_rate,
             "source_events_per_s": self.source_rate,
@@ -855,17 +729,18 @@ class LiveRun:
             "applied_events": self.applied_events,
             "backlog_p50": percentile(backlog, 50),
             "backlog_p99": percentile(backlog, 99),
-            "backlog_max": max(backlog) if backlog else float("nan"),
+            "backlog_max": max(backlog, default=float("nan")),
             "backlog_at_end": backlog[-1] if backlog else float("nan"),
             "backlog_trend_events_per_s": self.backlog_trend(),
             "catch_up_s": self.catch_up_s,
-            "key_ms": keys,
+            "key_ms": latency_ms(self.keys),
             "key_timeouts": self.key_timeouts,
-            "idle_key_ms": idle,
+            "idle_key_ms": latency_ms(self.idle_keys),
             "rss_before_load_mb": self.rss_before_mb,
-            "rss_peak_early_mb": self.rss_peak(early_s),
-            "rss_peak_all_mb": self.rss_peak(self.seconds + 1),
-            "rss_at_early_mb": self.rss_at(early_s),
+            "rss_peak_early_mb": early,
+            "rss_peak_all_mb": whole,
+            "rss_growth_pct": (whole / early - 1) * 100 if early else float("nan"),
+            "rss_at_early_mb": self.rss_at(self.early_s),
             "rss_at_end_mb": self.rss_at(self.seconds),
             "loop_thread_cpu_s": self.loop_cpu_s,
             "loop_thread_busy_pct": 100 * self.loop_cpu_s / self.seconds,
@@ -882,29 +757,27 @@ class LiveRun:
 async def _press_and_time(
     target: Any, pilot: Any, worker_id: str, presses: list[asyncio.Task[None]]
 ) -> float | None:
-    """Press the key that selects `worker_id`; seconds until a frame shows it (None: timeout)."""
-    key = "j" if worker_id == "w-2" else "k"
+    """Press the key that selects `worker_id`; seconds until a frame shows it (None: timeout).
+
+    Pilot.press is not awaited for the figure: under constant load its
+    wait_for_idle waits its 1 s maximum.
+    """
     shown = target.frames.expect(lambda: target.shows(worker_id))
     t0 = time.monotonic()
-    presses.append(asyncio.create_task(pilot.press(key)))
+    presses.append(asyncio.create_task(pilot.press("j" if worker_id == "w-2" else "k")))
     try:
-        t1: float = await asyncio.wait_for(shown, KEY_TIMEOUT_S)
+        return float(await asyncio.wait_for(shown, KEY_TIMEOUT_S)) - t0
     except TimeoutError:
         return None
-    return t1 - t0
 
 
-async def live_phase(
-    name: str, work: Path, size: Sizes, say: ProgressFn, seed: int, profile: bool = False
-) -> LiveRun:
+async def live_phase(name: str, work: Path, size: Sizes, say: Say) -> LiveRun:
     db = work / f"live-{name}.db"
-    run = LiveRun(name=name, target_rate=size.rate, seconds=size.load_s)
-    child = LoadChild.start(db, size.rate, size.load_s, size.load_workers, seed)
+    run = LiveRun(name, size.rate, size.load_s, size.early_s)
+    child = LoadChild(db, size.rate, size.load_s, size.load_workers, seed=11)
     try:
         await child.ready()
-        target: ConsoleUnderTest | LogUnderTest = (
-            ConsoleUnderTest(db) if name == "console" else LogUnderTest(db)
-        )
+        target = ConsoleUnderTest(db) if name == "console" else LogUnderTest(db)
         app = target.app
         async with app.run_test(size=SIZE) as pilot:
             await target.settle(size.load_workers)
@@ -921,17 +794,13 @@ async def live_phase(
             gc.collect()
             run.rss_before_mb = rss_mb()
             say(f"  {name}: load of {size.rate:,.0f} events/s for {size.load_s:g}s starts")
-            profiler = cProfile.Profile() if profile else None
-            loop_cpu0, cpu0 = time.thread_time(), time.process_time()
-            applied0 = target.applied()
+            loop_cpu0, cpu0, applied0 = time.thread_time(), time.process_time(), target.applied()
             watch = LoopWatch(app)
             watch.start()
-            run.loadavg.append(os.getloadavg()[0])
+            run.loadavg.append(loadavg())
             child.go()
             t_go = time.monotonic()
             end = t_go + size.load_s
-            if profiler is not None:
-                profiler.enable()
 
             async def sample() -> None:
                 next_rss = 0.0
@@ -948,33 +817,24 @@ async def live_phase(
                     await asyncio.sleep(KEY_EVERY_S)
                     selected = "w-2" if selected == "w-1" else "w-1"
                     took = await _press_and_time(target, pilot, selected, presses)
-                    if took is None:
-                        run.key_timeouts += 1
-                        run.keys.append(KEY_TIMEOUT_S)
-                    else:
-                        run.keys.append(took)
+                    run.key_timeouts += took is None
+                    run.keys.append(KEY_TIMEOUT_S if took is None else took)
 
             await asyncio.gather(sample(), keys())
             t_end = time.monotonic()
-            run.loadavg.append(os.getloadavg()[0])
-            await watch.stop()
-            run.loop = watch.summary(t_end - t_go)
-            if profiler is not None:
-                profiler.disable()
-                run.profile = _top_functions(profiler)
+            run.loadavg.append(loadavg())
+            run.loop = await watch.stop(t_end - t_go)
             run.loop_cpu_s = time.thread_time() - loop_cpu0
             run.process_cpu_s = time.process_time() - cpu0
-            applied1 = target.applied()
-            run.applied_events = applied1 - applied0
+            run.applied_events = target.applied() - applied0
             run.applied_rate = run.applied_events / (t_end - t_go)
             run.rss.append((t_end - t_go, rss_mb()))
             run.frames = target.frames.stats(t_go, t_end)
             # Catch-up: from the load's last commit until the app has applied it.
             deadline = t_end + min(CATCH_UP_TIMEOUT_S, max(5.0, size.load_s / 2))
             while time.monotonic() < deadline:
-                done = child.finished_now()
-                if done and target.applied() >= child.last_position:
-                    run.catch_up_s = max(0.0, time.monotonic() - child.commits[-1][0])
+                if child.finished_now() and target.applied() >= child.last_position:
+                    run.catch_up_s = max(0.0, time.monotonic() - child.stamps[-1])
                     break
                 await asyncio.sleep(0.02)
             await asyncio.gather(*presses, return_exceptions=True)
@@ -982,38 +842,15 @@ async def live_phase(
             await target.wind_down()
     finally:
         await child.close()
-    run.source_rate = child.source_rate()
-    run.source_events = child.sent
-    run.source_cpu_s = child.cpu_s
-    run.source_locked = child.locked
+    run.source_rate, run.source_events = child.source_rate(), child.sent
+    run.source_cpu_s, run.source_locked = child.cpu_s, child.locked
     say(
-        f"  {name}: source {run.source_rate:,.0f}/s, applied {run.applied_rate:,.0f}/s,"
-        f" backlog p99 {percentile(run.backlog_values(), 99):,.0f}, key p50/p99"
+        f"  {name}: source {run.source_rate:,.0f}/s, applied {run.applied_rate:,.0f}/s, backlog"
+        f" p99 {percentile([b for _, b in run.backlog], 99):,.0f}, key p50/p99"
         f" {percentile(run.keys, 50) * 1000:.0f}/{percentile(run.keys, 99) * 1000:.0f} ms,"
         f" RSS {run.rss_peak(size.early_s):.0f} -> {run.rss_peak(size.load_s + 1):.0f} MiB"
     )
     return run
-
-
-def _top_functions(profiler: cProfile.Profile, limit: int = 30) -> list[dict[str, Any]]:
-    stats = pstats.Stats(profiler, stream=io.StringIO())
-    rows = []
-    for (filename, line, func), (_cc, calls, tottime, cumtime, _callers) in stats.stats.items():  # type: ignore[attr-defined]
-        rows.append({
-            "function": f"{_short(filename)}:{line}({func})",
-            "calls": calls,
-            "tottime_s": tottime,
-            "cumtime_s": cumtime,
-        })
-    rows.sort(key=lambda r: r["tottime_s"], reverse=True)
-    return rows[:limit]
-
-
-def _short(filename: str) -> str:
-    for marker in ("site-packages/", PROJECT_ROOT + "/"):
-        if marker in filename:
-            return filename.split(marker, 1)[1]
-    return filename
 
 
 # ---------------------------------------------------------------------------
@@ -1021,21 +858,11 @@ def _short(filename: str) -> str:
 # ---------------------------------------------------------------------------
 
 
-def deck_dataset_path(events: int, workers: int) -> Path:
+def deck_path(events: int, workers: int) -> Path:
     return data_dir() / f"console-{events}e-{workers}w-g{GENERATOR_VERSION}-v{LATEST_VERSION}.db"
 
 
-def _row(position: int, seq: int, spec: Spec, at_us: int) -> Row:
-    from uuid6 import uuid7
-
-    return Row(
-        position, DECK_RUNTIME, seq, str(uuid7()), spec.kind, level_of(spec.kind, spec.payload).rank,
-        spec.worker_id, spec.run_id, spec.run_seq, spec.message, dump_payload(spec.payload), at_us,
-        spec.payload,
-    )
-
-
-def deck_rows(events: int, workers: int, seed: int, batch: int) -> Iterator[list[Row]]:
+def deck_batches(events: int, workers: int, seed: int, batch: int) -> Iterator[list[Row]]:
     """Runtime `local` with `workers` demo workers taking turns at random, ~1 s apart.
 
     Every worker is created first; at the end each run in progress is finished,
@@ -1043,103 +870,69 @@ def deck_rows(events: int, workers: int, seed: int, batch: int) -> Iterator[list
     `events`).
     """
     rng = random.Random(seed)
-    at = us_from_dt(datetime(2026, 1, 5, tzinfo=UTC))
+    at = [datetime(2026, 1, 5, tzinfo=UTC)]
+
+    def clock() -> datetime:
+        at[0] += timedelta(microseconds=rng.randint(1_000, 2_000_000))
+        return at[0]
+
     out: list[Row] = []
     position = 0
 
-    def add(spec: Spec) -> None:
-        nonlocal position, at
+    def add(event: NewEvent) -> str:
+        nonlocal position
         position += 1
-        at += rng.randint(1_000, 2_000_000)
-        out.append(_row(position, position, spec, at))
+        out.append(row_of(position, DECK_RUNTIME, position, event))
+        return event.kind
 
-    add(runtime_started(DECK_RUNTIME))
-    for i in range(1, workers + 1):
-        for spec in worker_created(i):
-            add(spec)
-    demo = [DemoWorker(i, random.Random(rng.random())) for i in range(1, workers + 1)]
+    for event in setup_events(DECK_RUNTIME, workers, clock):
+        add(event)
+    demo = [demo_worker(i, random.Random(rng.random()), clock) for i in range(1, workers + 1)]
+    last_kind = [RUN_ENDS[0]] * workers
     while position < events:
-        add(demo[rng.randrange(workers)].next_event())
+        w = rng.randrange(workers)
+        last_kind[w] = add(next(demo[w]))
         if len(out) >= batch:
             yield out
             out = []
-    for worker in demo:
-        while not worker.between_runs:
-            add(worker.next_event())
+    for w, worker in enumerate(demo):
+        while last_kind[w] not in RUN_ENDS:
+            last_kind[w] = add(next(worker))
     yield out
 
 
-def _deck_ok(path: Path, events: int, workers: int) -> bool:
+def _db_facts(path: Path) -> dict[str, Any] | None:
+    """Events, workers, runs and bytes of a finished database; None if it is not one."""
     try:
         conn = open_reader(path)
     except Exception:
-        return False
+        return None
     try:
-        last = conn.execute("SELECT coalesce(max(position), 0) FROM events").fetchone()[0]
-        indexed = conn.execute("SELECT indexed_position FROM search_state").fetchone()[0]
-        count = conn.execute("SELECT count(*) FROM workers").fetchone()[0]
-        return bool(last >= events and indexed == last and count == workers)
+        def one(sql: str) -> Any:
+            return conn.execute(sql).fetchone()[0]
+
+        last = one("SELECT coalesce(max(position), 0) FROM events")
+        if one("SELECT indexed_position FROM search_state") != last:
+            return None
+        return {"events": last, "workers": one("SELECT count(*) FROM workers"),
+                "runs": one("SELECT count(*) FROM runs"), "bytes": path.stat().st_size}
     except sqlite3.Error:
-        return False
+        return None
     finally:
         conn.close()
 
 
-def build_deck(path: Path, events: int, workers: int, say: ProgressFn) -> None:
-    """Raw executemany of the rows, the real projector, then the real FTS indexer step."""
-    tmp = path.with_name(path.name + ".building")
-    conn = fresh_raw_db(tmp, OpenOptions(synchronous="OFF"))  # a cache, not data: no fsync
-    try:
-        conn.execute("PRAGMA cache_size = -262144")
-        done = 0
-        for rows in deck_rows(events, workers, seed=4, batch=20_000):
-            raw_insert(conn, rows, projections=True)
-            done += len(rows)
-            if done % 200_000 < len(rows):
-                say(f"    {done:,} events written")
-        more = True
-        while more:
-            conn.execute("BEGIN IMMEDIATE")
-            more = index_step(conn, 50_000)
-            conn.execute("COMMIT")
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
-    finally:
-        conn.close()
-    for suffix in ("-wal", "-shm"):
-        with contextlib.suppress(FileNotFoundError):
-            Path(f"{tmp}{suffix}").unlink()
-    tmp.replace(path)
-
-
-def ensure_deck(events: int, workers: int, say: ProgressFn) -> tuple[Path, float]:
+def ensure_deck(events: int, workers: int, say: Say) -> tuple[Path, float]:
     """The cached database (built now if missing) and the seconds spent building it."""
-    path = deck_dataset_path(events, workers)
-    if path.exists() and _deck_ok(path, events, workers):
+    path = deck_path(events, workers)
+    facts = _db_facts(path) if path.exists() else None
+    if facts and facts["events"] >= events and facts["workers"] == workers:
         return path, 0.0
-    _remove_db(path)
+    remove_db(path)
     say(f"  building the {events:,}-event, {workers:,}-worker database (once; cached as {path})")
     started = now()
-    build_deck(path, events, workers, say)
+    build_cached_db(path, deck_batches(events, workers, seed=4, batch=20_000), say)
     return path, now() - started
-
-
-def _remove_db(path: Path) -> None:
-    for suffix in ("", "-wal", "-shm", ".building", ".building-wal", ".building-shm"):
-        with contextlib.suppress(FileNotFoundError):
-            Path(f"{path}{suffix}").unlink()
-
-
-def _db_facts(path: Path) -> dict[str, Any]:
-    conn = open_reader(path)
-    try:
-        return {
-            "events": conn.execute("SELECT coalesce(max(position), 0) FROM events").fetchone()[0],
-            "workers": conn.execute("SELECT count(*) FROM workers").fetchone()[0],
-            "runs": conn.execute("SELECT count(*) FROM runs").fetchone()[0],
-            "bytes": path.stat().st_size,
-        }
-    finally:
-        conn.close()
 
 
 @dataclass
@@ -1158,7 +951,7 @@ async def open_console(db: Path) -> Paint:
     t0 = time.monotonic()
 
     async def factory() -> Any:
-        backend = await open_backend(db)
+        backend = await open_backend(db, background=True)
         marks["backend"] = time.monotonic()
         return backend
 
@@ -1166,26 +959,23 @@ async def open_console(db: Path) -> Paint:
     frames = FrameWatch(app)
 
     def painted() -> bool:
-        workers = frames.region_text(app.workers_table.content_region)
-        events = frames.region_text(app.event_log.content_region)
-        return any(_WORKER_ID_CELL.search(line) for line in workers) and any(
-            _EVENT_TIME.search(line) for line in events
-        )
+        if app.main_screen is None:
+            return False
+        workers = frames.region_text(app.main.workers_table.content_region)
+        events = frames.region_text(app.main.event_log.content_region)
+        return any(map(_WORKER_ID_CELL.search, workers)) and any(map(_EVENT_TIME.search, events))
 
     shown = frames.expect(painted)
     async with app.run_test(size=SIZE):
         t1 = await asyncio.wait_for(shown, PAINT_TIMEOUT_S)
     first = frames.frames[0] - t0 if frames.frames else None
-    backend = marks["backend"] - t0 if "backend" in marks else None
-    return Paint(painted_s=t1 - t0, first_frame_s=first, backend_open_s=backend)
+    return Paint(t1 - t0, first, marks["backend"] - t0 if "backend" in marks else None)
 
 
-async def first_paint_on(
-    name: str, cached: Path, work: Path, repeats: int, say: ProgressFn
-) -> dict[str, Any]:
+async def first_paint_on(name: str, cached: Path, work: Path, repeats: int, say: Say) -> dict[str, Any]:
     copy = work / f"paint-{name}.db"
     await asyncio.to_thread(shutil.copyfile, cached, copy)
-    facts = _db_facts(copy)
+    facts = _db_facts(copy) or {}
     paints: list[Paint] = []
     try:
         for _ in range(repeats):
@@ -1193,12 +983,10 @@ async def first_paint_on(
             paints.append(await open_console(copy))
             gc.collect()
     finally:
-        _remove_db(copy)
+        remove_db(copy)
     ms = [p.painted_s * 1000 for p in paints]
-    say(
-        f"  first paint on {name} ({facts['events']:,} events, {facts['workers']:,} workers):"
-        f" {', '.join(f'{m:.0f}' for m in ms)} ms"
-    )
+    say(f"  first paint on {name} ({facts.get('events', 0):,} events,"
+        f" {facts.get('workers', 0):,} workers): {', '.join(f'{m:.0f}' for m in ms)} ms")
     return {
         "ms": median(ms),
         "runs_ms": ms,
@@ -1210,15 +998,10 @@ async def first_paint_on(
 
 def import_ms() -> float:
     """Milliseconds a fresh interpreter takes to import the console (not in first paint)."""
-    code = (
-        "import time; t = time.perf_counter(); import tui.app, tui.backend;"
-        " print((time.perf_counter() - t) * 1000)"
-    )
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (PROJECT_ROOT, env.get("PYTHONPATH")) if p)
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
-    )
+    code = ("import time; t = time.perf_counter(); import tui.app, tui.backend;"
+            " print((time.perf_counter() - t) * 1000)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=child_env(), check=True)
     return float(out.stdout.strip())
 
 
@@ -1228,10 +1011,10 @@ def import_ms() -> float:
 
 
 async def run_console_bench(
-    quick: bool, progress: ProgressFn | None = None, scale: float = 1.0, *, profile: bool = False
+    quick: bool, say: Say | None = None, scale: float = 1.0
 ) -> dict[str, Any]:
     """Measure every figure; the JSON-able result (figures, baselines, ratios, notes)."""
-    say = progress or (lambda _m: None)
+    say = say or (lambda _m: None)
     size = sizes(quick, scale)
     started = now()
     root = data_dir()
@@ -1239,35 +1022,29 @@ async def run_console_bench(
     try:
         say(f"live load: {size.rate:,.0f} events/s from {size.load_workers} demo workers for"
             f" {size.load_s:g}s, console then stock Log")
-        console = await live_phase("console", work, size, say, seed=11, profile=profile)
+        console = await live_phase("console", work, size, say)
         gc.collect()
-        log = await live_phase("log", work, size, say, seed=11)
+        log = await live_phase("log", work, size, say)
         gc.collect()
         say("first paint")
-        big_db, big_build_s = await asyncio.to_thread(
-            ensure_deck, size.paint_events, size.paint_workers, say
-        )
-        small_db, small_build_s = await asyncio.to_thread(
-            ensure_deck, size.small_events, size.small_workers, say
-        )
-        many_db, many_build_s = await asyncio.to_thread(
-            ensure_deck, 3 * size.paint_workers + 1, size.paint_workers, say
-        )
-        small = await first_paint_on("small", small_db, work, size.paint_repeats, say)
-        many = await first_paint_on("many-workers", many_db, work, size.paint_repeats, say)
-        big = await first_paint_on("big", big_db, work, size.paint_repeats, say)
-        big["import_ms"] = await asyncio.to_thread(import_ms)
+        decks = {
+            name: await asyncio.to_thread(ensure_deck, events, workers, say)
+            for name, events, workers in (
+                ("big", size.paint_events, size.paint_workers),
+                ("small", size.small_events, size.small_workers),
+                ("many_workers", 3 * size.paint_workers + 1, size.paint_workers),
+            )
+        }
+        paint = {
+            name: await first_paint_on(name, decks[name][0], work, size.paint_repeats, say)
+            for name in ("small", "many_workers", "big")
+        }
+        paint["big"]["import_ms"] = await asyncio.to_thread(import_ms)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-
-    c, b = console.summary(size.early_s), log.summary(size.early_s)
-    figures = _figures(size, c, b, big, small, many)
-    notes = _notes(size, console, log, big, small, many)
-    notes["datasets"] = {
-        "big": {"path": str(big_db), "built_now_s": big_build_s},
-        "small": {"path": str(small_db), "built_now_s": small_build_s},
-        "many_workers": {"path": str(many_db), "built_now_s": many_build_s},
-    }
+    notes = _notes(size, console, log, paint)
+    notes["datasets"] = {n: {"path": str(p), "built_now_s": s} for n, (p, s) in decks.items()}
+    c_sum, b_sum = console.summary(), log.summary()
     return {
         "suite": "console",
         "quick": quick,
@@ -1275,39 +1052,35 @@ async def run_console_bench(
         "sizes": size.__dict__,
         "machine": machine_info(root),
         "elapsed_s": now() - started,
-        "figures": figures,
-        "console": c,
-        "baseline_log": b,
+        "figures": _figures(size, c_sum, b_sum, paint),
+        "console": c_sum,
+        "baseline_log": b_sum,
         "notes": notes,
     }
 
 
 def _figures(
-    size: Sizes,
-    c: dict[str, Any],
-    b: dict[str, Any],
-    big: dict[str, Any],
-    small: dict[str, Any],
-    many: dict[str, Any],
+    size: Sizes, c: dict[str, Any], b: dict[str, Any], paint: dict[str, dict[str, Any]]
 ) -> dict[str, dict[str, Any]]:
     src = c["source_events_per_s"]
-    pace = 0.95 * src
-    per_second = src  # "bounded": less than one second of load behind
-    rss_growth = _growth_pct(c["rss_peak_early_mb"], c["rss_peak_all_mb"])
-    rss_growth_base = _growth_pct(b["rss_peak_early_mb"], b["rss_peak_all_mb"])
+    big, small, many = paint["big"], paint["small"], paint["many_workers"]
     early, total = size.early_s, size.load_s
+    growth, base_growth = c["rss_growth_pct"], b["rss_growth_pct"]
+
+    def both(*keys: str, side: dict[str, Any] = c, prefix: str = "") -> dict[str, Any]:
+        return {prefix + k: side[k] for k in keys}
+
     return {
         "events_applied_per_s": figure(
-            value=c["applied_events_per_s"],
-            unit="events/s",
+            value=c["applied_events_per_s"], unit="events/s",
             desc=f"events the console applied to its event log per second while a separate process"
             f" committed demo-shaped events at {src:,.0f}/s (target {size.rate:,.0f}/s) for"
             f" {total:g}s to the same file (seen through the store's change feed)",
             baseline=b["applied_events_per_s"],
-            baseline_desc="a minimal Textual app with the stock Log (max_lines"
-            f" {LOG_BASELINE_LINES:,}), one write_line per event from the same store"
-            f" subscription, its own load child at {b['source_events_per_s']:,.0f}/s",
-            goal=Goal("value", ">=", pace, f"keeps pace: >= 95% of the source's {src:,.0f}/s"),
+            baseline_desc=f"a minimal Textual app with the stock Log (max_lines"
+            f" {LOG_BASELINE_LINES:,}), one write_line per event from the same store subscription,"
+            f" its own load child at {b['source_events_per_s']:,.0f}/s",
+            goal=Goal("value", ">=", 0.95 * src, f"keeps pace: >= 95% of the source's {src:,.0f}/s"),
             source_events_per_s=src,
             source_reached_target=c["source_reached_target"],
             baseline_source_events_per_s=b["source_events_per_s"],
@@ -1315,89 +1088,64 @@ def _figures(
             baseline_catch_up_s=b["catch_up_s"],
         ),
         "backlog_p99": figure(
-            value=c["backlog_p99"],
-            unit="events (p99)",
+            value=c["backlog_p99"], unit="events (p99)",
             desc=f"committed by the load but not yet in the event log's window, sampled every"
-            f" {SAMPLE_S * 1000:.0f} ms during the load (includes change-feed wake-up and the"
-            " console's drain pacing)",
+            f" {SAMPLE_S * 1000:.0f} ms during the load (includes the change feed's wake-up and the"
+            " console feed's pacing)",
             baseline=b["backlog_p99"],
             baseline_desc="the same for the stock Log app (last position written with write_line)",
-            goal=Goal("value", "<=", per_second, f"bounded: p99 <= 1 s of load ({per_second:,.0f}"
-                      " events)"),
-            p50=c["backlog_p50"],
-            max=c["backlog_max"],
-            at_end=c["backlog_at_end"],
-            trend_events_per_s=c["backlog_trend_events_per_s"],
-            baseline_p50=b["backlog_p50"],
-            baseline_max=b["backlog_max"],
-            baseline_at_end=b["backlog_at_end"],
-            baseline_trend_events_per_s=b["backlog_trend_events_per_s"],
+            goal=Goal("value", "<=", src, f"bounded: p99 <= 1 s of load ({src:,.0f} events)"),
+            **both("backlog_p50", "backlog_max", "backlog_at_end", "backlog_trend_events_per_s"),
+            **both("backlog_p50", "backlog_max", "backlog_at_end", "backlog_trend_events_per_s",
+                   side=b, prefix="baseline_"),
         ),
         "key_latency_p99": figure(
-            value=c["key_ms"]["p99"],
-            unit="ms (p99)",
-            desc=f"Pilot.press('j'/'k') in the workers table every {KEY_EVERY_S:g}s under the"
-            " load, until a frame shows the transcript titled with the newly selected worker"
-            f" (timeouts count as {KEY_TIMEOUT_S:g}s)",
+            value=c["key_ms"]["p99"], unit="ms (p99)",
+            desc=f"Pilot.press('j'/'k') in the workers table every {KEY_EVERY_S:g}s under the load,"
+            " until a frame shows the transcript titled with the newly selected worker (timeouts"
+            f" count as {KEY_TIMEOUT_S:g}s)",
             baseline=b["key_ms"]["p99"],
             baseline_desc="the same keys in the stock Log app, where they retitle the Log",
             goal=Goal("value", "<=", 100.0, "p99 <= 100 ms"),
-            p50=c["key_ms"]["p50"],
-            p90=c["key_ms"]["p90"],
-            max=c["key_ms"]["max"],
-            samples=c["key_ms"]["n"],
-            timeouts=c["key_timeouts"],
-            idle_p50=c["idle_key_ms"]["p50"],
-            idle_p99=c["idle_key_ms"]["p99"],
-            baseline_p50=b["key_ms"]["p50"],
-            baseline_max=b["key_ms"]["max"],
-            baseline_timeouts=b["key_timeouts"],
-            baseline_idle_p50=b["idle_key_ms"]["p50"],
+            **{k: c["key_ms"][k] for k in ("p50", "p90", "max")},
+            samples=c["key_ms"]["n"], timeouts=c["key_timeouts"],
+            idle_p50=c["idle_key_ms"]["p50"], idle_p99=c["idle_key_ms"]["p99"],
+            baseline_p50=b["key_ms"]["p50"], baseline_max=b["key_ms"]["max"],
+            baseline_timeouts=b["key_timeouts"], baseline_idle_p50=b["idle_key_ms"]["p50"],
         ),
         "peak_rss_growth": figure(
-            value=rss_growth,
-            unit=f"% (peak RSS 0-{total:g}s over 0-{early:g}s)",
-            desc=f"growth of this process's peak VmRSS from the first {early:g}s of the load to"
-            f" all {total:g}s, with the console running (flat = no leak, bounded windows)",
-            baseline=rss_growth_base,
+            value=growth, unit=f"% (peak RSS 0-{total:g}s over 0-{early:g}s)",
+            desc=f"growth of this process's peak VmRSS from the first {early:g}s of the load to all"
+            f" {total:g}s, with the console running (flat = bounded windows, no leak)",
+            baseline=base_growth,
             baseline_desc="the same for the stock Log app (run after the console in the same"
             " process: its numbers start from the heap the console left)",
-            goal=Goal("value", "<=", 10.0, "flat: <= 10% growth"),
-            ratio=(rss_growth + 1) / (rss_growth_base + 1),
+            goal=Goal("value", "<=", 5.0, "flat: <= 5% growth"),
+            ratio=(growth + 1) / (base_growth + 1),
             ratio_desc="(growth + 1) / (baseline growth + 1): growth is near 0 on both sides",
-            rss_early_mb=c["rss_peak_early_mb"],
-            rss_all_mb=c["rss_peak_all_mb"],
-            rss_sample_at_early_mb=c["rss_at_early_mb"],
-            rss_sample_at_end_mb=c["rss_at_end_mb"],
-            rss_before_load_mb=c["rss_before_load_mb"],
-            baseline_rss_early_mb=b["rss_peak_early_mb"],
-            baseline_rss_all_mb=b["rss_peak_all_mb"],
+            **both("rss_peak_early_mb", "rss_peak_all_mb", "rss_at_early_mb", "rss_at_end_mb",
+                   "rss_before_load_mb"),
+            **both("rss_peak_early_mb", "rss_peak_all_mb", side=b, prefix="baseline_"),
         ),
         "first_paint": figure(
-            value=big["ms"],
-            unit="ms (median)",
-            desc=f"AgentDeckApp constructed on a copy of a database of {big['events']:,} events"
-            f" and {big['workers']:,} workers (hosting `local`, as `agentdeck --db X` does) until"
-            " the first frame showing worker rows and event rows; imports excluded",
+            value=big["ms"], unit="ms (median)",
+            desc=f"AgentDeckApp constructed on a copy of a database of {big['events']:,} events and"
+            f" {big['workers']:,} workers (hosting `local`, as `agentdeck --db X` does) until the"
+            " first frame showing worker rows and event rows; imports excluded",
             baseline=small["ms"],
             baseline_desc=f"the same on {small['events']:,} events and {small['workers']} workers",
             goal=Goal("value", "<=", 1000.0, "<= 1 s"),
-            events=big["events"],
-            workers=big["workers"],
-            baseline_events=small["events"],
-            baseline_workers=small["workers"],
-            runs_ms=big["runs_ms"],
-            baseline_runs_ms=small["runs_ms"],
-            backend_open_ms=big["backend_open_ms"],
-            first_frame_ms=big["first_frame_ms"],
-            import_ms=big["import_ms"],
-            import_desc="what a fresh `agentdeck` process spends importing tui.app before it"
-            " can construct the App (measured in a child interpreter; not in the figure)",
+            events=big["events"], workers=big["workers"],
+            baseline_events=small["events"], baseline_workers=small["workers"],
+            runs_ms=big["runs_ms"], baseline_runs_ms=small["runs_ms"],
+            backend_open_ms=big["backend_open_ms"], first_frame_ms=big["first_frame_ms"],
             baseline_backend_open_ms=small["backend_open_ms"],
+            import_ms=big["import_ms"],
+            import_desc="what a fresh `agentdeck` process spends importing tui.app before it can"
+            " construct the App (measured in a child interpreter; not in the figure)",
         ),
         "first_paint_vs_small": figure(
-            value=big["ms"],
-            unit="ms (median)",
+            value=big["ms"], unit="ms (median)",
             desc="first paint on the big database over first paint on the small one",
             baseline=small["ms"],
             baseline_desc=f"first paint on {small['events']:,} events",
@@ -1410,67 +1158,37 @@ def _figures(
     }
 
 
-def _growth_pct(early: float, total: float) -> float:
-    return (total / early - 1) * 100 if early else float("nan")
-
-
 def _notes(
-    size: Sizes,
-    console: LiveRun,
-    log: LiveRun,
-    big: dict[str, Any],
-    small: dict[str, Any],
-    many: dict[str, Any],
+    size: Sizes, console: LiveRun, log: LiveRun, paint: dict[str, dict[str, Any]]
 ) -> dict[str, Any]:
     notes: dict[str, Any] = {
         "method": (
             "Both apps run headless in this process via App.run_test(size=(120, 40)). Their load"
             " is a child process (python -m bench.console load) that takes the `demo` runtime's"
-            " host lease, creates the workers, then appends demo-shaped events (builtin:demo's"
-            " kinds, messages and payloads; workers take turns at random, so runs interleave)"
-            " through EventStore.append, paced every few ms to the target rate (one append per"
-            " tick, group-committed, synchronous=FULL), and prints each commit's position and"
-            " CLOCK_MONOTONIC time. The console opens the file like `agentdeck --db X` (hosting"
-            " `local`, writable, watched, indexed), selects the `demo` runtime in the runtimes"
-            " pane and focuses the workers table; it sees the load only through the store's"
-            " change feed (watchfiles + data_version poll)."
-        ),
-        "load_source": (
-            "not `agentdeck demo`: measured here at ~1,200 events/s with 50 workers and --rate"
-            " 10000 (its feeder sends one input at a time and awaits each durable commit), and"
-            " with 200 workers it hung on close; so a child appends directly through"
-            " EventStore at the target rate. Achieved rates are in source_events_per_s."
+            " host lease, creates the workers, then appends builtin:demo-shaped events (each built"
+            " through store.catalog.event; workers take turns at random, so runs interleave) with"
+            " EventStore.append, paced every few ms to the target rate (group-committed,"
+            " synchronous=FULL), and prints each commit's position and CLOCK_MONOTONIC time. The"
+            " console opens the file like `agentdeck --db X` (hosting `local`, writable, watched,"
+            " indexed), selects the `demo` runtime and focuses the workers table; it sees the load"
+            " only through the store's change feed."
         ),
         "frames": (
-            "App._display is wrapped on each app instance: every frame the compositor hands to"
-            " the driver is encoded with CompositorUpdate.render_segments (the real driver's"
-            " work, minus the write) and applied to a 120x40 virtual terminal. A key's latency"
-            " runs from just before Pilot.press posts it to the first frame after which the"
-            " virtual terminal shows the change in the widget's region; first paint runs from"
-            " constructing the App to the first frame showing a worker id in the workers table"
-            " and an event time in the event log. Pilot.press itself is not awaited for the"
-            " figure: under constant load its wait_for_idle waits its 1 s maximum."
+            "App._display is wrapped on each app instance: every frame is encoded with"
+            " CompositorUpdate.render_segments (the driver's work, minus the write) and applied to"
+            " a 120x40 virtual terminal. A key's latency runs from just before Pilot.press posts"
+            " it to the first frame showing the change in the widget's region; first paint runs"
+            " from constructing the App to the first frame showing a worker id in the workers"
+            " table and an event time in the event log."
         ),
         "baseline_log": (
-            "Textual's Log.write_lines starts a thread worker (_update_size) per call and sets"
-            " virtual_size (a screen layout) until max_lines is reached, so one write_line per"
-            f" event costs a thread per event; its feed yields to the loop every {YIELD_EVERY}"
-            " lines so keys and frames get through (without that it starves the loop for as"
-            " long as the subscription has events queued). Its store is opened read-only (same"
-            " reader, change feed and watcher as the console's; no writer, no indexer): opened"
-            " writable, its indexer's transaction, starved by the Log's threads, held the write"
-            " lock past the 5 s busy timeout and the load process failed with DatabaseLocked."
+            "Textual's Log.write_lines starts a thread worker (_update_size) per call, so one"
+            f" write_line per event costs a thread per event; its feed yields every {YIELD_EVERY}"
+            " lines so keys and frames get through. Its store is opened read-only (same reader,"
+            " change feed and watcher as the console's; no writer, no indexer)."
         ),
         "loop": (
-            "loop_lag_ms: how late a task sleeping 10 ms wakes (stalls of the event loop);"
-            " gc_*: every collection timed with gc.callbacks; screen_layouts: calls of the main"
-            " screen's _refresh_layout (a whole-screen reflow), timed; full_screen_frames:"
-            " frames that repaint the whole screen."
-        ),
-        "applied_and_backlog": (
-            "applied = newest position in EventLog.window (follow on); backlog(t) = the load's"
-            " newest commit at t (its own timestamps) - applied(t). For the Log app, applied ="
-            " the position of the last event passed to write_line."
+            "loop_lag_ms: how late a task sleeping 10 ms wakes; gc_*: every collection, timed."
         ),
         "rss": (
             f"VmRSS of this process every {RSS_SAMPLE_S:g}s during the load; early = peak over the"
@@ -1484,62 +1202,41 @@ def _notes(
             "console_load_child_cpu_s": console.source_cpu_s,
             "log_load_child_cpu_s": log.source_cpu_s,
         },
-        "first_paint_many_workers_short_history": {
-            "desc": "the same first paint on a database of the big one's workers and nothing"
-            " but their creation: separates the cost of workers from the cost of history",
-            **many,
-        },
-        "first_paint_big": big,
-        "first_paint_small": small,
+        "first_paint": paint,
     }
     short = [r.name for r in (console, log) if r.source_rate < 0.95 * r.target_rate]
     if short:
         notes["warning"] = (
             f"the load did not reach {size.rate:,.0f} events/s for {', '.join(short)} (see"
-            " source_events_per_s): the machine was short of CPU (see"
-            " machine_loadavg_1m_at_start_and_end); the figures hold for the rate achieved"
+            " source_events_per_s): the machine was short of CPU; the figures hold for the rate"
+            " achieved"
         )
-    if console.profile is not None:
-        notes["profile_console_loop_thread"] = {
-            "desc": "cProfile of the event-loop thread during the console's load (--profile;"
-            " cProfile slows Python calls, so read the numbers as shares, and the figures of"
-            " a profiled run are not comparable)",
-            "top_by_tottime": console.profile,
-        }
     return notes
 
 
-async def run_console_command(
-    quick: bool, json_only: bool, scale: float = 1.0, profile: bool = False
-) -> int:
+async def run_console_command(quick: bool, json_only: bool, scale: float = 1.0) -> int:
     """`agentdeck bench console [--json] [--quick]`: JSON on stdout, progress on stderr."""
-    result = await run_console_bench(quick, Progress(quiet=json_only), scale, profile=profile)
-    emit_json(result)
-    if not json_only:
-        for line in summary_lines(result["figures"]):
-            print(line, file=sys.stderr)
-    return 0
+    return finish(await run_console_bench(quick, Progress(quiet=json_only), scale), json_only)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m bench.console [--json] [--quick] [--scale X] [--profile]` (and the load child)."""
+    """`python -m bench.console [--json] [--quick] [--scale X]` (and the load child)."""
     import argparse
 
-    args_list = list(sys.argv[1:] if argv is None else argv)
-    if args_list[:1] == ["load"]:
-        if len(args_list) != 6:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["load"]:
+        if len(args) != 6:
             print("usage: python -m bench.console load DB RATE SECONDS WORKERS SEED", file=sys.stderr)
             return 2
-        _, db, rate, seconds, workers, seed = args_list
+        _, db, rate, seconds, workers, seed = args
         asyncio.run(_load_main(db, float(rate), float(seconds), int(workers), int(seed)))
         return 0
     parser = argparse.ArgumentParser(prog="python -m bench.console")
     parser.add_argument("--json", action="store_true", help="only the JSON on stdout")
     parser.add_argument("--quick", action="store_true", help="5 s of load, a 100k-event database")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply the sizes")
-    parser.add_argument("--profile", action="store_true", help="cProfile the console's loop thread")
-    args = parser.parse_args(args_list)
-    return asyncio.run(run_console_command(args.quick, args.json, args.scale, args.profile))
+    opts = parser.parse_args(args)
+    return asyncio.run(run_console_command(opts.quick, opts.json, opts.scale))
 
 
 if __name__ == "__main__":

@@ -1,9 +1,9 @@
 """`agentdeck bench store`: the store's figures, each next to a raw-sqlite3 baseline.
 
-Every figure is measured against a baseline taken in the same run, on the
-same disk, with the store's own pragmas (WAL, synchronous=FULL,
-journal_size_limit: the raw connections are opened by `store.database`),
-so the ratios hold on a noisy machine. The figures (issue 2, "Benchmarks"):
+Every baseline is measured in the same run, on the same disk, with the store's
+own pragmas (the raw connections are opened by `store.database`) and writes
+the very rows the store writes (`bench.common.row_of` of the same NewEvents).
+The figures:
 
 - append_throughput: 50 concurrent producers through the group-commit writer,
   projections and indexer on, vs raw `executemany` batches of 1000 rows.
@@ -13,12 +13,10 @@ so the ratios hold on a noisy machine. The figures (issue 2, "Benchmarks"):
 - indexer_append_cost: append throughput with the FTS indexer on vs off.
 - cross_process_visibility: a child process commits, this one has read it.
 
-The big log (1M events; 50k with --quick) is built once with raw sqlite3,
-the real schema, the real projector and the real FTS indexer step, and cached
-under bench/data/ (ignored by git).
-
-`python -m bench.store child DB COUNT RATE SEED` is the committing child of
-the visibility figure.
+The big log (1M events; 50k with --quick) is built once with raw sqlite3, the
+real schema, projector and FTS indexer step, and cached under bench/data/.
+`python -m bench.store child DB COUNT RATE SEED` is the visibility figure's
+committing child.
 """
 
 from __future__ import annotations
@@ -34,7 +32,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -46,35 +44,51 @@ from bench.common import (
     Goal,
     Progress,
     data_dir,
-    emit_json,
     figure,
+    finish,
+    fresh_raw_db,
     latency_ms,
     machine_info,
     median,
     now,
     peak_rss_mb,
     percentile,
-    summary_lines,
+    raw_commit,
+    raw_insert,
+    remove_db,
+    row_of,
 )
-from store.codec import dump_payload, us_from_dt
-from store.database import OpenOptions, open_reader, open_writer
+from store import catalog as c
+from store.database import OpenOptions, open_reader
 from store.event_store import EventStore
 from store.filters import parse_filter
-from store.levels import level_of
-from store.models import Event, NewEvent
-from store.projector import INSERT_EVENT, Row, project
+from store.models import Capability, Event, NewEvent, Role, Severity, TaskIntent, WorkerSpec
+from store.projector import Row
 from store.reader import EVENT_COLUMNS
 from store.schema import LATEST_VERSION
 from store.search import index_step
 
+__all__ = ["Spec", "fresh_raw_db", "raw_insert", "run_store_bench"]  # bench.console imports these
+
 SIZE_ENV = "AGENTDECK_BENCH_SIZE"  # hidden: "tiny" for the smoke test, or "quick"/"full"
-GENERATOR_VERSION = 1  # bump when the dataset's content changes: the cache key has it
+GENERATOR_VERSION = 2  # bump when the dataset's content changes: the cache key has it
 RAW_BATCH = 1000
 CHUNKED_EVENTS = 20
 READ_LIMIT = 1000
 MATCH_LIMIT = 100
 POLL_S = 0.001
 PROJECT_ROOT = str(Path(__file__).resolve().parent.parent)
+
+
+class Spec(NamedTuple):
+    """An event before its id and time, as bench.console still builds its rows (dict payload)."""
+
+    kind: str
+    worker_id: str | None
+    run_id: str | None
+    run_seq: int | None
+    message: str
+    payload: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -100,15 +114,8 @@ SIZES = {
 }
 
 
-def pick_sizes(quick: bool) -> Sizes:
-    override = os.environ.get(SIZE_ENV)
-    if override:
-        return SIZES[override]
-    return SIZES["quick" if quick else "full"]
-
-
 # ---------------------------------------------------------------------------
-# What the workers say: a deterministic, realistic mix of events
+# What the workers say: a deterministic, realistic mix of catalog events
 # ---------------------------------------------------------------------------
 
 # Roughly Zipf-distributed: the first words are the most frequent.
@@ -134,138 +141,117 @@ _VOCAB_TEXT = (
 VOCAB = tuple(_VOCAB_TEXT.split())
 _CUM_WEIGHTS = list(itertools.accumulate(1.0 / (rank + 1) for rank in range(len(VOCAB))))
 COMMANDS = (
-    "pytest -q tests/unit",
-    "ruff check .",
-    "mypy store engine",
-    "make build",
-    "npm run test",
-    "cargo test --all",
-    "git diff --stat",
-    "ls -la src/",
-    "curl -s http://localhost:8080/health",
+    "pytest -q tests/unit", "ruff check .", "mypy store engine", "make build", "npm run test",
+    "cargo test --all", "git diff --stat", "ls -la src/", "curl -s http://localhost:8080/health",
     "docker compose up -d db",
 )
 HOSTS = ("db:5432", "redis:6379", "api.internal:443", "localhost:8080")
 RARE_WORD = "segfault"  # about 2 events in 100,000
 NO_MATCH_WORD = "xylophone"  # never written
 
-
-class Spec(NamedTuple):
-    """An event before it has an id, a time or a place in the log."""
-
-    kind: str
-    worker_id: str | None
-    run_id: str | None
-    run_seq: int | None
-    message: str
-    payload: dict[str, Any]
+Clock = Callable[[], datetime]
 
 
 def _words(rng: random.Random, lo: int, hi: int) -> str:
     return " ".join(rng.choices(VOCAB, cum_weights=_CUM_WEIGHTS, k=rng.randint(lo, hi)))
 
 
-def runtime_started(runtime_id: str) -> Spec:
-    return Spec(
-        "runtime.started", None, None, None, f"runtime {runtime_id} started",
-        {"display_name": runtime_id, "limits": {}},
-    )
+def _event(kind: str, payload: c.Payload, message: str, at: datetime, **where: Any) -> NewEvent:
+    return c.event(kind, payload, event_id=uuid7(), at=at, message=message, **where)
 
 
-def worker_script(rng: random.Random, worker_id: str, tag: str) -> Iterator[list[Spec]]:
+def runtime_started(runtime_id: str, clock: Clock) -> NewEvent:
+    return _event("runtime.started", c.RuntimeStarted(display_name=runtime_id),
+                  f"runtime {runtime_id} started", clock())
+
+
+def worker_script(rng: random.Random, w: str, tag: str, clock: Clock) -> Iterator[list[NewEvent]]:
     """One worker's appends, forever: created once, then runs of about 16 events.
 
     Each item is one append (most are one event; input + run.created is two),
-    with the payload keys store.projector reads: a contiguous transcript
-    `sequence`, run phases, tool and command events, some failures and
-    diagnostics.
+    built through the catalog: a contiguous transcript, run phases, step, tool
+    and command events, some failures and diagnostics. Times come from `clock`
+    as each append is made, so interleaved scripts interleave their times.
     """
-    w = worker_id
-    yield [Spec(
-        "worker.created", w, None, None, f"worker {w} created (profile default)",
-        {"spec": {"intent": {"type": "task", "objective": _words(rng, 4, 12)},
-                  "profile": "default", "capabilities": [{"name": "shell"}]}},
-    )]
+    def ev(kind: str, payload: c.Payload, message: str, run: str | None = None) -> NewEvent:
+        return _event(kind, payload, message, clock(), worker_id=w, run_id=run,
+                      run_seq=next(rseq) if run else None)
+
+    rseq = itertools.count(1)
+    yield [ev("worker.created", c.WorkerCreated(spec=WorkerSpec(
+        intent=TaskIntent(objective=_words(rng, 4, 12)), capabilities=[Capability(name="shell")],
+    )), f"worker {w} created (profile default)")]
     transcript = 0
     for run_no in itertools.count(1):
-        run_id = f"r-{tag}-{w[2:]}-{run_no}"
+        run = f"r-{tag}-{w[2:]}-{run_no}"
         rseq = itertools.count(1)
         transcript += 1
         prompt = _words(rng, 6, 24)
         yield [
-            Spec("worker.input.accepted", w, None, None, f"input to {w}: {prompt[:60]}",
-                 {"sequence": transcript, "role": "user", "content": prompt}),
-            Spec("run.created", w, run_id, next(rseq), f"run {run_id} created",
-                 {"prompt": prompt, "input_sequence": transcript}),
+            ev("worker.input.accepted", c.TranscriptAppended(
+                role=Role.USER, content=prompt, sequence=transcript), f"input to {w}: {prompt[:60]}",
+               run),
+            ev("run.created", c.RunCreated(prompt=prompt, input_sequence=transcript),
+               f"run {run} created", run),
         ]
         for phase in ("planning", "executing"):
-            yield [Spec(f"run.{phase}", w, run_id, next(rseq), f"run {run_id} {phase}", {})]
+            yield [ev(f"run.{phase}", c.Empty(), f"run {run} {phase}", run)]
         failed = False
         for step in range(1, rng.randint(1, 2) + 1):
             title = _words(rng, 2, 5)
-            yield [Spec("run.step.started", w, run_id, next(rseq), f"step {step}: {title}",
-                        {"step": step, "title": title})]
+            yield [ev("run.step.started", c.StepStarted(step=step, title=title),
+                      f"step {step}: {title}", run)]
             cmd = rng.choice(COMMANDS)
-            yield [Spec("run.tool.started", w, run_id, next(rseq), f"tool shell started: {cmd}",
-                        {"tool": "shell", "args": {"command": cmd}})]
-            yield [Spec("exec.command.started", w, run_id, next(rseq), f"$ {cmd}",
-                        {"command": cmd, "cwd": f"/workspace/{tag}/{w}"})]
+            argv = cmd.split()
+            yield [ev("run.tool.started", c.ToolStarted(step=step, tool="shell"),
+                      f"tool shell started: {cmd}", run)]
+            yield [ev("exec.command.started", c.ProcessFacts(argv=argv, cwd=f"/workspace/{tag}/{w}"),
+                      f"$ {cmd}", run)]
             roll = rng.random()
             output = _words(rng, 5, 40)
             if roll < 0.01:
                 failed = True
                 output += f" timeout waiting for {rng.choice(HOSTS)}"
-                yield [Spec("exec.command.timeout", w, run_id, next(rseq),
-                            f"$ {cmd} timed out after 30 s", {"command": cmd, "timeout_s": 30})]
+                yield [ev("exec.command.timeout", c.ProcessFacts(argv=argv, timeout_s=30),
+                          f"$ {cmd} timed out after 30 s", run)]
             elif roll < 0.05:
                 failed = True
                 code = rng.choice((1, 2, 127))
                 output += f" connection refused by {rng.choice(HOSTS)}" if roll < 0.03 else ""
-                yield [Spec("exec.command.failed", w, run_id, next(rseq),
-                            f"$ {cmd} exited {code}",
-                            {"command": cmd, "exit_code": code, "stderr": output[-200:]})]
+                yield [ev("exec.command.failed", c.ProcessFacts(
+                    argv=argv, exit_code=code, stderr_tail=[output[-200:]]),
+                    f"$ {cmd} exited {code}", run)]
             else:
-                yield [Spec("exec.command.completed", w, run_id, next(rseq),
-                            f"$ {cmd} exited 0 in {rng.randint(20, 9000)} ms",
-                            {"command": cmd, "exit_code": 0})]
+                took = rng.randint(20, 9000)
+                yield [ev("exec.command.completed", c.ProcessFacts(
+                    argv=argv, exit_code=0, duration_s=took / 1000),
+                    f"$ {cmd} exited 0 in {took} ms", run)]
             if rng.random() < 0.0002:
                 output += f" {RARE_WORD} in worker pool"
-            yield [Spec("run.tool.completed", w, run_id, next(rseq),
-                        f"tool shell {'failed' if failed else 'completed'}",
-                        {"tool": "shell", "ok": not failed})]
+            yield [ev("run.tool.completed", c.ToolCompleted(
+                step=step, tool="shell", duration_ms=rng.randint(20, 9000)),
+                f"tool shell {'failed' if failed else 'completed'}", run)]
             transcript += 1
-            yield [Spec("worker.output", w, run_id, next(rseq), f"{w} tool: {output[:70]}",
-                        {"sequence": transcript, "role": "tool", "content": output})]
+            yield [ev("worker.output", c.TranscriptAppended(
+                role=Role.TOOL, content=output, sequence=transcript), f"{w} tool: {output[:70]}",
+                run)]
         for _ in range(rng.randint(1, 2)):
             transcript += 1
             answer = _words(rng, 10, 60)
-            yield [Spec("worker.output", w, run_id, next(rseq), f"{w}: {answer[:70]}",
-                        {"sequence": transcript, "role": "assistant", "content": answer})]
+            yield [ev("worker.output", c.TranscriptAppended(
+                role=Role.ASSISTANT, content=answer, sequence=transcript), f"{w}: {answer[:70]}",
+                run)]
         if rng.random() < 0.03:
             text = f"output of {w} was cut at 64 KiB"
-            yield [Spec("diagnostic.raised", w, None, None, text,
-                        {"severity": "warning", "code": "worker.output_truncated",
-                         "message": text})]
-        yield [Spec("run.verifying", w, run_id, next(rseq), f"run {run_id} verifying", {})]
+            yield [ev("diagnostic.raised", c.DiagnosticRaised(
+                severity=Severity.WARNING, code="worker.output_truncated", message=text), text)]
+        yield [ev("run.verifying", c.Empty(), f"run {run} verifying", run)]
         if failed or rng.random() < 0.02:
             error = f"step failed: {_words(rng, 3, 10)}"
-            yield [Spec("run.failed", w, run_id, next(rseq), f"run {run_id} failed: {error}",
-                        {"error": error})]
+            yield [ev("run.failed", c.RunFailed(error=error), f"run {run} failed: {error}", run)]
         else:
-            yield [Spec("run.completed", w, run_id, next(rseq), f"run {run_id} completed",
-                        {"result": _words(rng, 5, 20)})]
-
-
-def _row(position: int, runtime_id: str, seq: int, event_id: str, s: Spec, at_us: int) -> Row:
-    return Row(
-        position, runtime_id, seq, event_id, s.kind, level_of(s.kind, s.payload).rank,
-        s.worker_id, s.run_id, s.run_seq, s.message, dump_payload(s.payload), at_us, s.payload,
-    )
-
-
-def _row_of(position: int, runtime_id: str, seq: int, ev: NewEvent) -> Row:
-    spec = Spec(ev.kind, ev.worker_id, ev.run_id, ev.run_seq, ev.message, ev.payload)
-    return _row(position, runtime_id, seq, str(ev.event_id), spec, us_from_dt(ev.at))
+            yield [ev("run.completed", c.RunCompleted(result=_words(rng, 5, 20)),
+                      f"run {run} completed", run)]
 
 
 Append = tuple[str, list[NewEvent]]  # (runtime_id, events) of one append call
@@ -297,122 +283,59 @@ class Workload:
                 else:
                     joined.append(list(events))
             producers.append((rt, joined))
-        return Workload(setup=self.setup, producers=producers)
-
-    def round_robin(self) -> list[Append]:
-        """Every producer's k-th append before anyone's (k+1)-th: the raw baselines' order."""
-        order: list[Append] = []
-        for k in range(max((len(a) for _, a in self.producers), default=0)):
-            order += [(rt, appends[k]) for rt, appends in self.producers if k < len(appends)]
-        return order
+        return Workload(self.setup, producers)
 
     def raw_rows(self) -> tuple[list[Row], list[list[Row]]]:
-        """The same events as stored rows: setup rows, then one list per timed append."""
+        """The same events as stored rows: setup rows, then one list per timed append, in
+        round-robin order (every producer's k-th append before anyone's (k+1)-th)."""
         seqs: dict[str, int] = {}
-        position = 0
+        position = itertools.count(1)
 
         def rows(rt: str, events: list[NewEvent]) -> list[Row]:
-            nonlocal position
             out = []
             for ev in events:
-                position += 1
                 seqs[rt] = seqs.get(rt, 0) + 1
-                out.append(_row_of(position, rt, seqs[rt], ev))
+                out.append(row_of(next(position), rt, seqs[rt], ev))
             return out
 
         setup = [r for rt, evs in self.setup for r in rows(rt, evs)]
-        return setup, [rows(rt, evs) for rt, evs in self.round_robin()]
+        rounds = itertools.zip_longest(*(appends for _, appends in self.producers))
+        order = [(self.producers[p][0], a) for rnd in rounds for p, a in enumerate(rnd) if a]
+        return setup, [rows(rt, evs) for rt, evs in order]
 
 
 def make_workload(
-    *,
-    producers: int,
-    tag: str,
-    seed: int,
-    events_each: int | None = None,
-    appends_each: int | None = None,
+    *, producers: int, tag: str, seed: int, events_each: int = 0, appends_each: int = 0,
     created_in_setup: bool = False,
 ) -> Workload:
-    """`producers` workers spread over runtimes of ten workers each."""
+    """`producers` workers spread over runtimes of ten workers each, built round-robin so
+    event ids and times interleave as they would live."""
     runtimes = [f"{tag}-{i}" for i in range(max(1, producers // 10))]
-    clock = itertools.count()
+    ticks = itertools.count()
     base = datetime.now(UTC)
 
-    def events(specs: list[Spec]) -> list[NewEvent]:
-        return [
-            NewEvent(event_id=uuid7(), kind=s.kind, worker_id=s.worker_id, run_id=s.run_id,
-                     run_seq=s.run_seq, message=s.message, payload=s.payload,
-                     at=base + timedelta(microseconds=50 * next(clock)))
-            for s in specs
-        ]
+    def clock() -> datetime:
+        return base + timedelta(microseconds=50 * next(ticks))
 
-    load = Workload(setup=[(rt, events([runtime_started(rt)])) for rt in runtimes])
-    scripts: list[tuple[str, Iterator[list[Spec]], list[list[NewEvent]]]] = []
+    load = Workload(setup=[(rt, [runtime_started(rt, clock)]) for rt in runtimes])
+    scripts = []
     for p in range(producers):
         rt = runtimes[p % len(runtimes)]
-        script = worker_script(random.Random(seed * 7919 + p), f"w-{p // len(runtimes) + 1}", rt)
+        script = worker_script(random.Random(seed * 7919 + p), f"w-{p // len(runtimes) + 1}", rt,
+                               clock)
         if created_in_setup:
-            load.setup.append((rt, events(next(script))))
-        scripts.append((rt, script, []))
-    # Built round-robin so event ids and times interleave as they would live.
+            load.setup.append((rt, next(script)))
+        scripts.append(script)
+        load.producers.append((rt, []))
     counts = [0] * producers
     active = list(range(producers))
     while active:
-        still = []
         for p in active:
-            _, script, appends = scripts[p]
-            appends.append(events(next(script)))
-            counts[p] += len(appends[-1])
-            if (events_each is not None and counts[p] < events_each) or (
-                appends_each is not None and len(appends) < appends_each
-            ):
-                still.append(p)
-        active = still
-    load.producers = [(rt, appends) for rt, _, appends in scripts]
+            load.producers[p][1].append(next(scripts[p]))
+            counts[p] += len(load.producers[p][1][-1])
+        active = [p for p in active if counts[p] < events_each
+                  or len(load.producers[p][1]) < appends_each]
     return load
-
-
-# ---------------------------------------------------------------------------
-# Raw sqlite3 with the store's pragmas
-# ---------------------------------------------------------------------------
-
-
-def fresh_raw_db(path: Path, options: OpenOptions | None = None) -> sqlite3.Connection:
-    """A new file with the real schema (store.schema.MIGRATIONS), opened with the store's pragmas."""
-    for suffix in ("", "-wal", "-shm"):
-        with contextlib.suppress(FileNotFoundError):
-            Path(f"{path}{suffix}").unlink()
-    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-    os.close(fd)
-    return open_writer(path, options or OpenOptions(), migrate_from=0)
-
-
-def raw_insert(conn: sqlite3.Connection, rows: Sequence[Row], projections: bool) -> None:
-    conn.execute("BEGIN IMMEDIATE")
-    conn.executemany(INSERT_EVENT, [r[:12] for r in rows])
-    if projections:
-        project(conn, rows)
-    conn.execute("COMMIT")
-
-
-def raw_append_throughput(
-    path: Path, setup: list[Row], batches: list[list[Row]], projections: bool
-) -> float:
-    """Events/s of raw executemany, one BEGIN IMMEDIATE/COMMIT per batch."""
-    values = [[r[:12] for r in batch] for batch in batches]
-    conn = fresh_raw_db(path)
-    try:
-        raw_insert(conn, setup, projections=True)
-        start = now()
-        for batch, vals in zip(batches, values, strict=True):
-            conn.execute("BEGIN IMMEDIATE")
-            conn.executemany(INSERT_EVENT, vals)
-            if projections:
-                project(conn, batch)
-            conn.execute("COMMIT")
-        return sum(len(b) for b in batches) / (now() - start)
-    finally:
-        conn.close()
 
 
 # ---------------------------------------------------------------------------
@@ -420,24 +343,37 @@ def raw_append_throughput(
 # ---------------------------------------------------------------------------
 
 
-async def _produce(store: EventStore, runtime_id: str, appends: list[list[NewEvent]]) -> None:
-    for events in appends:
-        await store.append(runtime_id, None, events)
+def raw_append_throughput(
+    path: Path, setup: list[Row], batches: list[list[Row]], projections: bool
+) -> float:
+    """Events/s of raw executemany, one BEGIN IMMEDIATE/COMMIT per batch."""
+    values = [[r.column_values() for r in batch] for batch in batches]
+    conn = fresh_raw_db(path)
+    try:
+        raw_insert(conn, setup, projections=True)
+        start = now()
+        for batch, vals in zip(batches, values, strict=True):
+            raw_commit(conn, vals, batch if projections else ())
+        return sum(map(len, batches)) / (now() - start)
+    finally:
+        conn.close()
 
 
 async def store_append_throughput(path: Path, load: Workload, index: bool) -> dict[str, float]:
+    async def produce(runtime_id: str, appends: list[list[NewEvent]]) -> None:
+        for events in appends:
+            await store.append(runtime_id, None, events)
+
     store = await EventStore.open(path, index=index)
     try:
         for rt, evs in load.setup:
             await store.append(rt, None, evs)
         start = now()
-        await asyncio.gather(*(_produce(store, rt, appends) for rt, appends in load.producers))
+        await asyncio.gather(*(produce(rt, appends) for rt, appends in load.producers))
         elapsed = now() - start
-        out = {"events_per_s": load.events / elapsed, "seconds": elapsed}
+        out = {"events_per_s": load.events / elapsed}
         if index:
-            out["unindexed_at_end"] = (await store.last_position()) - (
-                await store.indexed_position()
-            )
+            out["unindexed_at_end"] = await store.last_position() - await store.indexed_position()
             start = now()
             await store.index_now()
             out["index_catch_up_s"] = now() - start
@@ -489,23 +425,21 @@ async def append_throughput(
             f" {big[-1]['events_per_s']:,.0f}/s"
         )
         for name in ("raw", "rawp", "rawr", "store-True", "store-False", "store-big"):
-            _remove_db(work / f"{name}.db")
-    on_rate = median([x["events_per_s"] for x in on])
-    off_rate = median([x["events_per_s"] for x in off])
-    big_rate = median([x["events_per_s"] for x in big])
-    base = median(raw)
-    per_round = load.events * sizes.producers / max(1, load.appends)
-    workload_desc = (
-        f"{sizes.producers} asyncio producers (one worker each, {max(1, sizes.producers // 10)}"
-        " runtimes), each awaiting its own append before the next; a worker's run is ~16 events"
-        " in ~15 appends (input+run.created, phases, step/tool/command events, transcript output,"
-        " diagnostics); expected_seq=None"
-    )
+            remove_db(work / f"{name}.db")
+    on_rates = [x["events_per_s"] for x in on]
+    off_rates = [x["events_per_s"] for x in off]
+    on_rate, off_rate, big_rate = median(on_rates), median(off_rates), median(
+        [x["events_per_s"] for x in big])
+    base, grouped = median(raw), median(raw_rounds)
     throughput = figure(
         value=on_rate,
         unit="events/s",
         desc=f"EventStore.append through the group-commit writer with projections and the"
-        f" indexer (the default store), {load.events} events; {workload_desc}",
+        f" indexer (the default store), {load.events} events; {sizes.producers} asyncio"
+        f" producers (one worker each, {max(1, sizes.producers // 10)} runtimes), each awaiting"
+        " its own append before the next; a worker's run is ~16 catalog events in ~15 appends"
+        " (input+run.created, phases, step/tool/command events, transcript output,"
+        " diagnostics); expected_seq=None",
         baseline=base,
         baseline_desc="raw sqlite3 executemany of the same event rows in batches of 1000, one"
         " BEGIN IMMEDIATE/COMMIT per batch, fresh file with the real schema and the store's"
@@ -514,18 +448,19 @@ async def append_throughput(
         baseline_with_projections=median(raw_proj),
         baseline_with_projections_desc="the same raw batches of 1000 plus store.projector.project"
         " on each batch (the projection work the store does, without the store)",
-        baseline_grouped_like_writer=median(raw_rounds),
+        baseline_grouped_like_writer=grouped,
         baseline_grouped_like_writer_desc=f"raw sqlite3 with projections, one transaction per"
-        f" round of {sizes.producers} appends (one per producer, ~{per_round:.0f} events):"
-        " the most group commit can gather when every"
-        " producer awaits its own append, so store/this = the store's own overhead",
-        ratio_to_grouped_like_writer=on_rate / median(raw_rounds),
+        f" round of {sizes.producers} appends (one per producer,"
+        f" ~{load.events * sizes.producers / max(1, load.appends):.0f} events): the most group"
+        " commit can gather when every producer awaits its own append, so store/this = the"
+        " store's own overhead",
+        ratio_to_grouped_like_writer=on_rate / grouped,
         value_big_appends=big_rate,
         value_big_appends_desc=f"the store with the same events, each producer joining"
         f" consecutive appends into appends of {CHUNKED_EVENTS}+ events ({chunked.appends}"
         " appends): how the figure depends on events per append",
         ratio_big_appends=big_rate / base,
-        runs=[x["events_per_s"] for x in on],
+        runs=on_rates,
         baseline_runs=raw,
         events=load.events,
         appends=load.appends,
@@ -539,8 +474,8 @@ async def append_throughput(
         baseline_desc="the same store and workload opened with index=False",
         goal=Goal("ratio", ">=", 0.9, "ratio >= 0.9 (slows appends by <= 10%)"),
         slowdown_pct=(1 - on_rate / off_rate) * 100,
-        runs=[x["events_per_s"] for x in on],
-        baseline_runs=[x["events_per_s"] for x in off],
+        runs=on_rates,
+        baseline_runs=off_rates,
         unindexed_when_appends_ended=median([x["unindexed_at_end"] for x in on]),
         index_catch_up_s=median([x["index_catch_up_s"] for x in on]),
     )
@@ -553,18 +488,13 @@ async def append_throughput(
 
 
 async def _paced(
-    store: EventStore,
-    runtime_id: str,
-    appends: list[list[NewEvent]],
-    first_due: float,
-    interval: float,
-    service: list[float],
-    from_schedule: list[float],
+    store: EventStore, runtime_id: str, appends: list[list[NewEvent]], first_due: float,
+    interval: float, service: list[float], from_schedule: list[float],
 ) -> None:
+    """Make each append on its schedule; record its service time and its lateness."""
     for k, events in enumerate(appends):
         due = first_due + k * interval
-        delay = due - now()
-        if delay > 0:
+        if (delay := due - now()) > 0:
             await asyncio.sleep(delay)
         start = now()
         await store.append(runtime_id, None, events)
@@ -582,17 +512,14 @@ def raw_append_latency(
     from_schedule: list[float] = []
     try:
         raw_insert(conn, setup, projections=True)
-        values = [[r[:12] for r in a] for a in appends]
+        values = [[r.column_values() for r in a] for a in appends]
         first_due = now() + 0.05
         for k, rows in enumerate(values):
             due = first_due + k * interval
-            delay = due - now()
-            if delay > 0:
+            if (delay := due - now()) > 0:
                 time.sleep(delay)
             start = now()
-            conn.execute("BEGIN IMMEDIATE")
-            conn.executemany(INSERT_EVENT, rows)
-            conn.execute("COMMIT")
+            raw_commit(conn, rows)
             end = now()
             service.append(end - start)
             from_schedule.append(end - due)
@@ -619,28 +546,28 @@ async def append_latency(work: Path, sizes: Sizes, progress: Progress) -> dict[s
         for rt, evs in load.setup:
             await store.append(rt, None, evs)
         first = now() + 0.05
-        start = first
         await asyncio.gather(*(
             _paced(store, rt, appends, first + i * interval / len(load.producers), interval,
                    service, from_schedule)
             for i, (rt, appends) in enumerate(load.producers)
         ))
-        achieved = load.appends / (now() - start)
+        achieved = load.appends / (now() - first)
     finally:
         await store.close()
     setup_rows, append_rows = load.raw_rows()
     raw_service, raw_sched, raw_achieved = raw_append_latency(
         work / "latency-raw.db", setup_rows, append_rows, 1.0 / sizes.latency_rate
     )
-    _remove_db(work / "latency.db")
-    _remove_db(work / "latency-raw.db")
+    remove_db(work / "latency.db")
+    remove_db(work / "latency-raw.db")
     mine, base = latency_ms(service), latency_ms(raw_service)
     return figure(
         value=mine["p99"],
         unit="ms (p99)",
         desc=f"per-append latency (call to durable commit) of EventStore.append, defaults,"
-        f" {sizes.latency_producers} producers each pacing {sizes.latency_rate / sizes.latency_producers:g}"
-        f" appends/s on a fixed schedule (1-2 events an append), each append awaited",
+        f" {sizes.latency_producers} producers each pacing"
+        f" {sizes.latency_rate / sizes.latency_producers:g} appends/s on a fixed schedule"
+        " (1-2 events an append), each append awaited",
         baseline=base["p99"],
         baseline_desc="the same appends on the same 1,000/s schedule from one thread with one raw"
         " sqlite3 connection (store pragmas), each append its own BEGIN IMMEDIATE/INSERT/COMMIT"
@@ -676,9 +603,14 @@ def dataset_path(events: int) -> Path:
 def dataset_batches(events: int, seed: int, batch: int) -> Iterator[list[Row]]:
     """The log: 200 workers on 4 runtimes taking turns at random, about 1.5 s apart."""
     rng = random.Random(seed)
-    at = us_from_dt(datetime(2026, 1, 5, tzinfo=UTC))
+    at = [datetime(2026, 1, 5, tzinfo=UTC)]
+
+    def clock() -> datetime:
+        at[0] += timedelta(microseconds=rng.randint(1_000, 3_000_000))
+        return at[0]
+
     scripts = [
-        (rt, worker_script(random.Random(rng.random()), f"w-{i}", rt))
+        (rt, worker_script(random.Random(rng.random()), f"w-{i}", rt, clock))
         for rt in DATASET_RUNTIMES
         for i in range(1, WORKERS_PER_RUNTIME + 1)
     ]
@@ -686,20 +618,18 @@ def dataset_batches(events: int, seed: int, batch: int) -> Iterator[list[Row]]:
     out: list[Row] = []
     position = 0
 
-    def add(rt: str, spec: Spec) -> None:
-        nonlocal position, at
-        position += 1
-        seqs[rt] = seqs.get(rt, 0) + 1
-        at += rng.randint(1_000, 3_000_000)
-        out.append(_row(position, rt, seqs[rt], str(uuid7()), spec, at))
+    def add(rt: str, new: list[NewEvent]) -> None:
+        nonlocal position
+        for ev in new[: events - position]:
+            position += 1
+            seqs[rt] = seqs.get(rt, 0) + 1
+            out.append(row_of(position, rt, seqs[rt], ev))
 
     for rt in DATASET_RUNTIMES:
-        add(rt, runtime_started(rt))
+        add(rt, [runtime_started(rt, clock)])
     while position < events:
         rt, script = rng.choice(scripts)
-        for spec in next(script):
-            if position < events:
-                add(rt, spec)
+        add(rt, next(script))
         if len(out) >= batch:
             yield out
             out = []
@@ -752,17 +682,11 @@ def ensure_dataset(events: int, progress: Progress) -> tuple[Path, float]:
     path = dataset_path(events)
     if path.exists() and _dataset_ok(path, events):
         return path, 0.0
-    _remove_db(path)
+    remove_db(path)
     progress(f"building the {events:,}-event database (once; cached as {path})")
     start = now()
     build_dataset(path, events, progress)
     return path, now() - start
-
-
-def _remove_db(path: Path) -> None:
-    for suffix in ("", "-wal", "-shm"):
-        with contextlib.suppress(FileNotFoundError):
-            Path(f"{path}{suffix}").unlink()
 
 
 # ---------------------------------------------------------------------------
@@ -926,33 +850,24 @@ async def _child_main(db: str, count: int, rate: float, seed: int) -> None:
     store = await EventStore.open(db, watch=False, index=False)
     try:
         rt = "xproc"
-        script = worker_script(rng, "w-1", rt)
-        await store.append(rt, None, _new([runtime_started(rt), *next(script)]))
+        clock = lambda: datetime.now(UTC)  # noqa: E731
+        await store.append(rt, None, [runtime_started(rt, clock), *next(
+            worker_script(rng, "w-1", rt, clock))])
         print("ready", flush=True)
         for i in range(1, count + 1):
             await asyncio.sleep(rng.uniform(0.5, 1.5) / rate)
             text = _words(rng, 5, 30)
-            [event] = await store.append(rt, None, _new([Spec(
-                "worker.output", "w-1", None, None, f"w-1 tool: {text[:60]}",
-                {"sequence": i, "role": "tool", "content": text},
-            )]))
+            [event] = await store.append(rt, None, [_event(
+                "worker.output", c.TranscriptAppended(role=Role.TOOL, content=text, sequence=i),
+                f"w-1 tool: {text[:60]}", clock(), worker_id="w-1",
+            )])
             # CLOCK_MONOTONIC is system-wide on Linux: comparable with the parent's.
             print(f"{event.position} {time.monotonic()!r}", flush=True)
     finally:
         await store.close()
 
 
-def _new(specs: list[Spec]) -> list[NewEvent]:
-    return [
-        NewEvent(event_id=uuid7(), kind=s.kind, worker_id=s.worker_id, run_id=s.run_id,
-                 run_seq=s.run_seq, message=s.message, payload=s.payload, at=datetime.now(UTC))
-        for s in specs
-    ]
-
-
-async def _run_child(
-    db: Path, count: int, rate: float, seed: int
-) -> dict[int, float]:
+async def _run_child(db: Path, count: int, rate: float, seed: int) -> dict[int, float]:
     """Start the committing child; return {position: commit time} once it has finished."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (PROJECT_ROOT, env.get("PYTHONPATH")) if p)
@@ -978,17 +893,10 @@ async def _run_child(
     return commits
 
 
-async def _wait_seen(seen: dict[int, float], commits: dict[int, float], timeout: float) -> None:
-    deadline = now() + timeout
-    while now() < deadline and any(p not in seen for p in commits):
-        await asyncio.sleep(0.01)
-
-
-async def _visibility_store(db: Path, sizes: Sizes, seed: int) -> tuple[list[float], int]:
-    creator = await EventStore.open(db, watch=False, index=False)  # the schema, before the observer
-    await creator.close()
+@contextlib.asynccontextmanager
+async def _store_observer(db: Path, seen: dict[int, float]) -> AsyncIterator[None]:
+    """A read-only EventStore with watch=True, stamping each event its subscription yields."""
     observer = await EventStore.open(db, read_only=True, watch=True)
-    seen: dict[int, float] = {}
 
     async def consume() -> None:
         with observer.subscribe(after=await observer.last_position()) as sub:
@@ -999,58 +907,59 @@ async def _visibility_store(db: Path, sizes: Sizes, seed: int) -> tuple[list[flo
     task = asyncio.create_task(consume())
     try:
         await asyncio.sleep(0.1)
-        commits = await _run_child(db, sizes.visibility_samples, sizes.visibility_rate, seed)
-        await _wait_seen(seen, commits, 5.0)
+        yield
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
         await observer.close()
-    return [seen[p] - t for p, t in commits.items() if p in seen], len(commits)
 
 
-class RawPoller(threading.Thread):
+def _poll(db: Path, seen: dict[int, float], stop: threading.Event) -> None:
     """The baseline reader: `PRAGMA data_version` every millisecond, then position > last."""
-
-    def __init__(self, db: Path) -> None:
-        super().__init__(name="bench-raw-poller", daemon=True)
-        self.db = db
-        self.seen: dict[int, float] = {}
-        self.stop = threading.Event()
-
-    def run(self) -> None:
-        conn = open_reader(self.db)
-        sql = f"SELECT {EVENT_COLUMNS} FROM events e WHERE e.position > ? ORDER BY e.position"
-        try:
-            last = conn.execute("SELECT coalesce(max(position), 0) FROM events").fetchone()[0]
-            version = conn.execute("PRAGMA data_version").fetchone()[0]
-            while not self.stop.is_set():
-                current = conn.execute("PRAGMA data_version").fetchone()[0]
-                if current != version:
-                    version = current
-                    rows = conn.execute(sql, (last,)).fetchall()
-                    stamp = time.monotonic()
-                    for row in rows:
-                        self.seen[row[0]] = stamp
-                    if rows:
-                        last = rows[-1][0]
-                time.sleep(POLL_S)
-        finally:
-            conn.close()
-
-
-async def _visibility_raw(db: Path, sizes: Sizes, seed: int) -> tuple[list[float], int]:
-    creator = await EventStore.open(db, watch=False, index=False)
-    await creator.close()
-    poller = RawPoller(db)
-    poller.start()
+    conn = open_reader(db)
+    sql = f"SELECT {EVENT_COLUMNS} FROM events e WHERE e.position > ? ORDER BY e.position"
     try:
-        commits = await _run_child(db, sizes.visibility_samples, sizes.visibility_rate, seed)
-        await _wait_seen(poller.seen, commits, 5.0)
+        last = conn.execute("SELECT coalesce(max(position), 0) FROM events").fetchone()[0]
+        version = conn.execute("PRAGMA data_version").fetchone()[0]
+        while not stop.is_set():
+            current = conn.execute("PRAGMA data_version").fetchone()[0]
+            if current != version:
+                version = current
+                rows = conn.execute(sql, (last,)).fetchall()
+                stamp = time.monotonic()
+                for row in rows:
+                    seen[row[0]] = stamp
+                if rows:
+                    last = rows[-1][0]
+            time.sleep(POLL_S)
     finally:
-        poller.stop.set()
-        await asyncio.to_thread(poller.join)
-    return [poller.seen[p] - t for p, t in commits.items() if p in poller.seen], len(commits)
+        conn.close()
+
+
+@contextlib.asynccontextmanager
+async def _raw_poller(db: Path, seen: dict[int, float]) -> AsyncIterator[None]:
+    stop = threading.Event()
+    thread = threading.Thread(target=_poll, args=(db, seen, stop), daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        await asyncio.to_thread(thread.join)
+
+
+async def _visibility(db: Path, sizes: Sizes, watch: Any) -> tuple[list[float], int]:
+    creator = await EventStore.open(db, watch=False, index=False)  # the schema, before watching
+    await creator.close()
+    seen: dict[int, float] = {}
+    async with watch(db, seen):
+        commits = await _run_child(db, sizes.visibility_samples, sizes.visibility_rate, seed=5)
+        deadline = now() + 5.0
+        while now() < deadline and any(p not in seen for p in commits):
+            await asyncio.sleep(0.01)
+    remove_db(db)
+    return [seen[p] - t for p, t in commits.items() if p in seen], len(commits)
 
 
 async def cross_process(work: Path, sizes: Sizes, progress: Progress) -> dict[str, Any]:
@@ -1058,10 +967,8 @@ async def cross_process(work: Path, sizes: Sizes, progress: Progress) -> dict[st
         f"cross-process visibility: {sizes.visibility_samples} commits by a child process at"
         f" ~{sizes.visibility_rate:g}/s, store observer then raw poller"
     )
-    mine, sent = await _visibility_store(work / "xproc.db", sizes, seed=5)
-    base, base_sent = await _visibility_raw(work / "xproc-raw.db", sizes, seed=5)
-    _remove_db(work / "xproc.db")
-    _remove_db(work / "xproc-raw.db")
+    mine, sent = await _visibility(work / "xproc.db", sizes, _store_observer)
+    base, base_sent = await _visibility(work / "xproc-raw.db", sizes, _raw_poller)
     m, b = latency_ms(mine), latency_ms(base)
     fig = figure(
         value=m["p99"],
@@ -1099,7 +1006,7 @@ async def cross_process(work: Path, sizes: Sizes, progress: Progress) -> dict[st
 
 async def run_store_bench(*, quick: bool, json_only: bool) -> int:
     """Measure every figure and print the JSON object; 0 unless something broke."""
-    sizes = pick_sizes(quick)
+    sizes = SIZES[os.environ.get(SIZE_ENV) or ("quick" if quick else "full")]
     progress = Progress(json_only)
     root = data_dir()
     started = now()
@@ -1113,15 +1020,7 @@ async def run_store_bench(*, quick: bool, json_only: bool) -> int:
         visibility = await cross_process(work, sizes, progress)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    figures = {
-        "append_throughput": throughput,
-        "append_latency": latency,
-        "read_after_1000": read,
-        "text_filter_first_100": search,
-        "indexer_append_cost": indexer,
-        "cross_process_visibility": visibility,
-    }
-    result = {
+    return finish({
         "suite": "store",
         "quick": quick,
         "size": sizes.name,
@@ -1133,25 +1032,21 @@ async def run_store_bench(*, quick: bool, json_only: bool) -> int:
             "built_now": build_s > 0,
             "build_s": build_s,
         },
-        "figures": figures,
+        "figures": {
+            "append_throughput": throughput,
+            "append_latency": latency,
+            "read_after_1000": read,
+            "text_filter_first_100": search,
+            "indexer_append_cost": indexer,
+            "cross_process_visibility": visibility,
+        },
         "peak_rss_mb": peak_rss_mb(),
         "loadavg_1m_at_end": os.getloadavg()[0],
         "seconds": now() - started,
-    }
-    emit_json(result)
-    if not json_only:
-        for line in summary_lines(figures):
-            print(line, file=sys.stderr)
-    return 0
-
-
-def _child_entry(argv: list[str]) -> int:
-    if len(argv) != 5 or argv[0] != "child":
-        print("usage: python -m bench.store child DB COUNT RATE SEED", file=sys.stderr)
-        return 2
-    asyncio.run(_child_main(argv[1], int(argv[2]), float(argv[3]), int(argv[4])))
-    return 0
+    }, json_only)
 
 
 if __name__ == "__main__":
-    sys.exit(_child_entry(sys.argv[1:]))
+    if len(sys.argv) != 6 or sys.argv[1] != "child":
+        sys.exit("usage: python -m bench.store child DB COUNT RATE SEED")
+    asyncio.run(_child_main(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])))

@@ -71,10 +71,6 @@ async def test_engine_bench_reports_every_figure_with_baseline_and_ratio(
     }
     assert _positive(notes["echo_synchronous_normal"]["ratio"])
     assert notes["micro_us_per_call"]
-    profile = notes["profile"]
-    assert (
-        profile["events"] > 0 and profile["top_own_time"] and profile["top_cumulative_engine_store"]
-    )
 
     # The result is JSON as the CLI prints it, and nothing is left behind in the data folder.
     assert json.loads(dumps(result))["figures"].keys() == figures.keys()

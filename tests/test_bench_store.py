@@ -1,4 +1,4 @@
-"""Smoke test of `agentdeck bench store --quick --json` at a tiny size.
+"""Smoke test of `python -m bench store --quick --json` at a tiny size.
 
 Benchmarks are programs, not timed tests: this only checks that the program
 runs end to end and prints every figure next to its baseline. No timing is
@@ -7,17 +7,20 @@ asserted.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from bench import store as bench_store
 from bench.common import DATA_ENV
-from bench.runner import bench_command
 from store.verify import verify_file
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 FIGURES = (
     "append_throughput",
@@ -40,14 +43,15 @@ def _number(value: object) -> bool:
     return isinstance(value, int | float) and not math.isnan(float(value))
 
 
-async def test_bench_store_prints_every_figure_with_its_baseline(
-    tiny: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    args = argparse.Namespace(suite="store", json=True, quick=True)
-    assert await bench_command(args) == 0
-    out, err = capsys.readouterr()
-    assert err == ""  # --json: no progress lines
-    result = json.loads(out)
+def test_bench_store_prints_every_figure_with_its_baseline(tiny: Path) -> None:
+    # As `agentdeck bench store` runs it: a program of its own, from the repo root.
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "store", "--quick", "--json"],
+        cwd=REPO_ROOT, env=dict(os.environ), capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""  # --json: no progress lines
+    result = json.loads(done.stdout)
     assert result["suite"] == "store"
     assert result["quick"] is True
     assert result["size"] == "tiny"
