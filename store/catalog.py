@@ -202,6 +202,7 @@ CATALOG: Mapping[str, KindSpec] = {
 
 KINDS = frozenset(CATALOG)
 TRANSCRIPT_KINDS = frozenset(k for k, s in CATALOG.items() if s.transcript)
+WORKER_STATUS_KINDS = frozenset(k for k, s in CATALOG.items() if s.worker_status is not None)
 _SEVERITIES = {s.value: s for s in Severity}
 
 

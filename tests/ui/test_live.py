@@ -20,7 +20,7 @@ from textual.pilot import Pilot
 from textual.widgets import TextArea
 
 from engine.results import CreateWorkerRequest
-from store.models import AssistantIntent, WorkerRef
+from store.models import AssistantIntent, WorkerRecord, WorkerRef
 from tests.ui.rendered import content_rows, pane_border, pane_rows
 from tui.app import AgentDeckApp
 from tui.backend import HostedBackend, open_backend
@@ -92,6 +92,42 @@ async def test_first_answer_on_a_fresh_worker_is_drawn(tmp_path: Path, size: tup
         assert shown[-1] == "  echo: again"
         assert all(row.strip() for row in shown), rows
         assert HEADING.match(shown[-2]), rows
+
+
+async def test_a_worker_made_with_n_is_selected_even_when_reads_are_slow() -> None:
+    """`n` then `i` must feed the new worker, not the one highlighted before.
+
+    Worker reads take a while here (a busy disk, a remote store): selecting the
+    new row once a re-read lands raced the next repaint, and the input went to w-1.
+    """
+    from tests.ui.fake_backend import FakeBackend
+
+    class SlowReads(FakeBackend):
+        async def worker(self, runtime_id: str, worker_id: str) -> WorkerRecord | None:
+            await asyncio.sleep(0.3)
+            return await super().worker(runtime_id, worker_id)
+
+    fake = SlowReads()
+
+    async def open_fake() -> FakeBackend:
+        return fake
+
+    app = AgentDeckApp(open_fake, settings_file=None, tz=UTC)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await started(app, pilot)
+        for count in (1, 2):
+            await pilot.press("n")
+            await until(pilot, lambda: isinstance(app.screen, CreateWorkerScreen))
+            await pilot.press("ctrl+s")
+            await until(pilot, lambda: app.screen is app.main)
+            await until(pilot, lambda n=count: app.main.workers_table.row_count == n)
+        await pilot.pause(0.5)
+        assert app.main.workers_table.selected_worker_id == "w-2"
+        await send_by_keys(app, pilot, "for the new one")
+        await until(pilot, lambda: "  echo: for the new one" in transcript_rows(app))
+        assert "w-2" in pane_border(app, app.main.transcript, bottom=False)
+        w1 = WorkerRef(runtime_id=fake.default_runtime_id, worker_id="w-1")
+        assert (await fake.transcript(w1, 0, 10)).items == []
 
 
 async def test_a_hundred_answers_while_scrolled_up_keep_the_view_and_count_below(

@@ -24,6 +24,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Footer, Header
 
+from store.catalog import KINDS, TRANSCRIPT_KINDS, WORKER_STATUS_KINDS, transcript_entry
 from store.errors import StoreError
 from store.models import Event, WorkerRef
 from tui.backend import ConsoleBackend
@@ -38,7 +39,7 @@ from tui.screens.worker import WorkerScreen
 from tui.widgets.event_log import EventLog
 from tui.widgets.filter_bar import PRESETS, FilterBar
 from tui.widgets.runtimes import RuntimesPane
-from tui.widgets.transcript import TranscriptView, entry_from_event
+from tui.widgets.transcript import TranscriptView
 from tui.widgets.workers import WorkersTable
 
 BULK_RELOAD = 64
@@ -51,7 +52,8 @@ COVERED_CAP = 5_000
 """Events kept for the event log while the screen is covered; past this it re-reads."""
 FIRST_SHOWN_S = 2.0
 """Most the console waits for its first screen before it hosts its runtime."""
-RUNTIME_KINDS = ("runtime.", "worker.created", "worker.stopped", "worker.cancelled")
+RUNTIME_KINDS = frozenset(k for k in KINDS if k.startswith("runtime.")) | WORKER_STATUS_KINDS
+"""Kinds that change what the runtimes pane counts."""
 
 
 class MainScreen(LiveScreen):
@@ -139,7 +141,7 @@ class MainScreen(LiveScreen):
             self._stale_transcript = True
         shown = self.transcript.ref
         for event in batch.events:
-            if event.kind.startswith(RUNTIME_KINDS):
+            if event.kind in RUNTIME_KINDS:
                 self._stale_runtimes = True
             if event.worker_id is not None:
                 self._stale_workers.add((event.runtime_id, event.worker_id))
@@ -147,7 +149,7 @@ class MainScreen(LiveScreen):
                     shown is not None
                     and event.worker_id == shown.worker_id
                     and event.runtime_id == shown.runtime_id
-                    and event.kind in ("worker.input.accepted", "worker.output")
+                    and event.kind in TRANSCRIPT_KINDS
                 ):
                     self._stale_transcript = True
         if not self.on_top:
@@ -166,7 +168,7 @@ class MainScreen(LiveScreen):
             self.event_log.apply_batch(batch.events)
             if self._stale_transcript:
                 self._stale_transcript = False
-                entries = [e for e in map(entry_from_event, batch.events) if e is not None]
+                entries = [e for e in map(transcript_entry, batch.events) if e is not None]
                 self.transcript.append_entries(entries)
         self._catch_up()
 
@@ -307,8 +309,11 @@ class MainScreen(LiveScreen):
         rid = record.runtime_id
         if self.selected_runtime != rid:
             self.runtimes_pane.select_runtime(rid)
-        self._refresh_workers(rid, {record.worker_id})
-        self.call_after_refresh(self.workers_table.select_worker, record.worker_id)
+            self.call_after_refresh(self.workers_table.select_worker, record.worker_id)
+            return
+        # The record is in hand: its row goes in now, so selecting it cannot race a re-read.
+        self.workers_table.update([record])
+        self.workers_table.select_worker(record.worker_id)
 
     @work(group="action")
     async def action_send_input(self) -> None:

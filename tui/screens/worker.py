@@ -25,6 +25,7 @@ from textual.containers import VerticalScroll
 from textual.content import Content
 from textual.widgets import DataTable, Footer, Header, Static
 
+from store.catalog import transcript_entry
 from store.models import RunRecord, WorkerRecord, WorkerRef
 from tui.backend import ConsoleBackend
 from tui.clock import ConsoleClock
@@ -33,7 +34,7 @@ from tui.operations import Operations
 from tui.safe_text import multi_line, one_line
 from tui.screens.live import LiveScreen
 from tui.widgets.labels import run_status, worker_status
-from tui.widgets.transcript import TranscriptView, entry_from_event
+from tui.widgets.transcript import TranscriptView
 
 RUNS_SHOWN = 100
 
@@ -234,7 +235,7 @@ class WorkerScreen(LiveScreen):
         mine = [e for e in batch.events if e.worker_id == wid and e.runtime_id == rid]
         if not mine:
             return
-        entries = [e for e in map(entry_from_event, mine) if e is not None]
+        entries = [e for e in map(transcript_entry, mine) if e is not None]
         if entries:
             self.transcript.append_entries(entries)
         self._refresh()

@@ -26,7 +26,7 @@ from textual.geometry import Size
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from store.models import Event, Role, TranscriptEntry, WorkerRef
+from store.models import TranscriptEntry, WorkerRef
 from tui.backend import TranscriptPages
 from tui.clock import ConsoleClock
 from tui.safe_text import multi_line
@@ -34,7 +34,6 @@ from tui.widgets.labels import ROLE_STYLE
 
 PAGE = 200
 MAX_ENTRIES = 2000
-TRANSCRIPT_KINDS = frozenset({"worker.input.accepted", "worker.output"})
 DIM = Style(dim=True)
 EMPTY_NOTE = "no transcript yet: press i to send input"
 
@@ -49,26 +48,6 @@ def entry_lines(entry: TranscriptEntry, clock: ConsoleClock) -> list[Text]:
         head.append(f" {entry.run_id}", style=DIM)
     body = multi_line(entry.content).split("\n", allow_blank=True)
     return [head, *(Text("  ", end="") + line for line in body)]
-
-
-def entry_from_event(event: Event) -> TranscriptEntry | None:
-    """The transcript entry an input or output event carries (None for other events)."""
-    if event.kind not in TRANSCRIPT_KINDS:
-        return None
-    p = event.payload
-    try:
-        return TranscriptEntry(
-            runtime_id=event.runtime_id,
-            worker_id=event.worker_id or "",
-            sequence=int(p["sequence"]),
-            role=Role(p["role"]),
-            content=str(p["content"]),
-            event_id=event.event_id,
-            run_id=event.run_id,
-            at=event.at,
-        )
-    except (KeyError, ValueError, TypeError):
-        return None
 
 
 class TranscriptView(ScrollView, can_focus=True):
