@@ -39,6 +39,7 @@ from engine.reading import Reading
 from engine.results import CreateWorkerRequest, EventBatch, EventCursor, InputAck, LifecycleAck
 from engine.rooms import Room
 from engine.scheduling import Scheduler
+from engine.validation import Refusal, worker_spec_refusal
 from store.catalog import Empty
 from store.event_store import EventStore
 from store.feed import Subscription
@@ -265,6 +266,10 @@ class Runtime:
         return stop.event_id
 
     # -- workers and runs ----------------------------------------------------------
+
+    def worker_request_refusal(self, request: CreateWorkerRequest) -> Refusal | None:
+        """What `create_worker` would refuse in `request`, as the field at fault (or None)."""
+        return worker_spec_refusal(request, self.profiles)
 
     async def create_worker(self, request: CreateWorkerRequest) -> WorkerRecord:
         self._ensure_running()

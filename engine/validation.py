@@ -177,19 +177,36 @@ def worker_request_refusal(
     return next((refusal for refusal in checks if refusal is not None), None)
 
 
+def worker_spec_refusal(
+    request: CreateWorkerRequest,
+    profiles: ProfileSet,
+    limits: RequestLimits = REQUEST_LIMITS,
+) -> Refusal | None:
+    """Everything a create request is checked for, as the first field at fault (or None).
+
+    The one validation of a worker spec: the console's form shows its refusal
+    inline, and `validate_worker_request` raises it.
+    """
+    refusal = worker_request_refusal(request, limits)
+    if refusal is not None:
+        return refusal
+    try:
+        profiles.resolve(None if request.profile == "default" else request.profile)
+    except UnknownProfile as exc:
+        return Refusal("profile", str(exc))
+    return None
+
+
 def validate_worker_request(
     request: CreateWorkerRequest,
     profiles: ProfileSet,
     limits: RequestLimits = REQUEST_LIMITS,
 ) -> Profile:
     """Check a create request; return the profile it resolves to or raise InvalidRequest."""
-    refusal = worker_request_refusal(request, limits)
+    refusal = worker_spec_refusal(request, profiles, limits)
     if refusal is not None:
         raise InvalidRequest(refusal.message)
-    try:
-        return profiles.resolve(None if request.profile == "default" else request.profile)
-    except UnknownProfile as exc:
-        raise InvalidRequest(str(exc)) from None
+    return profiles.resolve(None if request.profile == "default" else request.profile)
 
 
 def validate_input(content: str, role: str, limits: Limits) -> None:

@@ -33,10 +33,10 @@ from pathlib import Path
 from typing import Protocol
 
 from engine.clock import Clock, IdSource
-from engine.errors import InvalidRequest, ReadOnlyRuntime, RuntimeBusy, StoreFault
+from engine.errors import ReadOnlyRuntime, RuntimeBusy, StoreFault
 from engine.results import InputAck, LifecycleAck
 from engine.runtime import Runtime
-from engine.validation import Refusal, validate_worker_request, worker_request_refusal
+from engine.validation import Refusal
 from store.errors import ReadOnlyDatabase
 from store.event_store import EventStore
 from store.filters import Filter
@@ -343,17 +343,7 @@ class HostedBackend:
     # -- commands -------------------------------------------------------------
 
     async def validate_worker(self, runtime_id: str, spec: WorkerSpec) -> Refusal | None:
-        runtime = await self._operable(runtime_id)
-        # The field check first, so a form can point at the field at fault; the
-        # profile is only known to the full validator.
-        refusal = worker_request_refusal(spec)
-        if refusal is not None:
-            return refusal
-        try:
-            validate_worker_request(spec, runtime.profiles)
-        except InvalidRequest as exc:
-            return Refusal("profile", str(exc))
-        return None
+        return (await self._operable(runtime_id)).worker_request_refusal(spec)
 
     async def create_worker(self, runtime_id: str, spec: WorkerSpec) -> WorkerRecord:
         return await (await self._operable(runtime_id)).create_worker(spec)
