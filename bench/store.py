@@ -43,6 +43,7 @@ from uuid6 import uuid7
 from bench.common import (
     Goal,
     Progress,
+    build_cached_db,
     data_dir,
     figure,
     finish,
@@ -59,14 +60,13 @@ from bench.common import (
     row_of,
 )
 from store import catalog as c
-from store.database import OpenOptions, open_reader
+from store.database import open_reader
 from store.event_store import EventStore
 from store.filters import parse_filter
 from store.models import Capability, Event, NewEvent, Role, Severity, TaskIntent, WorkerSpec
 from store.projector import Row
 from store.reader import EVENT_COLUMNS
 from store.schema import LATEST_VERSION
-from store.search import index_step
 
 __all__ = ["Spec", "fresh_raw_db", "raw_insert", "run_store_bench"]  # bench.console imports these
 
@@ -652,31 +652,6 @@ def _dataset_ok(path: Path, events: int) -> bool:
         conn.close()
 
 
-def build_dataset(path: Path, events: int, progress: Progress) -> None:
-    """Raw executemany of the rows, the real projector, then the real FTS indexer step."""
-    tmp = path.with_name(f"{path.name}.building-{os.getpid()}")
-    # A cache, not data: no fsync while building, a big page cache.
-    conn = fresh_raw_db(tmp, OpenOptions(synchronous="OFF"))
-    try:
-        conn.execute("PRAGMA cache_size = -262144")
-        done = 0
-        for rows in dataset_batches(events, seed=42, batch=20_000):
-            raw_insert(conn, rows, projections=True)
-            done += len(rows)
-            if done % 200_000 < len(rows):
-                progress(f"  {done:,} events written")
-        progress("  indexing text")
-        more = True
-        while more:
-            conn.execute("BEGIN IMMEDIATE")
-            more = index_step(conn, 50_000)
-            conn.execute("COMMIT")
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
-    finally:
-        conn.close()
-    tmp.replace(path)
-
-
 def ensure_dataset(events: int, progress: Progress) -> tuple[Path, float]:
     """The cached big log (built now if missing); returns it and the seconds spent building."""
     path = dataset_path(events)
@@ -685,7 +660,7 @@ def ensure_dataset(events: int, progress: Progress) -> tuple[Path, float]:
     remove_db(path)
     progress(f"building the {events:,}-event database (once; cached as {path})")
     start = now()
-    build_dataset(path, events, progress)
+    build_cached_db(path, dataset_batches(events, seed=42, batch=20_000), progress)
     return path, now() - start
 
 
