@@ -306,3 +306,23 @@ async def test_under_a_dialog_batches_only_mark_stale_and_the_panes_catch_up(
         await until(pilot, lambda: app.screen is app.main)
         await until(pilot, lambda: "  echo: while covered" in transcript_rows(app))
         await until(pilot, lambda: any("run.completed" in r for r in pane_rows(app, log)))
+
+
+async def test_enter_on_the_transcript_opens_its_worker_full_screen(tmp_path: Path) -> None:
+    """tab to the transcript, enter: the worker view (not only from the workers table)."""
+    app = console(tmp_path / "a.db")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await started(app, pilot)
+        runtime = backend_of(app).runtime
+        assert runtime is not None
+        await runtime.create_worker(CreateWorkerRequest(intent=AssistantIntent()))
+        await until(pilot, lambda: app.main.workers_table.selected_worker_id == "w-1")
+        app.main.transcript.focus()
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, WorkerScreen))
+        await pilot.press("escape")
+        await until(pilot, lambda: app.screen is app.main)
+        app.main.event_log.focus()
+        await pilot.press("enter")  # the event log has no worker of its own to open
+        await pilot.pause(0.3)
+        assert app.screen is app.main

@@ -70,6 +70,8 @@ class MainScreen(LiveScreen):
         Binding("p", "toggle_pause", "Pause"),
         Binding("d", "diagnostics", "Diagnostics"),
         Binding("E", "export", "Export", show=False),
+        # The workers table opens its row itself; from the transcript, enter opens it full screen.
+        Binding("enter", "open_worker", "Open", show=False),
     ]
 
     def __init__(
@@ -339,6 +341,11 @@ class MainScreen(LiveScreen):
 
     def action_toggle_pause(self) -> None:
         self.event_log.action_toggle_pause()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "open_worker":
+            return self.focused is self.transcript or self.focused is self.workers_table
+        return True
 
     def action_open_worker(self) -> None:
         ref = self.selected_ref
