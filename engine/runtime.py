@@ -217,6 +217,11 @@ class Runtime:
         """Call `listener(fault)` when the store stops taking writes, and `(None)` when it does again."""
         self._emitter.add_fault_listener(listener)
 
+    @property
+    def lease_lost(self) -> bool:
+        """Whether another process took over hosting this runtime (this one must stop)."""
+        return self._lease is not None and self._lease.lost
+
     def work_in_progress(self) -> tuple[list[str], int]:
         """Runs in progress here (closing fails them) and how many are queued (they stay)."""
         return self._scheduler.work_in_progress()
@@ -224,7 +229,7 @@ class Runtime:
     # -- checks --------------------------------------------------------------------
 
     def _ensure_running(self) -> None:
-        if self._lease is not None and self._lease.lost:
+        if self.lease_lost:
             raise ReadOnlyRuntime(self.runtime_id, "another process took over hosting it")
         if self.status is RuntimeStatus.STOPPED or self._closed:
             raise RuntimeStopped(self.runtime_id)

@@ -130,6 +130,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--fail-rate", type=_fraction, default=0.1)
 
+    host = sub.add_parser(
+        "host", help="host a runtime with no terminal (work that outlives any console)"
+    )
+    host.add_argument("--db", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    host.add_argument("--config", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    host.add_argument(
+        "--runtime", default=argparse.SUPPRESS, help="the runtime to host (default: local)"
+    )
+
     bench = sub.add_parser("bench", help="benchmarks, printed as JSON")
     bench.add_argument("suite", choices=["store", "engine", "console"])
     bench.add_argument("--json", action="store_true", help="JSON only (no progress lines)")
@@ -165,6 +174,15 @@ def _dispatch(args: argparse.Namespace) -> int:
 
             return run_command(
                 lambda stop: demo_command(args, stop), graceful=True, interrupt_ends=True
+            )
+        if args.command == "host":
+            from tui.host import host_command
+
+            return run_command(
+                lambda stop: host_command(args, stop),
+                graceful=True,
+                interrupt_ends=True,
+                terminate_ends=True,
             )
         if args.command == "bench":
             return _exec_bench(args)

@@ -6,7 +6,8 @@ is closed (in-flight runs fail "host closed", their process groups are ended),
 its files are closed, and it exits with 128 + the signal number (129, 143,
 130), the shell's convention, so a script can tell a stop from a failure.
 Ctrl-C is the documented way to end `events --follow` and `demo`: for those,
-SIGINT is a normal end (exit 0).
+SIGINT is a normal end (exit 0); for `agentdeck host`, a service, so are SIGINT
+and SIGTERM.
 
 No Textual here: the headless commands use it too.
 """
@@ -61,13 +62,16 @@ def install(loop: asyncio.AbstractEventLoop, on_signal: Callable[[int], None]) -
 Main = Callable[[Stop], Coroutine[Any, Any, int]]
 
 
-def run_command(main: Main, *, graceful: bool = False, interrupt_ends: bool = False) -> int:
+def run_command(
+    main: Main, *, graceful: bool = False, interrupt_ends: bool = False, terminate_ends: bool = False
+) -> int:
     """Run `main(stop)` to its end or to a stop signal; its exit status.
 
     With `graceful`, a signal only sets `stop` and `main` winds down by itself
     (the demo prints its summary); otherwise `main` is cancelled, and its
     `finally` blocks close what it opened. `interrupt_ends`: SIGINT is this
-    command's normal end (exit 0 rather than 130).
+    command's normal end (exit 0 rather than 130); `terminate_ends`: so is
+    SIGTERM (a service manager's stop; exit 0 rather than 143).
     """
 
     async def runner() -> int:
@@ -90,7 +94,10 @@ def run_command(main: Main, *, graceful: bool = False, interrupt_ends: bool = Fa
                 code = 0
         finally:
             remove()
-        if stop.signum is None or (interrupt_ends and stop.signum == signal.SIGINT):
+        normal = (interrupt_ends and stop.signum == signal.SIGINT) or (
+            terminate_ends and stop.signum == signal.SIGTERM
+        )
+        if stop.signum is None or normal:
             return code
         return code or signalled_status(stop.signum)
 
