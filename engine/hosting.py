@@ -13,7 +13,7 @@ import os
 import socket
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from engine.clock import Clock
 from engine.errors import RuntimeBusy
@@ -45,6 +45,16 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def holder_gone(
+    holder: HostLease, *, now: datetime, stale_after_s: float = STALE_AFTER_S
+) -> bool:
+    """Whether `holder` may be taken over: its pid is gone on this machine, or it stopped
+    heartbeating. (A pid means nothing on another machine: only the heartbeat counts there.)"""
+    if holder.host_name == socket.gethostname() and not pid_alive(holder.pid):
+        return True
+    return now - holder.heartbeat_at > timedelta(seconds=stale_after_s)
+
+
 class HostLeaseHolder:
     """Takes, keeps (heartbeat) and releases a runtime's hosting lease."""
 
@@ -72,9 +82,9 @@ class HostLeaseHolder:
     def _may_take_over(self, holder: HostLease, token: str) -> bool:
         if token == self.token:
             return True
-        if holder.host_name == self.host_name and not pid_alive(holder.pid):
-            return True
-        return self._clock.now() - holder.heartbeat_at > self._stale_after
+        return holder_gone(
+            holder, now=self._clock.now(), stale_after_s=self._stale_after.total_seconds()
+        )
 
     async def acquire(self) -> None:
         """Take the lease or raise RuntimeBusy naming the live holder."""

@@ -39,6 +39,10 @@ from tui.shutdown import signalled_status
 BackendFactory = Callable[[], Awaitable[ConsoleBackend]]
 
 
+TAKE_OVER_CHECK_S = 2.0
+"""How often a console watching a runtime hosted elsewhere checks whether that host is gone."""
+
+
 class AgentDeckApp(App[int]):
     """`agentdeck`: runtimes, workers, the selected worker's transcript, the event log."""
 
@@ -128,6 +132,25 @@ class AgentDeckApp(App[int]):
         self.sub_title = self._subtitle(backend)
         for notice in backend.notices[shown:]:
             self.notify(clean(notice), severity="warning", timeout=8, markup=False)
+        if backend.hosted_runtime_id is None:
+            # Hosted by another process: take it over if that host goes away.
+            self.set_interval(TAKE_OVER_CHECK_S, self._take_over)
+
+    @work(exclusive=True, group="take-over", exit_on_error=False)
+    async def _take_over(self) -> None:
+        backend, main = self.backend, self.main_screen
+        if backend is None or main is None or backend.hosted_runtime_id is not None:
+            return
+        try:
+            told = await backend.take_over()
+        except (StoreError, EngineError) as exc:
+            self._say(f"could not take over hosting: {exc}", "error")
+            return
+        if told is None:
+            return
+        self.sub_title = self._subtitle(backend)
+        self._say(told, "warning", timeout=15)
+        main.hosting_changed()
 
     def _deliver(self, batch: FeedBatch) -> None:
         if not self.is_running:

@@ -28,12 +28,14 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
 from typing import Protocol
 
 from engine.clock import Clock, IdSource
 from engine.errors import ReadOnlyRuntime, RuntimeBusy, StoreFault
+from engine.hosting import holder_gone
 from engine.results import InputAck, LifecycleAck
 from engine.runtime import Runtime
 from engine.validation import Refusal
@@ -155,6 +157,10 @@ class ConsoleBackend(EventPages, TranscriptPages, Protocol):
         raise the engine's or the store's error when opening it failed outright."""
         ...
 
+    async def take_over(self) -> str | None:
+        """Start operating the runtime whose host is gone; what to tell the operator, if it did."""
+        ...
+
     def access(self, runtime_id: str) -> Access: ...
 
     def work_in_progress(self) -> tuple[list[str], int]:
@@ -208,8 +214,9 @@ class HostedBackend:
     observer_reason: str | None = None  # why nothing can be changed here at all
     notices: list[str] = field(default_factory=list)
     db_label: str | None = None
-    hosting: asyncio.Task[None] | None = None  # hosting `runtime_id` in the background
+    hosting: asyncio.Task[bool] | None = None  # hosting `runtime_id` in the background
     _host_later: tuple[Path | None, Clock | None, IdSource | None] | None = None
+    _host_args: tuple[Path | None, Clock | None, IdSource | None] = (None, None, None)
     _fault_listeners: list[Callable[[StoreFault | None], None]] = field(default_factory=list)
 
     @property
@@ -250,10 +257,38 @@ class HostedBackend:
         if self.hosting is not None:
             await asyncio.shield(self.hosting)
 
+    async def take_over(self) -> str | None:
+        """Host `runtime_id` here if its host is gone (died, or stopped heartbeating).
+
+        For a console that found the runtime hosted elsewhere: once that host is
+        gone, this one hosts it rather than stay a spectator. The new host fails
+        the dead one's executing runs ("host exited"), ends the programs it left
+        on this machine, and resumes its queue. Returns what to tell the operator
+        when it took over, else None.
+        """
+        if self.observer_reason or self.runtime is not None or self._pending:
+            return None
+        holder = (await self.store.hosts()).get(self.runtime_id)
+        if holder is not None and not holder_gone(holder, now=datetime.now(UTC)):
+            return None
+        shown = len(self.notices)
+        if not await self.host(*self._host_args):
+            del self.notices[shown:]  # another console got there first: still watching
+            return None
+        if holder is None:
+            return f"now hosting runtime {self.runtime_id}: its host stopped"
+        return (
+            f"took over hosting runtime {self.runtime_id}: its host (pid {holder.pid} on "
+            f"{holder.host_name}) is gone; runs it was executing failed \"host exited\", "
+            "its queued runs resume here"
+        )
+
     async def host(
         self, config: Path | None, clock: Clock | None, ids: IdSource | None
-    ) -> None:
-        """Host `runtime_id` here (a RuntimeBusy is a notice; other errors are raised)."""
+    ) -> bool:
+        """Host `runtime_id` here; False if it is hosted elsewhere (then a notice says so).
+        Other errors are raised."""
+        self._host_args = (config, clock, ids)
         config_path = config if config is not None else self.store.path.parent / "agentdeck.toml"
         try:
             runtime = await Runtime.host(
@@ -261,10 +296,11 @@ class HostedBackend:
             )
         except RuntimeBusy as exc:
             self.notices.append(str(exc))
-            return
+            return False
         for listener in self._fault_listeners:
             runtime.add_fault_listener(listener)
         self.runtime = runtime
+        return True
 
     def access(self, runtime_id: str) -> Access:
         if self.observer_reason:

@@ -106,6 +106,9 @@ class FakeBackend:
     async def hosted(self) -> None:
         return None
 
+    async def take_over(self) -> str | None:
+        return None  # this backend always operates its one runtime
+
     def access(self, runtime_id: str) -> Access:
         return Access(AccessMode.HOSTED, True)
 

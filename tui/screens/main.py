@@ -219,6 +219,12 @@ class MainScreen(LiveScreen):
         if self.on_top:
             self._catch_up()
 
+    def hosting_changed(self) -> None:
+        """This console now hosts a runtime it only watched: redraw who hosts what."""
+        self._refresh_runtimes()
+        if self.selected_runtime is not None:
+            self._show_runtime(self.selected_runtime)
+
     def _poll_hosts(self) -> None:
         if self.on_top:  # nobody sees it under a dialog or the worker view
             self._refresh_runtimes()
