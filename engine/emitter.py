@@ -27,7 +27,7 @@ from engine.messages import one_line
 from engine.state import RunState, WorkerState
 from store import catalog
 from store.catalog import DiagnosticRaised, Payload, RunFailed, TranscriptAppended
-from store.errors import InvalidEvent, StoreError
+from store.errors import StoreError
 from store.event_store import EventStore
 from store.models import Event, NewEvent, Role, RunStatus, Severity
 
@@ -111,7 +111,7 @@ class Emitter:
 
     def for_run(self, run: RunState, kind: str, message: str, payload: Payload) -> NewEvent:
         """An event of `run` with its next run_seq; moves the run as the catalog says."""
-        _require_fit(kind, payload)  # before run_seq or status move
+        catalog.fit(kind, payload)  # before run_seq or status move
         event = self.new(
             kind,
             message,
@@ -164,7 +164,7 @@ class Emitter:
     # -- on behalf of drivers (engine.emitting.Emitting) ------------------------------
 
     async def run_event(self, run: RunState, kind: str, message: str, payload: Payload) -> None:
-        _require_fit(kind, payload)  # a driver's mistake shows even after a cancel
+        catalog.fit(kind, payload)  # a driver's mistake shows even after a cancel
         if run.status.terminal:
             return
         await self.append([self.for_run(run, kind, message, payload)])
@@ -316,14 +316,3 @@ class Emitter:
         )
         events.append(self.diagnostic_new("error", "store.write_failed", message, None))
         return events
-
-
-def _require_fit(kind: str, payload: Payload) -> None:
-    """Refuse at once an event whose payload is not its kind's model (InvalidEvent).
-
-    Checked before anything is stamped or moved, and even for a run that is
-    already over, so a driver that gets its events wrong fails where it is wrong.
-    """
-    model = catalog.spec_of(kind).payload
-    if not isinstance(payload, model):
-        raise InvalidEvent(kind, f"its payload is a {model.__name__}, not a {type(payload).__name__}")

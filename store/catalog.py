@@ -214,6 +214,16 @@ def spec_of(kind: str) -> KindSpec:
     return spec
 
 
+def fit(kind: str, payload: Payload) -> KindSpec:
+    """The catalog entry of `kind`, if `payload` is its kind's model; InvalidEvent if not."""
+    spec = spec_of(kind)
+    if not isinstance(payload, spec.payload):
+        raise InvalidEvent(
+            kind, f"its payload is a {spec.payload.__name__}, not a {type(payload).__name__}"
+        )
+    return spec
+
+
 def event(
     kind: str,
     payload: Payload,
@@ -226,11 +236,7 @@ def event(
     run_seq: int | None = None,
 ) -> NewEvent:
     """A NewEvent of `kind` built from its typed payload (the one way producers build events)."""
-    spec = spec_of(kind)
-    if not isinstance(payload, spec.payload):
-        raise InvalidEvent(
-            kind, f"its payload is a {spec.payload.__name__}, not a {type(payload).__name__}"
-        )
+    fit(kind, payload)
     return NewEvent(
         event_id=event_id,
         kind=kind,
