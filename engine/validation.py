@@ -187,14 +187,8 @@ def worker_spec_refusal(
     The one validation of a worker spec: the console's form shows its refusal
     inline, and `validate_worker_request` raises it.
     """
-    refusal = worker_request_refusal(request, limits)
-    if refusal is not None:
-        return refusal
-    try:
-        profiles.resolve(None if request.profile == "default" else request.profile)
-    except UnknownProfile as exc:
-        return Refusal("profile", str(exc))
-    return None
+    checked = _checked(request, profiles, limits)
+    return checked if isinstance(checked, Refusal) else None
 
 
 def validate_worker_request(
@@ -203,10 +197,23 @@ def validate_worker_request(
     limits: RequestLimits = REQUEST_LIMITS,
 ) -> Profile:
     """Check a create request; return the profile it resolves to or raise InvalidRequest."""
-    refusal = worker_spec_refusal(request, profiles, limits)
+    checked = _checked(request, profiles, limits)
+    if isinstance(checked, Refusal):
+        raise InvalidRequest(checked.message)
+    return checked
+
+
+def _checked(
+    request: CreateWorkerRequest, profiles: ProfileSet, limits: RequestLimits
+) -> Profile | Refusal:
+    """The profile `request` resolves to, or the first thing wrong with it."""
+    refusal = worker_request_refusal(request, limits)
     if refusal is not None:
-        raise InvalidRequest(refusal.message)
-    return profiles.resolve(None if request.profile == "default" else request.profile)
+        return refusal
+    try:
+        return profiles.resolve(None if request.profile == "default" else request.profile)
+    except UnknownProfile as exc:
+        return Refusal("profile", str(exc))
 
 
 def validate_input(content: str, role: str, limits: Limits) -> None:
