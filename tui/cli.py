@@ -18,9 +18,12 @@ import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from platformdirs import user_data_path
+
+if TYPE_CHECKING:
+    from engine.errors import StoreFault
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -246,6 +249,14 @@ def console_command(args: argparse.Namespace) -> int:
     if app.stop_signal is not None:
         return signalled_status(app.stop_signal)
     return code or EXIT_OK
+
+
+def say_fault(who: str, fault: StoreFault | None) -> None:
+    """A headless host's line when its store stops taking writes, and when it takes them again."""
+    if fault is not None:
+        say(f"{who}: cannot write to the database ({fault.reason}); holding work until it can")
+    else:
+        say(f"{who}: the database takes writes again; carrying on")
 
 
 def say(line: str) -> None:

@@ -7,14 +7,14 @@ import asyncio
 import contextlib
 import time
 
-from engine.errors import StorageUnavailable, StoreFault
+from engine.errors import StorageUnavailable
 from engine.profiles import BuiltinProfile, ProfileSet
 from engine.results import CreateWorkerRequest
 from engine.runtime import Runtime
 from store.errors import StoreError
 from store.event_store import EventStore
 from store.models import RoleIntent, RunStatus
-from tui.cli import say
+from tui.cli import say, say_fault
 from tui.shutdown import Stop
 
 EXIT_OK, EXIT_FAILED = 0, 1
@@ -45,7 +45,7 @@ async def demo_command(args: argparse.Namespace, stop: Stop) -> int:
     except BaseException:
         await store.close()
         raise
-    runtime.add_fault_listener(_tell_fault)
+    runtime.add_fault_listener(lambda fault: say_fault("demo", fault))
     started = time.monotonic()
     first_position = store.feed.last_position
     inputs = 0
@@ -100,11 +100,3 @@ async def demo_command(args: argparse.Namespace, stop: Stop) -> int:
         )
         return EXIT_FAILED
     return EXIT_OK
-
-
-def _tell_fault(fault: StoreFault | None) -> None:
-    """Say on stderr when writing stops and when it works again."""
-    if fault is not None:
-        say(f"demo: cannot write to the database ({fault.reason}); holding work until it can")
-    else:
-        say("demo: the database takes writes again; carrying on")

@@ -19,12 +19,11 @@ import contextlib
 import os
 import signal
 
-from engine.errors import StoreFault
 from engine.runtime import Runtime
 from store.catalog import WORKER_STATUS_KINDS
 from store.event_store import EventStore
 from store.models import Event, Lag, Severity
-from tui.cli import say
+from tui.cli import say, say_fault
 from tui.shutdown import Stop
 
 EXIT_OK, EXIT_FAILED = 0, 1
@@ -67,7 +66,7 @@ async def _serve(runtime: Runtime, store: EventStore, after: int, stop: Stop, na
         f"{name}: hosting runtime {runtime.runtime_id} on {store.path} (pid {os.getpid()});"
         " SIGTERM or Ctrl-C stops it, queued work is kept"
     )
-    runtime.add_fault_listener(lambda fault: _tell_fault(name, fault))
+    runtime.add_fault_listener(lambda fault: say_fault(name, fault))
     follower = asyncio.create_task(_follow(store, runtime.runtime_id, after, name))
     try:
         while not stop.requested:
@@ -101,13 +100,6 @@ async def _follow(store: EventStore, runtime_id: str, after: int, name: str) -> 
         return
     finally:
         sub.close()
-
-
-def _tell_fault(name: str, fault: StoreFault | None) -> None:
-    if fault is not None:
-        say(f"{name}: cannot write to the database ({fault.reason}); holding work until it can")
-    else:
-        say(f"{name}: the database takes writes again; work resumes")
 
 
 def _runs(count: int) -> str:
