@@ -20,6 +20,7 @@ from textual.pilot import Pilot
 from textual.widgets import TextArea
 
 from engine.results import CreateWorkerRequest
+from engine.runtime import Runtime
 from store.models import AssistantIntent, WorkerRecord, WorkerRef
 from tests.ui.rendered import content_rows, pane_border, pane_rows
 from tui.app import AgentDeckApp
@@ -54,6 +55,15 @@ async def started(app: AgentDeckApp, pilot: Pilot[int]) -> None:
 def backend_of(app: AgentDeckApp) -> HostedBackend:
     assert isinstance(app.backend, HostedBackend)
     return app.backend
+
+
+async def hosted_worker(app: AgentDeckApp, pilot: Pilot[int]) -> tuple[Runtime, WorkerRef]:
+    """The runtime this console hosts, and a new echo worker once its row is in the table."""
+    runtime = backend_of(app).runtime
+    assert runtime is not None
+    record = await runtime.create_worker(CreateWorkerRequest(intent=AssistantIntent()))
+    await until(pilot, lambda: app.main.workers_table.row_count == 1)
+    return runtime, record.ref
 
 
 async def send_by_keys(app: AgentDeckApp, pilot: Pilot[int], text: str) -> None:
@@ -136,11 +146,7 @@ async def test_a_hundred_answers_while_scrolled_up_keep_the_view_and_count_below
     app = console(tmp_path / "a.db")
     async with app.run_test(size=(100, 30)) as pilot:
         await started(app, pilot)
-        runtime = backend_of(app).runtime
-        assert runtime is not None
-        record = await runtime.create_worker(CreateWorkerRequest(intent=AssistantIntent()))
-        ref = record.ref
-        await until(pilot, lambda: app.main.workers_table.row_count == 1)
+        runtime, ref = await hosted_worker(app, pilot)
         for n in range(6):
             await runtime.send_input(ref, f"warm-up {n}")
         await until(pilot, lambda: "  echo: warm-up 5" in transcript_rows(app))
@@ -176,12 +182,9 @@ async def test_worker_view_and_main_pane_show_the_same_entries_at_the_same_times
     app = console(tmp_path / "a.db", tz=timezone(timedelta(hours=5, minutes=30)))
     async with app.run_test(size=(120, 40)) as pilot:
         await started(app, pilot)
-        runtime = backend_of(app).runtime
-        assert runtime is not None
-        record = await runtime.create_worker(CreateWorkerRequest(intent=AssistantIntent()))
-        await until(pilot, lambda: app.main.workers_table.row_count == 1)
-        await runtime.send_input(record.ref, "one")
-        await runtime.send_input(record.ref, "two")
+        runtime, ref = await hosted_worker(app, pilot)
+        await runtime.send_input(ref, "one")
+        await runtime.send_input(ref, "two")
         await until(pilot, lambda: "  echo: two" in transcript_rows(app))
         main_rows = content_rows(transcript_rows(app))
         entries = list(app.main.transcript.entries)
@@ -209,11 +212,7 @@ async def test_a_filter_changed_while_events_stream_shows_only_matches(tmp_path:
     app = console(tmp_path / "a.db")
     async with app.run_test(size=(120, 40)) as pilot:
         await started(app, pilot)
-        runtime = backend_of(app).runtime
-        assert runtime is not None
-        record = await runtime.create_worker(CreateWorkerRequest(intent=AssistantIntent()))
-        ref: WorkerRef = record.ref
-        await until(pilot, lambda: app.main.workers_table.row_count == 1)
+        runtime, ref = await hosted_worker(app, pilot)
 
         async def stream() -> None:
             for n in range(60):
@@ -288,17 +287,14 @@ async def test_under_a_dialog_batches_only_mark_stale_and_the_panes_catch_up(
     app = console(tmp_path / "a.db")
     async with app.run_test(size=(120, 40)) as pilot:
         await started(app, pilot)
-        runtime = backend_of(app).runtime
-        assert runtime is not None
-        record = await runtime.create_worker(CreateWorkerRequest(intent=AssistantIntent()))
-        await until(pilot, lambda: app.main.workers_table.row_count == 1)
+        runtime, ref = await hosted_worker(app, pilot)
         log = app.main.event_log
         await until(pilot, lambda: log.loaded and log.attached)
         await pilot.press("question_mark")  # the help screen covers the main one
         await until(pilot, lambda: app.screen is not app.main)
         shown = len(log.window)
         entries = len(app.main.transcript.entries)
-        await runtime.send_input(record.ref, "while covered")
+        await runtime.send_input(ref, "while covered")
         await until(pilot, lambda: app.feed is not None and app.feed.pending == 0)
         await pilot.pause(0.5)
         assert len(log.window) == shown and len(app.main.transcript.entries) == entries
@@ -313,9 +309,7 @@ async def test_enter_on_the_transcript_opens_its_worker_full_screen(tmp_path: Pa
     app = console(tmp_path / "a.db")
     async with app.run_test(size=(80, 24)) as pilot:
         await started(app, pilot)
-        runtime = backend_of(app).runtime
-        assert runtime is not None
-        await runtime.create_worker(CreateWorkerRequest(intent=AssistantIntent()))
+        await hosted_worker(app, pilot)
         await until(pilot, lambda: app.main.workers_table.selected_worker_id == "w-1")
         app.main.transcript.focus()
         await pilot.press("enter")
