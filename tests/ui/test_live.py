@@ -22,6 +22,7 @@ from textual.widgets import TextArea
 from engine.results import CreateWorkerRequest
 from engine.runtime import Runtime
 from store.models import AssistantIntent, WorkerRecord, WorkerRef
+from tests.ui.fake_backend import FakeBackend
 from tests.ui.rendered import content_rows, pane_border, pane_rows
 from tui.app import AgentDeckApp
 from tui.backend import HostedBackend, open_backend
@@ -34,6 +35,15 @@ HEADING = re.compile(r"^\d\d:\d\d:\d\d (user|assistant|system|tool) +#\d+")
 
 def console(db: Path, **kwargs: object) -> AgentDeckApp:
     return AgentDeckApp(lambda: open_backend(db, watch=False), settings_file=None, **kwargs)  # type: ignore[arg-type]
+
+
+def fake_console(backend: FakeBackend) -> AgentDeckApp:
+    """The console on an in-memory backend (no store, no engine), times in UTC."""
+
+    async def open_fake() -> FakeBackend:
+        return backend
+
+    return AgentDeckApp(open_fake, settings_file=None, tz=UTC)
 
 
 async def until(pilot: Pilot[int], condition: Callable[[], bool], timeout: float = 10.0) -> None:
@@ -110,19 +120,13 @@ async def test_a_worker_made_with_n_is_selected_even_when_reads_are_slow() -> No
     Worker reads take a while here (a busy disk, a remote store): selecting the
     new row once a re-read lands raced the next repaint, and the input went to w-1.
     """
-    from tests.ui.fake_backend import FakeBackend
-
     class SlowReads(FakeBackend):
         async def worker(self, runtime_id: str, worker_id: str) -> WorkerRecord | None:
             await asyncio.sleep(0.3)
             return await super().worker(runtime_id, worker_id)
 
     fake = SlowReads()
-
-    async def open_fake() -> FakeBackend:
-        return fake
-
-    app = AgentDeckApp(open_fake, settings_file=None, tz=UTC)
+    app = fake_console(fake)
     async with app.run_test(size=(120, 40)) as pilot:
         await started(app, pilot)
         for count in (1, 2):
@@ -242,14 +246,8 @@ async def test_a_filter_changed_while_events_stream_shows_only_matches(tmp_path:
 
 
 async def test_the_console_runs_on_any_backend_a_small_fake_one(tmp_path: Path) -> None:
-    from tests.ui.fake_backend import FakeBackend
-
     fake = FakeBackend()
-
-    async def open_fake() -> FakeBackend:
-        return fake
-
-    app = AgentDeckApp(open_fake, settings_file=None, tz=UTC)
+    app = fake_console(fake)
     async with app.run_test(size=(100, 30)) as pilot:
         await started(app, pilot)
         assert "memory — hosting mem — times UTC" in str(app.sub_title)
