@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -151,6 +151,99 @@ class DiagnosticRaised(Payload):
     message: str
 
 
+# -- the command inbox ------------------------------------------------------------
+# A console that does not host a runtime asks its host to act by appending a
+# `command.issued` event to the runtime's log (its event id is the command id,
+# so a retry is refused as a duplicate and never runs twice). The host answers
+# with `command.completed` or `command.failed`, appended in the same transaction
+# as the events the command caused. The `commands` projection holds each
+# command's state; settling one that is not pending is refused by the store.
+
+
+class Issuer(Payload):
+    """Who asked: the issuing console, its process and its machine."""
+
+    console_id: str
+    pid: int
+    host_name: str
+
+
+class CreateWorkerCommand(Payload):
+    op: Literal["create_worker"] = "create_worker"
+    spec: WorkerSpec
+
+
+class SendInputCommand(Payload):
+    op: Literal["send_input"] = "send_input"
+    worker_id: str
+    content: str
+    role: Role = Role.USER
+
+
+class StopWorkerCommand(Payload):
+    op: Literal["stop_worker"] = "stop_worker"
+    worker_id: str
+    reason: str | None = None
+
+
+class CancelWorkerCommand(Payload):
+    op: Literal["cancel_worker"] = "cancel_worker"
+    worker_id: str
+    reason: str | None = None
+
+
+class CancelRunCommand(Payload):
+    op: Literal["cancel_run"] = "cancel_run"
+    worker_id: str
+    run_id: str
+    reason: str | None = None
+
+
+class StopRuntimeCommand(Payload):
+    op: Literal["stop_runtime"] = "stop_runtime"
+
+
+CommandRequest = Annotated[
+    CreateWorkerCommand
+    | SendInputCommand
+    | StopWorkerCommand
+    | CancelWorkerCommand
+    | CancelRunCommand
+    | StopRuntimeCommand,
+    Field(discriminator="op"),
+]
+
+
+class CommandIssued(Payload):
+    command_id: str  # equals the event's id
+    request: CommandRequest
+    issuer: Issuer
+    expires_at: datetime  # the host refuses to start it later than this
+
+
+class CommandCompleted(Payload):
+    """What the command did: the fields of the answer a local call returns."""
+
+    command_id: str
+    op: str
+    worker_id: str | None = None
+    run_id: str | None = None
+    event_id: str | None = None  # the event that answers (worker end, runtime stop, input)
+    transcript_sequence: int | None = None
+    status: str | None = None  # the worker's status after it
+    changed: bool | None = None  # stop/cancel: whether it changed anything; cancel run: whether it did
+
+
+class CommandFailed(Payload):
+    """Why the command changed nothing: the error a local call would have raised."""
+
+    command_id: str
+    op: str
+    error: str  # the error's class name (WorkerNotFound, RuntimeStopped, CommandExpired, ...)
+    message: str  # its one line, as a local call shows it
+    details: dict[str, str | int | bool | None] = Field(default_factory=dict)
+
+
 @dataclass(frozen=True, slots=True)
 class KindSpec:
     """What one kind of event is."""
@@ -197,12 +290,16 @@ CATALOG: Mapping[str, KindSpec] = {
         KindSpec("worker.restart.backoff", ProcessFacts, _W),
         KindSpec("worker.restart.failed", ProcessFacts, _E),
         KindSpec("diagnostic.raised", DiagnosticRaised),
+        KindSpec("command.issued", CommandIssued),
+        KindSpec("command.completed", CommandCompleted),
+        KindSpec("command.failed", CommandFailed, _W),
     )
 }
 
 KINDS = frozenset(CATALOG)
 TRANSCRIPT_KINDS = frozenset(k for k, s in CATALOG.items() if s.transcript)
 WORKER_STATUS_KINDS = frozenset(k for k, s in CATALOG.items() if s.worker_status is not None)
+COMMAND_OUTCOME_KINDS = frozenset({"command.completed", "command.failed"})
 _SEVERITIES = {s.value: s for s in Severity}
 
 

@@ -205,6 +205,29 @@ class InvalidEvent(AppendRejected):
         super().__init__(f"event kind {kind!r} refused: {problem}; nothing was written")
 
 
+class HostFenced(AppendRejected):
+    """A host's append refused because it no longer holds the runtime's lease."""
+
+    def __init__(self, runtime_id: str) -> None:
+        self.runtime_id = runtime_id
+        super().__init__(
+            f"runtime {runtime_id} is hosted by another process now; this host's write was "
+            "refused and nothing was written"
+        )
+
+
+class CommandAlreadySettled(AppendRejected):
+    """An outcome for a command that is not pending (answered already, or never issued)."""
+
+    def __init__(self, command_id: str, status: str | None) -> None:
+        self.command_id = command_id
+        self.status = status
+        state = f"is already {status}" if status else "was never issued"
+        super().__init__(
+            f"command {command_id} {state}; its outcome and the events with it were not written"
+        )
+
+
 class DuplicateEvent(StoreError):
     def __init__(self, event_id: str) -> None:
         self.event_id = event_id

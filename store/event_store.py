@@ -110,16 +110,30 @@ class EventStore(Reader):
         return self._writer
 
     async def append(
-        self, runtime_id: str, expected_seq: int | None, events: Sequence[NewEvent]
+        self,
+        runtime_id: str,
+        expected_seq: int | None,
+        events: Sequence[NewEvent],
+        *,
+        fence: str | None = None,
     ) -> list[Event]:
-        """Append to a runtime's log if its last seq is `expected_seq` (None: at the end)."""
-        return await self._require_writer().append(runtime_id, expected_seq, events)
+        """Append to a runtime's log if its last seq is `expected_seq` (None: at the end).
+
+        With `fence` (a host's lease token) the append commits only while that
+        token still holds the runtime's lease; otherwise it fails with HostFenced.
+        """
+        return await self._require_writer().append(runtime_id, expected_seq, events, fence=fence)
 
     def submit(
-        self, runtime_id: str, expected_seq: int | None, events: Sequence[NewEvent]
+        self,
+        runtime_id: str,
+        expected_seq: int | None,
+        events: Sequence[NewEvent],
+        *,
+        fence: str | None = None,
     ) -> asyncio.Future[list[Event]]:
         """Queue an append at once, in call order; the future settles at its commit."""
-        return self._require_writer().submit(runtime_id, expected_seq, events)
+        return self._require_writer().submit(runtime_id, expected_seq, events, fence=fence)
 
     async def run_job(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run a write outside the log (host leases) in the writer's queue."""

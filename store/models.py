@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
@@ -486,6 +487,28 @@ class Diagnostic(Record):
     worker_id: WorkerId | None
     event_id: UUID
     at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CommandState:
+    """Where one command of the inbox stands (the `commands` projection with its events).
+
+    A dataclass, not a Record: it holds committed Events, which are not
+    pydantic models. `status` is "pending", "completed" or "failed".
+    """
+
+    command_id: str
+    runtime_id: str
+    op: str
+    status: str
+    worker_id: str | None
+    issued: Event  # its command.issued
+    outcome: Event | None  # its command.completed / command.failed, once settled
+    expires_at: datetime  # UTC
+
+    @property
+    def pending(self) -> bool:
+        return self.status == "pending"
 
 
 RuntimeSummary.model_rebuild()

@@ -6,6 +6,9 @@ a scratch database fed from the log and compares. What an event does to the
 projections comes from the event catalog (store.catalog): its typed payload,
 the run state machine (`next_run_status`), the worker status a kind moves to
 and which kinds are transcript entries.
+
+A fold may refuse an event (CommandAlreadySettled, InvalidEvent): the writer
+then fails that event's append alone, with that error.
 """
 
 from __future__ import annotations
@@ -16,6 +19,9 @@ from typing import Any, NamedTuple, TypeVar
 
 from store import catalog
 from store.catalog import (
+    CommandCompleted,
+    CommandFailed,
+    CommandIssued,
     DiagnosticRaised,
     Payload,
     RunCancelled,
@@ -26,7 +32,8 @@ from store.catalog import (
     TranscriptAppended,
     WorkerCreated,
 )
-from store.codec import dump_payload, load_payload
+from store.codec import dump_payload, load_payload, us_from_dt
+from store.errors import CommandAlreadySettled, InvalidEvent
 from store.models import RunStatus, WorkerStatus
 
 P = TypeVar("P", bound=Payload)
@@ -108,9 +115,14 @@ def row_payload(row: Row) -> dict[str, Any]:
     return row.payload if row.payload is not None else load_payload(row.payload_json)
 
 
+def _payload(row: Row) -> Payload:
+    """The row's payload as its kind's catalog model: checked at submit, or now."""
+    return row.typed if row.typed is not None else catalog.check(row.kind, row_payload(row))
+
+
 def _typed(row: Row, model: type[P]) -> P:
     """The row's payload as `model` (its kind's catalog model): checked at submit, or now."""
-    typed = row.typed if row.typed is not None else catalog.check(row.kind, row_payload(row))
+    typed = _payload(row)
     if not isinstance(typed, model):  # a handler registered for the wrong kind: a bug here
         raise TypeError(f"{row.kind}: payload is a {type(typed).__name__}, not {model.__name__}")
     return typed
@@ -212,7 +224,7 @@ def _run_status(conn: sqlite3.Connection, row: Row) -> None:
         return  # terminal states stick: a late completion after a cancel changes nothing
     result = error = None
     if status.terminal:
-        p = row.typed if row.typed is not None else catalog.check(row.kind, row_payload(row))
+        p = _payload(row)
         # As the log states them: a completion without a result leaves result_text
         # NULL (not ""), a failure without an error text falls back to its reason.
         if isinstance(p, RunCompleted):
@@ -255,6 +267,49 @@ def _diagnostic(conn: sqlite3.Connection, row: Row) -> None:
     )
 
 
+def _command_issued(conn: sqlite3.Connection, row: Row) -> None:
+    p = _typed(row, CommandIssued)
+    # The event id is the command id: that is what makes a retried issue a
+    # DuplicateEvent (UNIQUE event_id) rather than a second command, so a
+    # payload naming another id would slip past that guard.
+    if p.command_id != row.event_id:
+        raise InvalidEvent(
+            row.kind, f"command_id {p.command_id!r} is not the event's own id {row.event_id}"
+        )
+    conn.execute(
+        "INSERT INTO commands (command_id, runtime_id, op, status, worker_id, issued_position,"
+        " outcome_position, expires_at, issued_at, updated_at)"
+        " VALUES (?, ?, ?, 'pending', ?, ?, NULL, ?, ?, ?)",
+        (p.command_id, row.runtime_id, p.request.op, row.worker_id, row.position,
+         us_from_dt(p.expires_at), row.at, row.at),
+    )
+
+
+# The status each outcome kind settles a command to: "command.completed" -> "completed".
+_SETTLED_STATUS = {kind: kind.rpartition(".")[2] for kind in catalog.COMMAND_OUTCOME_KINDS}
+
+
+def _command_outcome(conn: sqlite3.Connection, row: Row) -> None:
+    p = _payload(row)
+    if not isinstance(p, CommandCompleted | CommandFailed):  # registered for the wrong kind
+        raise TypeError(f"{row.kind}: payload is a {type(p).__name__}, not a command outcome")
+    # Only a pending command of this runtime settles: a second outcome (a host
+    # that ran it twice, two hosts after a take-over) refuses its whole append,
+    # so the events it would have caused are not written either. Keyed by the
+    # runtime too, so a rebuild of one runtime's log folds alone.
+    settled = conn.execute(
+        "UPDATE commands SET status = ?, outcome_position = ?, updated_at = ?"
+        " WHERE command_id = ? AND runtime_id = ? AND status = 'pending'",
+        (_SETTLED_STATUS[row.kind], row.position, row.at, p.command_id, row.runtime_id),
+    ).rowcount
+    if settled != 1:
+        found = conn.execute(
+            "SELECT status FROM commands WHERE command_id = ? AND runtime_id = ?",
+            (p.command_id, row.runtime_id),
+        ).fetchone()
+        raise CommandAlreadySettled(p.command_id, found[0] if found else None)
+
+
 def _handler(spec: catalog.KindSpec) -> Callable[[sqlite3.Connection, Row], None] | None:
     """What an event of this kind does to the projections (None: only the bookkeeping)."""
     if spec.transcript:
@@ -269,6 +324,8 @@ def _handler(spec: catalog.KindSpec) -> Callable[[sqlite3.Connection, Row], None
         "runtime.started": _runtime_started,
         "runtime.stopped": _runtime_stopped,
         "diagnostic.raised": _diagnostic,
+        "command.issued": _command_issued,
+        **dict.fromkeys(catalog.COMMAND_OUTCOME_KINDS, _command_outcome),
     }.get(spec.kind)
 
 

@@ -14,11 +14,13 @@ from typing import Any
 
 import aiosqlite
 
+from store.codec import dt_from_us
 from store.database import OpenOptions, open_reader, translate
 from store.errors import LimitTooLarge, StoreClosed, StoreError
 from store.filters import Filter, register_sql_functions
 from store.models import (
     Batch,
+    CommandState,
     Cursor,
     Diagnostic,
     Event,
@@ -41,10 +43,19 @@ from store.records import (
     worker_from_row,
 )
 
-EVENT_COLUMNS = (
-    "e.position, e.runtime_id, e.seq, e.event_id, e.kind, e.level, e.worker_id, e.run_id,"
-    " e.run_seq, e.message, e.payload, e.at"
-)
+
+def event_columns(alias: str) -> str:
+    """The `events` columns of table alias `alias` that store.records.events_from_rows reads."""
+    return ", ".join(
+        f"{alias}.{name}"
+        for name in (
+            "position", "runtime_id", "seq", "event_id", "kind", "level", "worker_id", "run_id",
+            "run_seq", "message", "payload", "at",
+        )
+    )
+
+
+EVENT_COLUMNS = event_columns("e")
 """The columns store.records.events_from_rows reads (the same order as store.projector.Row)."""
 DEFAULT_MAX_BATCH = 10_000
 DEFAULT_MAX_TRANSCRIPT = 500
@@ -74,6 +85,7 @@ class Reader:
         self.max_batch = max_batch
         self.max_transcript = max_transcript
         self._conn: aiosqlite.Connection | None = None
+        self._has_commands = False  # the file has reached schema 2 (it never goes back)
 
     async def start(self) -> None:
         try:
@@ -312,6 +324,63 @@ class Reader:
             "SELECT count(*) FROM diagnostics WHERE runtime_id = ?", (runtime_id,)
         )
         return int(row[0]) if row else 0
+
+    # -- the command inbox ----------------------------------------------------
+
+    async def pending_commands(self, runtime_id: str, limit: int | None = None) -> list[Event]:
+        """The `command.issued` events of `runtime_id` still pending, oldest first.
+
+        At most `limit` (default: the batch maximum); a host takes the next ones
+        after settling these. Through the partial index of pending commands, so
+        the cost is the backlog's, not the history's.
+        """
+        limit = self.max_batch if limit is None else limit
+        self._check("pending command list", limit, self.max_batch)
+        if not await self._commands_table():
+            return []
+        rows = await self.fetchall(
+            f"SELECT {EVENT_COLUMNS} FROM commands c"
+            " JOIN events e ON e.position = c.issued_position WHERE c.runtime_id = ? AND c.status = 'pending' ORDER BY c.issued_position LIMIT ?",
+            (runtime_id, limit),
+        )
+        return events_from_rows(rows)
+
+    async def command_state(self, command_id: str) -> CommandState | None:
+        """Where the command stands (None: never issued), with its issue and outcome events."""
+        if not await self._commands_table():
+            return None
+        row = await self.fetchone(
+            "SELECT c.command_id, c.runtime_id, c.op, c.status, c.worker_id, c.expires_at,"
+            f" {event_columns('i')}, {event_columns('o')} FROM commands c"
+            " JOIN events i ON i.position = c.issued_position"
+            " LEFT JOIN events o ON o.position = c.outcome_position WHERE c.command_id = ?",
+            (command_id,),
+        )
+        if row is None:
+            return None
+        issued, outcome = row[6:18], row[18:30]
+        [issued_event, *outcome_events] = events_from_rows(
+            [issued, outcome] if outcome[0] is not None else [issued]
+        )
+        return CommandState(
+            command_id=row[0], runtime_id=row[1], op=row[2], status=row[3], worker_id=row[4],
+            issued=issued_event, outcome=outcome_events[0] if outcome_events else None,
+            expires_at=dt_from_us(row[5]),
+        )
+
+    async def _commands_table(self) -> bool:
+        """Whether the file has the `commands` table yet.
+
+        A writer migrates on open, but an observer (read-only) may be watching a
+        schema-1 file that an older agentdeck still writes: it has no commands,
+        and saying so beats a "no such table" error.
+        """
+        if not self._has_commands:
+            found = await self.fetchone(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'commands'"
+            )
+            self._has_commands = found is not None
+        return self._has_commands
 
     async def hosts(self) -> dict[str, HostLease]:
         rows = await self.fetchall(

@@ -1,11 +1,12 @@
 """Projections that disagree with the log: a cheap check per runtime, and a rebuild.
 
 The log is the truth and the projections (`runtimes`, `workers`, `runs`,
-`transcript`, `diagnostics`) are a fold over it (store.projector). If a
+`transcript`, `diagnostics`, `commands`) are a fold over it (store.projector). If a
 projection row goes missing or stale (deleted by hand, restored from another
 copy), a host that trusts it misbehaves: a deleted `workers` row makes it
 reuse that worker's id, show the old transcript under the new worker and fail
-its first input on a UNIQUE constraint. So a host checks a runtime before it
+its first input on a UNIQUE constraint; a `commands` row left pending after
+its outcome makes the host run that command a second time. So a host checks a runtime before it
 hosts it, and rebuilds that runtime's projections from its log if they
 disagree.
 
@@ -23,8 +24,9 @@ The rebuild runs the same fold as the writer (store.projector.project) over
 the runtime's events, after deleting the runtime's projection rows, inside the
 caller's transaction: a writer job, so it is all or nothing. Every projection
 handler keys its rows by the event's runtime (diagnostics by the event's
-global position), so replaying one runtime alone yields exactly that
-runtime's rows of a whole-log replay and touches no other runtime.
+global position; an outcome settles only a command of its own runtime), so
+replaying one runtime alone yields exactly that runtime's rows of a whole-log
+replay and touches no other runtime.
 """
 
 from __future__ import annotations
@@ -35,8 +37,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from store import catalog
 from store.database import OpenOptions, close_quietly, open_reader, translate
-from store.errors import InvalidEvent, StoreError
+from store.errors import CommandAlreadySettled, InvalidEvent, StoreError
 from store.projector import STORED_COLUMNS, Row, project, stored_row
 from store.schema import PROJECTIONS
 
@@ -119,6 +122,7 @@ def projection_problems(conn: sqlite3.Connection, runtime_id: str) -> list[str]:
     _transcript_problems(conn, runtime_id, problems)
     _run_problems(conn, runtime_id, problems)
     _diagnostic_problems(conn, runtime_id, problems)
+    _command_problems(conn, runtime_id, problems)
     return problems
 
 
@@ -300,6 +304,37 @@ def _diagnostic_problems(conn: sqlite3.Connection, runtime_id: str, problems: li
         problems.append(f"diagnostics: {rows} rows but the log raised {raised} for {runtime_id}")
 
 
+def _command_problems(conn: sqlite3.Connection, runtime_id: str, problems: list[str]) -> None:
+    if conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'commands'"
+    ).fetchone() is None:
+        return  # an observer's look at a schema-1 file: no commands can be in its log
+    # A scan of the commands table (one row per command ever issued, all runtimes:
+    # small beside the log); the issued and answered counts walk events_by_kind.
+    rows, pending = conn.execute(
+        "SELECT count(*), count(*) FILTER (WHERE status = 'pending') FROM commands"
+        " WHERE runtime_id = ?",
+        (runtime_id,),
+    ).fetchone()
+    issued = int(_by_kind(conn, "count(*)", "command.issued", runtime_id).fetchone()[0])
+    if rows != issued:
+        problems.append(
+            f"commands: {rows} rows but the log issued {issued} commands for {runtime_id}"
+        )
+    # Every outcome in the log settled exactly one command (the fold refuses any
+    # other), so what is still pending is the difference. A row pending by
+    # mistake is the dangerous one: its host would run that command again.
+    answered = sum(
+        int(_by_kind(conn, "count(*)", kind, runtime_id).fetchone()[0])
+        for kind in sorted(catalog.COMMAND_OUTCOME_KINDS)
+    )
+    if pending != issued - answered:
+        problems.append(
+            f"commands: {pending} pending but the log leaves {issued - answered} of"
+            f" {runtime_id}'s commands unanswered"
+        )
+
+
 def _names(items: set[str] | list[str]) -> str:
     ordered = sorted(items, key=_natural) if isinstance(items, set) else items
     shown = ", ".join(ordered[:MAX_NAMED])
@@ -454,4 +489,7 @@ def _find_culprit(
 def _problem(exc: Exception) -> str:
     if isinstance(exc, InvalidEvent):  # a log written before the catalog, or edited by hand
         return f"its payload does not fit the event catalog: {exc.problem}"
+    if isinstance(exc, CommandAlreadySettled):  # the writer refuses this: a log edited by hand
+        state = f"already {exc.status}" if exc.status else "never issued in this runtime"
+        return f"an outcome for command {exc.command_id}, which is {state}"
     return repr(exc)

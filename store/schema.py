@@ -142,6 +142,30 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         """,
         "INSERT INTO search_state (id, indexed_position) VALUES (1, 0)",
     ),
+    2: (
+        # The command inbox (store.catalog, "the command inbox"): one row per
+        # `command.issued`, settled by its `command.completed` / `command.failed`.
+        # A projection like the others: folded in the append's transaction, so
+        # settling a command that is not pending refuses the whole append.
+        """
+        CREATE TABLE commands (
+            command_id       TEXT    PRIMARY KEY,
+            runtime_id       TEXT    NOT NULL,
+            op               TEXT    NOT NULL,
+            status           TEXT    NOT NULL,
+            worker_id        TEXT,
+            issued_position  INTEGER NOT NULL,
+            outcome_position INTEGER,
+            expires_at       INTEGER NOT NULL,
+            issued_at        INTEGER NOT NULL,
+            updated_at       INTEGER NOT NULL
+        ) WITHOUT ROWID
+        """,
+        # A host's inbox: its runtime's pending commands in log order, and nothing
+        # else (settled rows leave the index, so it stays the size of the backlog).
+        "CREATE INDEX commands_pending ON commands (runtime_id, issued_position)"
+        " WHERE status = 'pending'",
+    ),
 }
 
 LATEST_VERSION = max(MIGRATIONS)
@@ -153,6 +177,7 @@ PROJECTIONS: dict[str, str] = {
     "runs": "runtime_id, run_id",
     "transcript": "runtime_id, worker_id, sequence",
     "diagnostics": "id",
+    "commands": "command_id",
 }
 
 

@@ -3,9 +3,10 @@
 Producers enqueue appends and await their own future. The writer task takes
 everything that has gathered and commits it as one `BEGIN IMMEDIATE`
 transaction in its thread, so one fsync serves a burst. Each append gets its
-own answer: a stale expected sequence fails only that append, and if the
-optimistic batch hits a constraint the batch is replayed append by append
-under savepoints so one bad append cannot fail its neighbours.
+own answer: a stale expected sequence or a lost host lease (`fence`) fails
+only that append, and if the optimistic batch hits a constraint or a fold
+refuses an event the batch is replayed append by append under savepoints so
+one bad append cannot fail its neighbours.
 
 The commit runs as a single call into a dedicated thread (not one aiosqlite
 call per statement): a batch is dozens of statements, and a thread hop per
@@ -32,6 +33,7 @@ from store.database import OpenOptions, close_quietly, open_writer, translate
 from store.errors import (
     AppendRejected,
     DuplicateEvent,
+    HostFenced,
     SequenceConflict,
     StoreClosed,
     StoreError,
@@ -54,6 +56,7 @@ class _Append:
     events: Sequence[NewEvent]
     typed: list[Payload]  # each event's payload as its catalog model (checked at submit)
     future: asyncio.Future[list[Event]]
+    fence: str | None = None  # the appending host's lease token, checked at commit
 
 
 @dataclass
@@ -98,17 +101,31 @@ class Writer:
         self._task = asyncio.create_task(self._run(), name="agentdeck-writer")
 
     async def append(
-        self, runtime_id: str, expected_seq: int | None, events: Sequence[NewEvent]
+        self,
+        runtime_id: str,
+        expected_seq: int | None,
+        events: Sequence[NewEvent],
+        *,
+        fence: str | None = None,
     ) -> list[Event]:
         """Append `events` to `runtime_id`'s log if its last seq is `expected_seq`.
 
-        `expected_seq=None` appends at the end whatever it is (for a host that
-        holds the runtime's lease). Returns the committed events, durable.
+        `expected_seq=None` appends at the end whatever it is. `fence`, a host's
+        lease token, makes the append fail with HostFenced unless the `hosts`
+        row of the runtime still holds that token when it commits: how a host
+        writes once other processes (issuing consoles) append to its runtime
+        too and it can no longer predict the seq. Returns the committed
+        events, durable.
         """
-        return await self.submit(runtime_id, expected_seq, events)
+        return await self.submit(runtime_id, expected_seq, events, fence=fence)
 
     def submit(
-        self, runtime_id: str, expected_seq: int | None, events: Sequence[NewEvent]
+        self,
+        runtime_id: str,
+        expected_seq: int | None,
+        events: Sequence[NewEvent],
+        *,
+        fence: str | None = None,
     ) -> asyncio.Future[list[Event]]:
         """Queue an append now (synchronously, so callers fix their order); await the future.
 
@@ -119,7 +136,7 @@ class Writer:
             raise StoreClosed()
         typed = [catalog.check(ev.kind, ev.payload) for ev in events]
         future: asyncio.Future[list[Event]] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Append(runtime_id, expected_seq, events, typed, future))
+        self._pending.append(_Append(runtime_id, expected_seq, events, typed, future, fence))
         self._wake.set()
         return future
 
@@ -260,9 +277,13 @@ class Writer:
             conn.execute("SELECT coalesce(max(position), 0) FROM events").fetchone()[0] + 1
         )
         last_seq: dict[str, int] = {}
+        tokens: dict[str, str | None] = {}  # each fenced runtime's lease token, read once
         outcomes: list[_Outcome] = []
         accepted: list[Row] = []
         for item in batch:
+            if item.fence is not None and _lease_token(conn, tokens, item.runtime_id) != item.fence:
+                outcomes.append(_Outcome(error=HostFenced(item.runtime_id)))
+                continue
             current = last_seq.get(item.runtime_id)
             if current is None:
                 current = conn.execute(
@@ -365,7 +386,26 @@ def _rows(item: _Append, first_position: int, last_seq: int) -> list[Row]:
     return rows
 
 
+def _lease_token(
+    conn: sqlite3.Connection, tokens: dict[str, str | None], runtime_id: str
+) -> str | None:
+    """The token of `runtime_id`'s host lease (None: no host), read once per batch.
+
+    Read inside the commit's write transaction, so no claim can slip between
+    the check and the rows; nothing in a batch changes `hosts` (leases are
+    writer jobs, committed between batches), so one read serves the batch.
+    """
+    if runtime_id not in tokens:
+        row = conn.execute("SELECT token FROM hosts WHERE runtime_id = ?", (runtime_id,)).fetchone()
+        tokens[runtime_id] = None if row is None else str(row[0])
+    return tokens[runtime_id]
+
+
 def _rejection(exc: Exception, rows: list[Row]) -> StoreError:
+    if isinstance(exc, AppendRejected):
+        # A fold's own refusal (a command settled twice, an id that does not fit)
+        # already says what happened: the appender matches on its class.
+        return exc
     if isinstance(exc, sqlite3.IntegrityError) and "events.event_id" in str(exc):
         seen = {r.event_id for r in rows}
         return DuplicateEvent(next(iter(seen)) if len(seen) == 1 else ", ".join(sorted(seen)))

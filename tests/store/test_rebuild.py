@@ -239,6 +239,7 @@ async def test_forced_rebuild_of_a_consistent_runtime_changes_nothing(
         "runs": 3,
         "transcript": 5,
         "diagnostics": 1,
+        "commands": 0,
     }
     assert whole_file(db_path) == before
 
