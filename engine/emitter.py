@@ -22,12 +22,12 @@ from typing import Any
 
 from engine.clock import Clock, IdSource
 from engine.drivers.base import DiagnosticSeverity, OutputRole
-from engine.errors import EngineError, StorageUnavailable, StoreFault
+from engine.errors import EngineError, ReadOnlyRuntime, StorageUnavailable, StoreFault
 from engine.messages import one_line
 from engine.state import RunState, WorkerState
 from store import catalog
 from store.catalog import DiagnosticRaised, Payload, RunFailed, TranscriptAppended
-from store.errors import StoreError
+from store.errors import HostFenced, StoreError
 from store.event_store import EventStore
 from store.models import Event, NewEvent, Role, RunStatus, Severity
 
@@ -44,6 +44,12 @@ class Emitter:
         self.clock = clock
         self.ids = ids
         self.last_seq = 0
+        # The host's lease token: appends are fenced by it (the store refuses them
+        # once another host holds the lease) instead of by an expected sequence,
+        # because issuing consoles append their commands to this runtime's log too.
+        self.fence: str | None = None
+        self.fenced = False  # the store refused a write: another host holds the lease now
+        self._on_fenced: Callable[[], None] | None = None
         # Event times never run backwards within a runtime, even under a clock that
         # is behind the one that wrote the log (floored at the last persisted time).
         self._last_at = datetime.min.replace(tzinfo=UTC)
@@ -146,20 +152,38 @@ class Emitter:
 
     def submit(self, events: Sequence[NewEvent]) -> asyncio.Future[list[Event]]:
         """Queue `events` as one append now, in call order; the future settles at commit."""
+        if self.fenced:
+            raise self._taken_over()
         if self._fault is not None:
             # One refused append puts every later one behind it on hold: the log
             # and this host's counters are brought back in line first (_recover).
             raise StorageUnavailable(self.runtime_id, self._fault)
-        expected = self.last_seq
-        future = self.store.submit(self.runtime_id, expected, events)
-        self.last_seq += len(events)
+        future = self._store_submit(events)
         self._inflight += 1
         by = asyncio.current_task()
         future.add_done_callback(lambda done: self._after_commit(done, events, by))
         return future
 
     async def append(self, events: Sequence[NewEvent]) -> list[Event]:
-        return await self.submit(events)
+        try:
+            return await self.submit(events)
+        except HostFenced:
+            raise self._taken_over() from None
+
+    def _taken_over(self) -> ReadOnlyRuntime:
+        return ReadOnlyRuntime(self.runtime_id, "another process took over hosting it")
+
+    def on_fenced(self, listener: Callable[[], None]) -> None:
+        """What to do when the store refuses a write for the lease (hosting marks it lost)."""
+        self._on_fenced = listener
+
+    def _store_submit(self, events: Sequence[NewEvent]) -> asyncio.Future[list[Event]]:
+        if self.fence is not None:
+            return self.store.submit(self.runtime_id, None, events, fence=self.fence)
+        # Unfenced (no lease): the sequence this emitter expects guards the log.
+        expected = self.last_seq
+        self.last_seq += len(events)
+        return self.store.submit(self.runtime_id, expected, events)
 
     # -- on behalf of drivers (engine.emitting.Emitting) ------------------------------
 
@@ -239,6 +263,17 @@ class Emitter:
         if future.cancelled() or future.exception() is None:
             return
         error = future.exception()
+        if isinstance(error, HostFenced):
+            # Not a store fault: another process hosts the runtime now. Nothing
+            # more is written from here; the runs executing here end.
+            self.fenced = True
+            if self._on_fenced is not None:
+                self._on_fenced()
+            for active in list(self._active.values()):
+                task = active.task
+                if task is not None and task is not by and not task.done():
+                    task.cancel()
+            return
         # A run that lost an event cannot be told truthfully any more: it ends now
         # (its program too) and its failure is recorded once writing works again.
         # A run that submitted the event itself sees the error and ends on its own;
@@ -274,9 +309,7 @@ class Emitter:
                 if self._resync is not None:
                     await self._resync()
                 events = await self._recovery_events()
-                expected = self.last_seq
-                await self.store.submit(self.runtime_id, expected, events)
-                self.last_seq = expected + len(events)
+                await self._store_submit(events)
             except (StoreError, EngineError):
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RECOVER_MAX_S)

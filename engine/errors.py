@@ -84,3 +84,35 @@ class StorageUnavailable(EngineError):
             f"runtime {runtime_id} cannot record anything right now ({fault.reason}); "
             "nothing was changed, and it resumes by itself once the database can be written"
         )
+
+
+class NoLiveHost(EngineError):
+    """A command for a runtime that no live process hosts: nothing would run it."""
+
+    def __init__(self, runtime_id: str, holder: HostLease | None) -> None:
+        self.runtime_id = runtime_id
+        self.holder = holder
+        if holder is None:
+            why = "no process hosts it"
+        else:
+            why = (
+                f"its host (pid {holder.pid} on {holder.host_name}) stopped heartbeating at "
+                f"{holder.heartbeat_at:%H:%M:%S} UTC"
+            )
+        super().__init__(
+            f"runtime {runtime_id} has no live host ({why}); nothing was changed. Start one "
+            f"with `agentdeck host --runtime {runtime_id}`, or open the console on it "
+            f"(`agentdeck --runtime {runtime_id}`)"
+        )
+
+
+class CommandExpired(EngineError):
+    """A command its host did not start before it expired; it never runs after that."""
+
+    def __init__(self, command_id: str, expires_at: datetime, why: str) -> None:
+        self.command_id = command_id
+        self.expires_at = expires_at
+        super().__init__(
+            f"command {command_id} expired at {expires_at:%H:%M:%S} UTC {why}; nothing was "
+            "changed, and it will not run later"
+        )

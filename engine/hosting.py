@@ -120,6 +120,10 @@ class HostLeaseHolder:
             self.lost = True
         return bool(ours)
 
+    def mark_lost(self) -> None:
+        """The store refused a write for this lease: another process holds it now."""
+        self.lost = True
+
     async def release(self) -> None:
         if self._task is not None:
             self._task.cancel()

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 
+from engine.commanding import CommandScope
 from engine.emitter import Emitter
-from engine.errors import LimitTooLarge, WorkerNotRunning
+from engine.errors import LimitTooLarge, ReadOnlyRuntime, WorkerNotRunning
 from engine.messages import intent_text, one_line
 from engine.profiles import ProfileSet
 from engine.results import CreateWorkerRequest, InputAck, LifecycleAck
@@ -20,6 +21,7 @@ from engine.scheduling import Scheduler
 from engine.state import RunState, WorkerState
 from engine.validation import validate_input, validate_worker_request
 from store.catalog import RunCreated, TranscriptAppended, WorkerCreated, WorkerEnded
+from store.errors import HostFenced
 from store.models import Limits, Role, WorkerRecord, WorkerRef, WorkerStatus
 
 
@@ -32,7 +34,11 @@ class Operations:
         self._scheduler = scheduler
 
     async def create_worker(
-        self, request: CreateWorkerRequest, profiles: ProfileSet, limits: Limits
+        self,
+        request: CreateWorkerRequest,
+        profiles: ProfileSet,
+        limits: Limits,
+        command: CommandScope | None = None,
     ) -> WorkerRecord:
         scheduler, emitter = self._scheduler, self._emitter
         profile = validate_worker_request(request, profiles)
@@ -69,11 +75,8 @@ class Operations:
         worker = WorkerState(
             worker_id=worker_id, status=WorkerStatus.RUNNING, spec=spec, profile=profile
         )
-        scheduler.workers[worker_id] = worker
-        committed = await emitter.append(events)
-        scheduler.start(worker)
-        at = committed[0].at
-        return WorkerRecord(
+        at = events[0].at
+        record = WorkerRecord(
             runtime_id=self._runtime_id,
             worker_id=worker_id,
             status=WorkerStatus.RUNNING,
@@ -83,13 +86,25 @@ class Operations:
             current_run_id=None,
             current_run_status=None,
             terminal_event_id=None,
-            last_seq=committed[-1].seq,
+            last_seq=0,  # known at commit
             created_at=at,
             updated_at=at,
         )
+        own = len(events)
+        if command is not None:
+            events.append(command.completed(emitter, record))
+        scheduler.workers[worker_id] = worker
+        committed = await emitter.append(events)
+        scheduler.start(worker)
+        return record.model_copy(update={"last_seq": committed[own - 1].seq})
 
     async def send_input(
-        self, ref: WorkerRef, content: str, role: str, limits: Limits
+        self,
+        ref: WorkerRef,
+        content: str,
+        role: str,
+        limits: Limits,
+        command: CommandScope | None = None,
     ) -> InputAck:
         validate_input(content, role, limits)
         worker = self._scheduler.worker(ref)
@@ -109,26 +124,36 @@ class Operations:
             f"run {run.run_id} queued",
             RunCreated(prompt=content, input_sequence=sequence, role=Role(role)),
         )
-        committed = self._emitter.submit([accepted, created])
-        queue = self._scheduler.queue_committed_run
-        try:
-            await asyncio.shield(committed)
-        except asyncio.CancelledError:
-            # The caller gave up, but the input may still commit: queue its run
-            # when it does rather than strand a committed input.
-            committed.add_done_callback(lambda done: queue(done, worker, run))
-            raise
-        queue(committed, worker, run)
-        return InputAck(
+        ack = InputAck(
             ref=ref,
             status=worker.status,
             transcript_sequence=sequence,
             event_id=accepted.event_id,
             run_id=run.run_id,
         )
+        events = [accepted, created]
+        if command is not None:
+            events.append(command.completed(self._emitter, ack))
+        committed = self._emitter.submit(events)
+        queue = self._scheduler.queue_committed_run
+        try:
+            await asyncio.shield(committed)
+        except HostFenced:
+            raise ReadOnlyRuntime(self._runtime_id, "another process took over hosting it") from None
+        except asyncio.CancelledError:
+            # The caller gave up, but the input may still commit: queue its run
+            # when it does rather than strand a committed input.
+            committed.add_done_callback(lambda done: queue(done, worker, run))
+            raise
+        queue(committed, worker, run)
+        return ack
 
     async def end_worker(
-        self, ref: WorkerRef, status: WorkerStatus, reason: str | None
+        self,
+        ref: WorkerRef,
+        status: WorkerStatus,
+        reason: str | None,
+        command: CommandScope | None = None,
     ) -> LifecycleAck:
         """Stop or cancel a worker; the first terminal state sticks."""
         worker = self._scheduler.worker(ref)
@@ -153,20 +178,31 @@ class Operations:
                 worker, why, include_current=status is WorkerStatus.CANCELLED, tasks=tasks
             ),
         ]
+        ack = LifecycleAck(ref=ref, status=status, event_id=end.event_id, changed=True)
+        if command is not None:
+            events.append(command.completed(self._emitter, ack))
         worker.status = status
         worker.terminal_event_id = end.event_id
         worker.wake.set()
         await self._emitter.append(events)
         await self._scheduler.await_cancelled(tasks)
-        return LifecycleAck(ref=ref, status=status, event_id=end.event_id, changed=True)
+        return ack
 
-    async def cancel_run(self, ref: WorkerRef, run_id: str, reason: str | None) -> bool:
+    async def cancel_run(
+        self,
+        ref: WorkerRef,
+        run_id: str,
+        reason: str | None,
+        command: CommandScope | None = None,
+    ) -> bool:
         worker = self._scheduler.worker(ref)
         run = worker.current
         if run is None or run.run_id != run_id or run.status.terminal:
             return False
-        event = self._scheduler.cancellation(run, reason or "cancelled by operator")
-        await self._emitter.append([event])
+        events = [self._scheduler.cancellation(run, reason or "cancelled by operator")]
+        if command is not None:
+            events.append(command.completed(self._emitter, True))
+        await self._emitter.append(events)
         if run.task is not None:
             await self._scheduler.await_cancelled([run.task])
         return True

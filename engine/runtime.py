@@ -23,6 +23,7 @@ from pathlib import Path
 from uuid import UUID
 
 from engine.clock import Clock, IdSource, SystemClock, Uuid7Ids
+from engine.commanding import CommandScope
 from engine.emitter import Emitter
 from engine.errors import (
     InvalidRequest,
@@ -32,6 +33,7 @@ from engine.errors import (
     StoreFault,
 )
 from engine.hosting import HostLeaseHolder
+from engine.inbox import Inbox
 from engine.opening import Opening
 from engine.operations import Operations
 from engine.profiles import ConfigError, ProfileSet, ProfileWatcher
@@ -90,6 +92,7 @@ class Runtime:
             resumed=self._scheduler.wake_all,
         )
         self._lease: HostLeaseHolder | None = None
+        self._inbox: Inbox | None = None
         self._closed = False
         self._opened = False
         self._watcher: ProfileWatcher | None = None
@@ -141,6 +144,8 @@ class Runtime:
         lease = HostLeaseHolder(store, runtime_id, SystemClock(), heartbeat_s, stale_after_s)
         await lease.acquire()
         runtime._lease = lease
+        runtime._emitter.fence = lease.token
+        runtime._emitter.on_fenced(lease.mark_lost)
         runtime._scheduler.host_mark = lease.mark
         try:
             opening = Opening(store, runtime_id, lease, runtime._emitter, runtime._scheduler)
@@ -157,7 +162,13 @@ class Runtime:
             runtime._opened = True
             for error in runtime._early_config_errors:
                 await runtime._profiles_invalid(error)
+            # Last: commands run against a runtime that is fully open, and the ones
+            # left pending by a host that died run now (or are refused as expired).
+            runtime._inbox = Inbox(runtime)
+            await runtime._inbox.start()
         except BaseException:
+            if runtime._inbox is not None:
+                await runtime._inbox.close()
             if runtime._watcher is not None:
                 await runtime._watcher.stop()
             await lease.release()
@@ -194,6 +205,9 @@ class Runtime:
         if self._closed:
             return
         self._closed = True
+        if self._inbox is not None:
+            # Commands not started yet stay pending for the next host.
+            await self._inbox.close()
         self._scheduler.closing = True
         await self._emitter.close()  # loops waiting out a store fault end now
         if self._watcher is not None:
@@ -241,7 +255,7 @@ class Runtime:
     async def summary(self) -> RuntimeSummary:
         return await self._reading.summary()
 
-    async def stop_runtime(self) -> UUID:
+    async def stop_runtime(self, *, command: CommandScope | None = None) -> UUID:
         """Stop the runtime (idempotent): running workers stop, runs are cancelled."""
         if self.status is RuntimeStatus.STOPPED and self._stop_event_id is not None:
             return self._stop_event_id
@@ -266,6 +280,8 @@ class Runtime:
         # Known before the commit: a concurrent repeat (while this one awaits its
         # commit) must answer with this event, not fail with RuntimeStopped.
         self._stop_event_id = stop.event_id
+        if command is not None:
+            events.append(command.completed(self._emitter, stop.event_id))
         await self._emitter.append(events)
         await scheduler.await_cancelled(tasks)
         return stop.event_id
@@ -276,29 +292,57 @@ class Runtime:
         """What `create_worker` would refuse in `request`, as the field at fault (or None)."""
         return worker_spec_refusal(request, self.profiles)
 
-    async def create_worker(self, request: CreateWorkerRequest) -> WorkerRecord:
-        self._ensure_running()
-        return await self._operations.create_worker(request, self.profiles, self.limits)
+    # Each takes the `command` it executes for the inbox (engine.inbox), whose
+    # outcome then commits with the operation's own events.
 
-    async def send_input(self, ref: WorkerRef, content: str, role: str = "user") -> InputAck:
+    async def create_worker(
+        self, request: CreateWorkerRequest, *, command: CommandScope | None = None
+    ) -> WorkerRecord:
+        self._ensure_running()
+        return await self._operations.create_worker(request, self.profiles, self.limits, command)
+
+    async def send_input(
+        self,
+        ref: WorkerRef,
+        content: str,
+        role: str = "user",
+        *,
+        command: CommandScope | None = None,
+    ) -> InputAck:
         """Put `content` in the worker's transcript and queue a run for it."""
         self._ensure_running()
-        return await self._operations.send_input(ref, content, role, self.limits)
+        return await self._operations.send_input(ref, content, role, self.limits, command)
 
-    async def stop_worker(self, ref: WorkerRef, reason: str | None = None) -> LifecycleAck:
+    async def stop_worker(
+        self, ref: WorkerRef, reason: str | None = None, *, command: CommandScope | None = None
+    ) -> LifecycleAck:
         """Stop: the current run finishes, the queue is dropped. Idempotent."""
         self._ensure_running()
-        return await self._operations.end_worker(ref, WorkerStatus.STOPPED, reason)
+        return await self._operations.end_worker(ref, WorkerStatus.STOPPED, reason, command)
 
-    async def cancel_worker(self, ref: WorkerRef, reason: str | None = None) -> LifecycleAck:
+    async def cancel_worker(
+        self, ref: WorkerRef, reason: str | None = None, *, command: CommandScope | None = None
+    ) -> LifecycleAck:
         """Cancel: the current run and the queue are cancelled at once. Idempotent."""
         self._ensure_running()
-        return await self._operations.end_worker(ref, WorkerStatus.CANCELLED, reason)
+        return await self._operations.end_worker(ref, WorkerStatus.CANCELLED, reason, command)
 
-    async def cancel_run(self, ref: WorkerRef, run_id: str, reason: str | None = None) -> bool:
+    async def cancel_run(
+        self,
+        ref: WorkerRef,
+        run_id: str,
+        reason: str | None = None,
+        *,
+        command: CommandScope | None = None,
+    ) -> bool:
         """Cancel `run_id` if it is the worker's current run; otherwise change nothing, return False."""
         self._ensure_running()
-        return await self._operations.cancel_run(ref, run_id, reason)
+        return await self._operations.cancel_run(ref, run_id, reason, command)
+
+    @property
+    def emitter(self) -> Emitter:
+        """Where this runtime's events are built and submitted (the inbox records outcomes)."""
+        return self._emitter
 
     # -- reading -------------------------------------------------------------------
 

@@ -193,6 +193,7 @@ async def test_a_host_that_lost_its_lease_refuses_changes(
     w = await rt.create_worker(CreateWorkerRequest())
     # Another process judged this host stale and took the lease over.
     await write_holder(store, "local", pid=os.getppid(), token="the-new-holder")
+    before = await store.last_position()
 
     async def refused() -> bool:
         try:
@@ -205,6 +206,9 @@ async def test_a_host_that_lost_its_lease_refuses_changes(
     with pytest.raises(ReadOnlyRuntime, match="took over"):
         await rt.send_input(w.ref, "hello")
     assert (await rt.worker_detail(w.ref)).worker_id == "w-1"  # reads still work
+    # Fenced by the lease token: not one event of the old host got into the log,
+    # not even before its heartbeat noticed the loss.
+    assert await store.last_position() == before
     await rt.close()
     assert (await store.hosts())["local"].pid == os.getppid(), "closing did not release theirs"
 
