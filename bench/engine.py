@@ -26,6 +26,11 @@ the other threads (the writer's SQLite work), micro-timings of the engine's
 per-event building blocks, and two experiments: the echo pair at
 synchronous=NORMAL and the demo baseline with the engine's loop turns between
 runs added. (For where the loop's time goes, run it under a profiler.)
+
+Commands (bench.commands): `send_input` issued through the command inbox to a
+host in another process, from the call until its answer is back, beside the
+same call made locally (goal: p99 <= 50 ms); and the commands answered per
+second with five issuing processes at once.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.commands import ISSUERS, command_latency, command_throughput
 from bench.common import Goal, Progress, data_dir, figure, finish, loadavg, machine_info, now
 from engine.clock import Uuid7Ids
 from engine.profiles import BuiltinProfile, ProfileSet
@@ -72,6 +78,7 @@ OUTSTANDING_PER_DEMO_WORKER = 2  # runs queued or running per demo worker, so no
 # resumes and creates the next run task, whose first step appends run.planning.
 ENGINE_RUN_TURNS = 4
 COST_GOAL = Goal("ratio", "<=", 2.0, "engine cost per event <= 2x the store's (ratio <= 2)")
+COMMAND_GOAL = Goal("value", "<=", 50.0, "a command's answer back at its issuer within 50 ms (p99)")
 
 
 @dataclass(frozen=True)
@@ -80,6 +87,8 @@ class Sizes:
     demo_seconds: float
     demo_warmup_s: float
     rounds: int
+    command_samples: int
+    commands_per_issuer: int
 
 
 def sizes(quick: bool, scale: float) -> Sizes:
@@ -91,6 +100,8 @@ def sizes(quick: bool, scale: float) -> Sizes:
         demo_seconds=max(0.3, seconds * scale),
         demo_warmup_s=max(0.1, min(1.0, seconds * scale * 0.1)),
         rounds=rounds,
+        command_samples=max(50, round((300 if quick else 1_000) * scale)),
+        commands_per_issuer=max(20, round((100 if quick else 400) * scale)),
     )
 
 
@@ -587,6 +598,19 @@ async def run_engine_bench(
     say("micro-timings of the engine's per-event building blocks")
     micro = await asyncio.to_thread(micro_costs)
 
+    # 6. commands through the inbox, host in another process.
+    work = Path(tempfile.mkdtemp(prefix="engine-commands-", dir=data_dir()))
+    try:
+        say(f"command latency: {size.command_samples} inputs through the inbox and locally")
+        latency = await command_latency(work, size.command_samples)
+        say(f"command latency p50/p99 {latency['command']['p50']:.1f}/"
+            f"{latency['command']['p99']:.1f} ms (local {latency['local']['p50']:.1f}/"
+            f"{latency['local']['p99']:.1f} ms)")
+        throughput = await command_throughput(work, size.commands_per_issuer)
+        say(f"command throughput: {throughput['per_s']:,.0f} commands/s from {ISSUERS} processes")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
     ee, es = _median(echo_engine), _median(echo_store)
     de, ds = _median(demo_engine), _median(demo_store)
     echo_inputs_s, store_inputs_s = ee.runs / ee.wall_s, es.runs / es.wall_s
@@ -614,6 +638,28 @@ async def run_engine_bench(
             " grouping, gating and pace",
             f"engine events/s with {DEMO_WORKERS} demo workers (pace 0, fail rate 0.1) over"
             f" {size.demo_seconds:g}s; ratio = store rate / engine rate",
+        ),
+        "command_latency_ms": figure(
+            value=latency["command"]["p99"],
+            unit="ms",
+            baseline=latency["local"]["p99"],
+            baseline_desc="the same send_input called on a runtime hosted in this process,"
+            " same database file",
+            desc="send_input issued through the command inbox to a host in another process,"
+            " from the call until its answer is back at the issuer (p99)",
+            goal=COMMAND_GOAL,
+            command=latency["command"],
+            local=latency["local"],
+        ),
+        "command_throughput_per_s": figure(
+            value=throughput["per_s"],
+            unit="commands/s",
+            baseline=latency["local"]["p50"] and 1000.0 / latency["local"]["p50"],
+            baseline_desc="one local send_input at a time in this process (1 / its p50):"
+            " what a single local caller gets, for scale",
+            desc=f"send_input commands answered per second, {ISSUERS} issuing processes with"
+            " 10 in flight each, one host process with one echo worker running every input",
+            **throughput,
         ),
     }
     notes = {
