@@ -187,3 +187,41 @@ def test_a_second_host_of_a_live_runtime_is_refused_in_one_line(tmp_path: Path) 
         host.send_signal(signal.SIGTERM)
         host.communicate(timeout=20)
     assert host.returncode == 0
+
+
+async def operate_through_inbox(db: Path, ref: WorkerRef) -> tuple[str, str]:
+    """From this process (not the host): one input that runs, one the host refuses."""
+    from engine.errors import WorkerNotFound
+    from engine.remote import CommandClient, this_issuer
+
+    store = await EventStore.open(db)
+    client = CommandClient(store, issuer=this_issuer("console-cli-test"))
+    try:
+        ack = await client.runtime("local").send_input(ref, "echo through the inbox")
+        missing = WorkerRef(runtime_id="local", worker_id="w-9")
+        with pytest.raises(WorkerNotFound) as refused:
+            await client.runtime("local").stop_worker(missing)
+        return ack.run_id, str(refused.value)
+    finally:
+        await client.close()
+        await store.close()
+
+
+def test_the_host_runs_commands_other_processes_issue_and_logs_who_asked(tmp_path: Path) -> None:
+    db = tmp_path / "a.db"
+    ref = asyncio.run(queue_work(db, f"sleep 30 # {MARK}"))
+    host = start_host(db)
+    try:
+        wait_for_line(host, "agentdeck: host local: hosting")
+        run_id, refusal = asyncio.run(operate_through_inbox(db, ref))
+        asked = wait_for_line(host, "agentdeck: host local: command.issued")
+        assert "console-cli-test (pid" in asked and "input to w-1" in asked, asked
+        done = wait_for_line(host, "agentdeck: host local: command.completed")
+        assert f"run {run_id} queued for w-1" in done, done
+        failed = wait_for_line(host, "agentdeck: host local: command.failed")
+        assert refusal in failed, failed
+        until(lambda: asyncio.run(run_statuses(db, ref))[-1] is RunStatus.COMPLETED)
+    finally:
+        host.send_signal(signal.SIGTERM)
+        output, _ = host.communicate(timeout=20)
+    assert host.returncode == 0, output

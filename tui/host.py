@@ -3,12 +3,13 @@
 It hosts the runtime the way the console does (a dead host's leftovers are
 ended, its in-flight runs failed "host exited", its queued runs resumed) and
 then only follows: one line on stderr for each lifecycle event of the runtime
-(hosting, take-over, workers created or ended, the store refusing writes and
-taking them again, a bad profiles file) and none per run, so a journal stays
-readable under load. SIGTERM and SIGINT, the normal ways to end a service,
-stop it cleanly with exit 0: in-flight runs fail "host closed", their process
-groups are ended, and queued runs stay in the log for the next host. SIGHUP
-stops it the same way with 129, like every other command. No Textual here.
+(hosting, take-over, workers created or ended, commands other consoles issued
+and their outcomes, the store refusing writes and taking them again, a bad
+profiles file) and none per run, so a journal stays readable under load.
+SIGTERM and SIGINT, the normal ways to end a service, stop it cleanly with
+exit 0: in-flight runs fail "host closed", their process groups are ended,
+and queued runs stay in the log for the next host. SIGHUP stops it the same
+way with 129, like every other command. No Textual here.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import os
 import signal
 
 from engine.runtime import Runtime
-from store.catalog import WORKER_STATUS_KINDS
+from store.catalog import COMMAND_OUTCOME_KINDS, WORKER_STATUS_KINDS
 from store.event_store import EventStore
 from store.models import Event, Lag, Severity
 from tui.cli import say, say_fault
@@ -30,7 +31,7 @@ EXIT_OK, EXIT_FAILED = 0, 1
 LEASE_CHECK_S = 1.0  # how soon a host that lost its lease to another process notices
 _SAID_KINDS = frozenset({"runtime.started", "runtime.restored", "runtime.stopped"}) | (
     WORKER_STATUS_KINDS
-) | {"worker.restart.failed"}
+) | {"worker.restart.failed", "command.issued"} | COMMAND_OUTCOME_KINDS
 
 
 def is_lifecycle(event: Event) -> bool:
