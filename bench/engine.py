@@ -657,6 +657,7 @@ async def run_engine_bench(
             baseline=latency["local"]["p50"] and 1000.0 / latency["local"]["p50"],
             baseline_desc="one local send_input at a time in this process (1 / its p50):"
             " what a single local caller gets, for scale",
+            goal=None,
             desc=f"send_input commands answered per second, {ISSUERS} issuing processes with"
             " 10 in flight each, one host process with one echo worker running every input",
             **throughput,

@@ -17,6 +17,7 @@ from bench.common import DATA_ENV, dumps
 from bench.engine import ECHO_EVENTS_PER_INPUT, run_engine_bench, sizes
 
 FIGURES = ("echo_inputs_per_s", "echo_events_per_s", "demo_events_per_s")
+COMMAND_FIGURES = ("command_latency_ms", "command_throughput_per_s")
 
 
 def _positive(x: Any) -> bool:
@@ -34,7 +35,7 @@ async def test_engine_bench_reports_every_figure_with_baseline_and_ratio(
     assert result["suite"] == "engine"
     assert lines, "progress was reported"
     figures = result["figures"]
-    assert set(figures) == set(FIGURES)
+    assert set(figures) == set(FIGURES) | set(COMMAND_FIGURES)
     for name in FIGURES:
         fig = figures[name]
         assert _positive(fig["value"]), name
@@ -59,6 +60,18 @@ async def test_engine_bench_reports_every_figure_with_baseline_and_ratio(
 
     for name in ("echo_events_per_s", "demo_events_per_s"):
         assert _positive(figures[name]["cpu_ratio"]), name
+
+    # Commands went through a host in another process, and every one was answered.
+    latency = figures["command_latency_ms"]
+    samples = sizes(True, 0.01).command_samples
+    assert latency["command"]["n"] == latency["local"]["n"] == samples
+    assert _positive(latency["value"]) and latency["value"] == latency["command"]["p99"]
+    assert latency["baseline"] == latency["local"]["p99"]
+    assert latency["goal"] and "50 ms" in latency["goal"]
+    assert isinstance(latency["meets_goal"], bool)
+    throughput = figures["command_throughput_per_s"]
+    assert throughput["answered"] == throughput["commands"] > 0 and throughput["errors"] == []
+    assert _positive(throughput["value"])
 
     notes = result["notes"]
     assert notes["method"] and len(notes["findings"]) >= 3
