@@ -2,7 +2,8 @@
 
 Reads come from `Reader` (this class is one); appends go through the group
 -commit `Writer`; every commit, local or from another process, reaches
-subscribers through the `Feed`. A store opened read-only has no writer and no
+subscribers through the `Feed` (woken by another process's doorbell, its file
+watcher, or its poll). A store opened read-only has no writer and no
 indexer: it is an observer.
 """
 
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from store.database import OpenOptions, prepare
+from store.doorbell import Doorbell
 from store.errors import ReadOnlyDatabase, StoreClosed
 from store.feed import DEFAULT_QUEUE, ChangeWatcher, Feed, Subscription
 from store.filters import Filter
@@ -39,6 +41,7 @@ class EventStore(Reader):
         self._writer: Writer | None = None
         self._indexer: Indexer | None = None
         self._watcher: ChangeWatcher | None = None
+        self._bell = Doorbell(self.path)
 
     @classmethod
     async def open(
@@ -69,7 +72,7 @@ class EventStore(Reader):
     async def _start(self, *, watch: bool, index: bool) -> None:
         await self.start()
         if not self.read_only:
-            self._writer = Writer(self.path, self.options, self.feed.publish_local)
+            self._writer = Writer(self.path, self.options, self._committed)
             await self._writer.start()
             if index:
                 self._indexer = Indexer(self._writer)
@@ -77,10 +80,17 @@ class EventStore(Reader):
                 self._indexer.start()
         await self.feed.start()
         if watch:
+            # The bell first: a process that commits from now on wakes this feed at once.
+            self._bell.listen(self.feed.rung)
             self._watcher = ChangeWatcher(self.path, self.feed, self)
             await self._watcher.start()
 
+    def _committed(self, events: list[Event]) -> None:
+        self.feed.publish_local(events)
+        self._bell.ring()
+
     async def close(self) -> None:
+        self._bell.close()
         if self._watcher is not None:
             await self._watcher.close()
             self._watcher = None

@@ -133,6 +133,7 @@ class Feed:
         self._listeners: list[Callable[[list[Event]], None]] = []
         self.last_position = 0
         self._dirty = asyncio.Event()
+        self._rung = asyncio.Event()  # another process's doorbell: it did commit
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -176,6 +177,12 @@ class Feed:
         """Something may have been committed elsewhere: look after the last position."""
         self._dirty.set()
 
+    def rung(self) -> None:
+        """Another process committed (its doorbell, store.doorbell): look now, without
+        waiting out the pause that coalesces the file watcher's hints."""
+        self._rung.set()
+        self._dirty.set()
+
     def _deliver(self, events: list[Event]) -> None:
         self.last_position = events[-1].position
         for sub in list(self._subs):
@@ -187,6 +194,7 @@ class Feed:
         while True:
             await self._dirty.wait()
             self._dirty.clear()
+            self._rung.clear()  # a ring from now on is about a commit this read may miss
             try:
                 found = False
                 while True:
@@ -200,8 +208,10 @@ class Feed:
                 if not found:
                     # Our own commits wake the file watcher too; a wake-up that found
                     # nothing was most likely one of those, so let a burst of them
-                    # coalesce instead of reading once per commit.
-                    await asyncio.sleep(IDLE_HINT_S)
+                    # coalesce instead of reading once per commit; a doorbell
+                    # (another process did commit) ends the pause.
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._rung.wait(), IDLE_HINT_S)
             except Exception:
                 # A transient read failure (locked, closing) only delays delivery:
                 # the next hint or poll retries from the same position.

@@ -124,10 +124,11 @@ def test_two_processes_racing_on_one_runtime_win_each_seq_once(db_path: Path) ->
 
     log, ok = asyncio.run(read())
     assert ok
-    assert [e.seq for e in log] == list(range(1, target + 1))
+    assert len(log) >= target
+    assert [e.seq for e in log] == list(range(1, len(log) + 1))
     wins = {r["name"]: r["wins"] for r in results}
     # Exactly one winner for each seq, and each process's claims match the log.
-    assert sorted(wins["left"] + wins["right"]) == list(range(1, target + 1))
+    assert sorted(wins["left"] + wins["right"]) == list(range(1, len(log) + 1))
     for e in log:
         # seq_racer: the title names the writer, the step is the seq it expected
         assert e.payload["title"] in wins and e.seq in wins[e.payload["title"]]
