@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import signal
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime, tzinfo
 from pathlib import Path
@@ -23,15 +24,15 @@ from textual.screen import Screen
 
 from engine.errors import EngineError, StoreFault
 from store.errors import StoreError
-from tui.backend import ConsoleBackend
+from tui.backend import AccessMode, ConsoleBackend, HandOver
 from tui.clock import ConsoleClock
 from tui.feed import ConsoleFeed, FeedBatch
 from tui.operations import Operations
 from tui.safe_text import clean
-from tui.screens.confirm import ConfirmScreen
 from tui.screens.help import HelpScreen
 from tui.screens.live import LiveScreen
 from tui.screens.main import MainScreen
+from tui.screens.quit import QuitScreen
 from tui.settings import load_settings, save_setting
 from tui.shutdown import install as install_stop_signals
 from tui.shutdown import signalled_status
@@ -74,6 +75,10 @@ class AgentDeckApp(App[int]):
         self.startup_error: str | None = None
         self.stop_signal: int | None = None  # the signal that ended the console, if one did
         self.crash: BaseException | None = None  # an unexpected error that ended it
+        self.hand_over_on_exit = False
+        """Leaving hands the hosted runtime over to `agentdeck host` rather than stop its work."""
+        self.handed_over: HandOver | None = None
+        """What the hand-over did (the command line tells the operator once the screen is gone)."""
         self._asking_to_quit = False
         theme = load_settings(settings_file).get("theme")
         if isinstance(theme, str) and theme in self.available_themes:
@@ -162,12 +167,23 @@ class AgentDeckApp(App[int]):
     def _subtitle(self, backend: ConsoleBackend) -> str:
         where = self._db_label or clean(backend.label, newlines=False)
         hosted = backend.hosted_runtime_id
+        rid = backend.default_runtime_id
+        access = backend.access(rid)
         if hosted is not None:
             held = " — ⚠ cannot write: work on hold" if backend.fault is not None else ""
             what = f"hosting {hosted}{held}"
-        else:
+        elif access.mode is AccessMode.READ_ONLY:
             what = "watching (read-only)"
+        elif access.mode is AccessMode.REMOTE:
+            what = f"operating {rid} through {access.host or 'its host'}"
+        else:
+            what = f"{rid}: {access.mode.value}"
         return f"{where} — {what} — times {self.clock.zone}"
+
+    def on_main_screen_runtimes_read(self, _message: MainScreen.RuntimesRead) -> None:
+        # Who hosts the console's own runtime may have changed (a hand-over, a host gone).
+        if self.backend is not None:
+            self.sub_title = self._subtitle(self.backend)
 
     def _store_fault(self, fault: StoreFault | None) -> None:
         """The hosted runtime's store stopped (or resumed) taking writes: say so, and keep saying."""
@@ -196,13 +212,27 @@ class AgentDeckApp(App[int]):
     # -- leaving -------------------------------------------------------------------
 
     def _stop_signalled(self, signum: int) -> None:
-        """SIGHUP, SIGTERM or SIGINT: leave as `q` does, without asking (no one may be there)."""
+        """SIGHUP, SIGTERM or SIGINT: leave without asking (no one may be there).
+
+        SIGTERM and SIGINT are an order to stop: they end the way "stop" does.
+        A hang-up is not: the terminal went away (the SSH connection dropped,
+        tmux killed the session), so work running or queued here is handed
+        over to a background `agentdeck host`, as "keep running" does.
+        """
         if self.stop_signal is None:
             self.stop_signal = signum
+            if signum == signal.SIGHUP and self._has_work():
+                self.hand_over_on_exit = True
             self.exit(signalled_status(signum))
 
+    def _has_work(self) -> bool:
+        if self.backend is None or self.backend.hosted_runtime_id is None:
+            return False
+        running, queued = self.backend.work_in_progress()
+        return bool(running or queued)
+
     async def action_quit(self) -> None:
-        """Quit; first ask if this console hosts runs that quitting would fail."""
+        """Quit; first ask what becomes of the work this console hosts, if it hosts any."""
         self._ask_to_quit()
 
     @work(group="quit", exclusive=True)
@@ -212,16 +242,15 @@ class AgentDeckApp(App[int]):
         backend = self.backend
         running, queued = backend.work_in_progress() if backend is not None else ([], 0)
         hosted = backend.hosted_runtime_id if backend is not None else None
-        if hosted is not None and running:
+        if hosted is not None and (running or queued):
             self._asking_to_quit = True
             try:
-                leave = await self.push_screen_wait(
-                    ConfirmScreen(*_quit_question(hosted, running, queued))
-                )
+                choice = await self.push_screen_wait(QuitScreen(hosted, running, queued))
             finally:
                 self._asking_to_quit = False
-            if not leave:
+            if choice is None:
                 return
+            self.hand_over_on_exit = choice == "keep"
         self.exit(0)
 
     def _handle_exception(self, error: Exception) -> None:
@@ -240,7 +269,11 @@ class AgentDeckApp(App[int]):
         if self.feed is not None:
             await self.feed.close()
         if self.backend is not None:
-            await self.backend.close()
+            try:
+                if self.hand_over_on_exit:
+                    self.handed_over = await self.backend.hand_over()
+            finally:
+                await self.backend.close()
 
     def watch_theme(self, theme: str) -> None:
         save_setting(self._settings_file, "theme", theme)
@@ -270,17 +303,3 @@ class AgentDeckApp(App[int]):
         yield SystemCommand("Copy", "Copy the selected text (y)", self.action_copy)
         yield SystemCommand("Help", "Every key (?)", self.action_help)
 
-
-def _quit_question(runtime_id: str, running: list[str], queued: int) -> tuple[str, str, str]:
-    count = len(running)
-    runs = f"{count} run{'s' if count != 1 else ''}"
-    shown = ", ".join(running[:5]) + (f" and {count - 5} more" if count > 5 else "")
-    body = (
-        f"This console hosts runtime {runtime_id}: quitting fails {runs} in progress "
-        f"({shown}) with \"host closed\" and ends "
-        f"{'its program' if count == 1 else 'their programs'}."
-    )
-    if queued:
-        inputs = "1 queued input stays" if queued == 1 else f"{queued} queued inputs stay"
-        body += f" {inputs} queued for the next time the runtime is hosted."
-    return f"Quit and fail {runs}?", body, "Quit"

@@ -5,14 +5,20 @@ named questions (the runtimes, a runtime's workers, a transcript page, the
 events after or before a position through a filter...) and give it commands
 (create, send input, stop, cancel, cancel a run). Every command is async and
 raises the engine's typed errors (`engine.errors`), so the console is the same
-whether the runtime runs in this process (`HostedBackend`) or in another one
-that takes commands through the store (a later `RemoteBackend`).
+whether the runtime runs in this process or in another one that takes
+commands through the store's inbox.
 
-`HostedBackend` is the embedded case: the store, and the runtime this process
-hosts (if any). Opening degrades instead of failing where an operator would
-want to look anyway: a database that cannot be written opens as an observer,
-and a runtime hosted by another process is shown read-only. Each such limit
-is an `Access` the console shows wherever an action is unavailable.
+`HostedBackend` is the store, the runtime this process hosts (if any), and a
+`CommandClient` for every other runtime of the database: a command for the
+runtime hosted here goes to its `Runtime`, a command for any other to a
+`RemoteRuntime`, which issues it to whichever process hosts that runtime
+(another console, `agentdeck host`, a program embedding the engine) and
+answers with what a local call would have answered or raised. Opening
+degrades instead of failing where an operator would want to look anyway: a
+database that cannot be written opens as an observer. What this console may
+do to each runtime (host it, operate it through its host, nothing while it
+has no live host, only watch) is an `Access`, which the console shows in the
+runtimes pane, the header, and wherever an action is unavailable.
 
 Hosting a runtime restores it from its log (checks its projections, fails the
 runs a previous host left, resumes queues): on a big log that takes longer
@@ -20,12 +26,18 @@ than drawing what the store already holds. `open_backend(background=True)`
 (what `agentdeck` does) returns once the store is open and hosts at the first
 `hosted()` (the console calls it once its first screen is drawn; a command
 waits for it too), which says when it is done or why it failed.
+
+Leaving with work hosted here (quit -> keep running, a hang-up) is
+`hand_over()`: the runtime is closed here and an `agentdeck host` started for
+it in the background (tui.handover).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
+import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -34,12 +46,20 @@ from pathlib import Path
 from typing import Protocol
 
 from engine.clock import Clock, IdSource
-from engine.errors import ReadOnlyRuntime, RuntimeBusy, StoreFault
+from engine.errors import (
+    NoLiveHost,
+    ReadOnlyRuntime,
+    RuntimeBusy,
+    RuntimeStopped,
+    StoreFault,
+)
 from engine.hosting import holder_gone
+from engine.profiles import ConfigError, ProfileSet, load_profiles
+from engine.remote import CommandClient, RemoteRuntime, this_issuer
 from engine.results import InputAck, LifecycleAck
 from engine.runtime import Runtime
-from engine.validation import Refusal
-from store.errors import ReadOnlyDatabase
+from engine.validation import Refusal, worker_request_refusal, worker_spec_refusal
+from store.errors import ReadOnlyDatabase, StoreError
 from store.event_store import EventStore
 from store.filters import Filter
 from store.models import (
@@ -51,18 +71,21 @@ from store.models import (
     Limits,
     RunRecord,
     RuntimeRecord,
+    RuntimeStatus,
     TranscriptPage,
     WorkerRecord,
     WorkerRef,
     WorkerSpec,
     WorkerStatus,
 )
+from tui.handover import HandOver, spawn_host
 
 __all__ = [
     "Access",
     "AccessMode",
     "ConsoleBackend",
     "EventPages",
+    "HandOver",
     "HostedBackend",
     "LiveEvents",
     "RuntimeRow",
@@ -71,10 +94,24 @@ __all__ = [
 ]
 
 
+CONSOLE_ID = f"console-{secrets.token_hex(3)}"
+"""This console process as the issuer of its commands (named in each `command.issued`)."""
+
+HANDOVER_WAIT_S = 15.0
+"""How long a console that hands its runtime over waits to see the new host hosting it."""
+
+RELEASED_GRACE_S = 6.0
+"""How long a runtime whose host let it go cleanly stays unhosted before a console that
+operated it through that host hosts it: a console handing its runtime over releases it
+a moment before the `agentdeck host` it starts claims it, and must not lose that race."""
+
+
 class AccessMode(Enum):
     HOSTED = "hosted here"
-    ELSEWHERE = "hosted elsewhere"
-    READ_ONLY = "read-only"
+    REMOTE = "through its host"
+    NO_HOST = "no live host"
+    STOPPED = "stopped"
+    READ_ONLY = "watching"
 
 
 @dataclass(frozen=True)
@@ -84,6 +121,14 @@ class Access:
     mode: AccessMode
     can_operate: bool
     reason: str | None = None  # None when it can operate
+    host: str | None = None  # "pid N on HOST": the process commands go to (REMOTE), if known
+
+    @property
+    def summary(self) -> str:
+        """A few words for a title: "hosted here", "through pid 7 on box", "no live host"."""
+        if self.mode is AccessMode.REMOTE and self.host:
+            return f"through {self.host}"
+        return self.mode.value
 
 
 @dataclass(frozen=True)
@@ -93,7 +138,25 @@ class RuntimeRow:
     record: RuntimeRecord
     counts: dict[WorkerStatus, int]
     host: HostLease | None
-    hosted_here: bool
+    access: Access
+
+    @property
+    def hosted_here(self) -> bool:
+        return self.access.mode is AccessMode.HOSTED
+
+
+class Operable(Protocol):
+    """A runtime's operations: `Runtime` (hosted here) and `RemoteRuntime` (through its host)."""
+
+    async def create_worker(self, request: WorkerSpec) -> WorkerRecord: ...
+
+    async def send_input(self, ref: WorkerRef, content: str, role: str = ...) -> InputAck: ...
+
+    async def stop_worker(self, ref: WorkerRef) -> LifecycleAck: ...
+
+    async def cancel_worker(self, ref: WorkerRef) -> LifecycleAck: ...
+
+    async def cancel_run(self, ref: WorkerRef, run_id: str) -> bool: ...
 
 
 class LiveEvents(Protocol):
@@ -137,7 +200,7 @@ class ConsoleBackend(EventPages, TranscriptPages, Protocol):
 
     @property
     def hosted_runtime_id(self) -> str | None:
-        """The runtime this console can change (hosted here or through a host), if any."""
+        """The runtime this console process hosts (or is about to), if any."""
         ...
 
     @property
@@ -161,10 +224,17 @@ class ConsoleBackend(EventPages, TranscriptPages, Protocol):
         """Start operating the runtime whose host is gone; what to tell the operator, if it did."""
         ...
 
-    def access(self, runtime_id: str) -> Access: ...
+    def access(self, runtime_id: str) -> Access:
+        """What this console may do to `runtime_id`, as of the last `runtimes()` read (cheap)."""
+        ...
 
     def work_in_progress(self) -> tuple[list[str], int]:
         """Runs that quitting this console would fail, and inputs that stay queued."""
+        ...
+
+    async def hand_over(self) -> HandOver | None:
+        """Stop hosting here and start `agentdeck host` for the runtime in the background,
+        so its queued work goes on after this console; None when nothing is hosted here."""
         ...
 
     # -- queries --------------------------------------------------------------
@@ -206,7 +276,8 @@ class ConsoleBackend(EventPages, TranscriptPages, Protocol):
 
 @dataclass
 class HostedBackend:
-    """The store, and the runtime this process hosts (None: this console only watches)."""
+    """The store, the runtime this process hosts (if any), and every other runtime through
+    its host (`observer_reason`: none of them, this console only watches)."""
 
     store: EventStore
     runtime_id: str
@@ -215,9 +286,16 @@ class HostedBackend:
     notices: list[str] = field(default_factory=list)
     db_label: str | None = None
     hosting: asyncio.Task[bool] | None = None  # hosting `runtime_id` in the background
+    config: Path | None = None  # the profiles file given (None: agentdeck.toml beside the db)
     _host_later: tuple[Path | None, Clock | None, IdSource | None] | None = None
     _host_args: tuple[Path | None, Clock | None, IdSource | None] = (None, None, None)
     _fault_listeners: list[Callable[[StoreFault | None], None]] = field(default_factory=list)
+    _client: CommandClient | None = None
+    # What the last `runtimes()` read found: who hosts each runtime, and which are stopped.
+    _hosts: dict[str, HostLease] = field(default_factory=dict)
+    _stopped: set[str] = field(default_factory=set)
+    _known: set[str] = field(default_factory=set)
+    _released_at: float | None = None  # when `runtime_id` was first seen with no host at all
 
     @property
     def label(self) -> str:
@@ -238,6 +316,11 @@ class HostedBackend:
         if self.runtime is not None:
             return self.runtime.runtime_id
         return self.runtime_id if self._pending else None
+
+    @property
+    def config_path(self) -> Path:
+        """The profiles file a host of this database reads (`--config`, else beside the db)."""
+        return self.config if self.config is not None else self.store.path.parent / "agentdeck.toml"
 
     @property
     def fault(self) -> StoreFault | None:
@@ -261,19 +344,28 @@ class HostedBackend:
         """Host `runtime_id` here if its host is gone (died, or stopped heartbeating).
 
         For a console that found the runtime hosted elsewhere: once that host is
-        gone, this one hosts it rather than stay a spectator. The new host fails
-        the dead one's executing runs ("host exited"), ends the programs it left
-        on this machine, and resumes its queue. Returns what to tell the operator
-        when it took over, else None.
+        gone, this one hosts it rather than leave it with no host. The new host
+        fails the dead one's executing runs ("host exited"), ends the programs it
+        left on this machine, and resumes its queue. A host that released the
+        runtime cleanly gets `RELEASED_GRACE_S` first: it may be handing it over.
+        Returns what to tell the operator when it took over, else None.
         """
         if self.observer_reason or self.runtime is not None or self._pending:
             return None
         holder = (await self.store.hosts()).get(self.runtime_id)
         if holder is not None and not holder_gone(holder, now=datetime.now(UTC)):
+            self._released_at = None
             return None
+        if holder is None:
+            # Released, not dead: maybe handed over, with its next host about to claim it.
+            now = asyncio.get_running_loop().time()
+            if self._released_at is None:
+                self._released_at = now
+            if now - self._released_at < RELEASED_GRACE_S:
+                return None
         shown = len(self.notices)
         if not await self.host(*self._host_args):
-            del self.notices[shown:]  # another console got there first: still watching
+            del self.notices[shown:]  # another process got there first: operated through it
             return None
         if holder is None:
             return f"now hosting runtime {self.runtime_id}: its host stopped"
@@ -289,13 +381,18 @@ class HostedBackend:
         """Host `runtime_id` here; False if it is hosted elsewhere (then a notice says so).
         Other errors are raised."""
         self._host_args = (config, clock, ids)
-        config_path = config if config is not None else self.store.path.parent / "agentdeck.toml"
+        if config is not None:
+            self.config = config
         try:
             runtime = await Runtime.host(
-                self.store, self.runtime_id, clock=clock, ids=ids, config_path=config_path
+                self.store, self.runtime_id, clock=clock, ids=ids, config_path=self.config_path
             )
         except RuntimeBusy as exc:
-            self.notices.append(str(exc))
+            self._hosts[self.runtime_id] = exc.holder
+            self.notices.append(
+                f"runtime {self.runtime_id} is hosted by pid {exc.holder.pid} on "
+                f"{exc.holder.host_name}: this console operates it through that process"
+            )
             return False
         for listener in self._fault_listeners:
             runtime.add_fault_listener(listener)
@@ -305,25 +402,48 @@ class HostedBackend:
     def access(self, runtime_id: str) -> Access:
         if self.observer_reason:
             return Access(AccessMode.READ_ONLY, False, self.observer_reason)
-        if self.hosted_runtime_id != runtime_id:
-            return Access(
-                AccessMode.ELSEWHERE,
-                False,
-                f"runtime {runtime_id} is hosted by another process; this console only watches it",
-            )
-        return Access(AccessMode.HOSTED, True)
+        if self.hosted_runtime_id == runtime_id:
+            return Access(AccessMode.HOSTED, True)
+        if runtime_id in self._stopped:
+            return Access(AccessMode.STOPPED, False, str(RuntimeStopped(runtime_id)))
+        holder = self._hosts.get(runtime_id)
+        if holder is None and runtime_id not in self._known:
+            # Not read yet: let the command find out (it fails fast without a host).
+            return Access(AccessMode.REMOTE, True)
+        if holder is None or holder_gone(holder, now=datetime.now(UTC)):
+            return Access(AccessMode.NO_HOST, False, str(NoLiveHost(runtime_id, holder)))
+        return Access(AccessMode.REMOTE, True, host=f"pid {holder.pid} on {holder.host_name}")
 
     def work_in_progress(self) -> tuple[list[str], int]:
         return self.runtime.work_in_progress() if self.runtime is not None else ([], 0)
 
-    async def _operable(self, runtime_id: str) -> Runtime:
+    async def _operable(self, runtime_id: str) -> Operable:
+        """Where a command for `runtime_id` goes: the runtime hosted here, or its host.
+
+        Only a read-only console refuses here; every other refusal (stopped, no
+        live host) is the engine's, raised by the command itself, so a stale view
+        in the runtimes pane never keeps an operator from a runtime that works.
+        """
         if self._pending:
             with contextlib.suppress(Exception):
                 await self.hosted()  # a failure to host is the access refusal below
-        access = self.access(runtime_id)
-        if self.runtime is None or not access.can_operate:
-            raise ReadOnlyRuntime(runtime_id, access.reason or "not hosted here")
-        return self.runtime
+        if self.observer_reason:
+            raise ReadOnlyRuntime(runtime_id, self.observer_reason)
+        if self.runtime is not None and self.runtime.runtime_id == runtime_id:
+            return self.runtime
+        return self._remote(runtime_id)
+
+    def _remote(self, runtime_id: str) -> RemoteRuntime:
+        if self._client is None:
+            self._client = CommandClient(self.store, issuer=this_issuer(CONSOLE_ID))
+        return self._client.runtime(runtime_id)
+
+    async def _local_profiles(self) -> ProfileSet | None:
+        """The profiles file as a host of this database would read it (None: unreadable)."""
+        try:
+            return await asyncio.to_thread(load_profiles, self.config_path)
+        except (ConfigError, OSError):
+            return None
 
     # -- queries --------------------------------------------------------------
 
@@ -344,13 +464,16 @@ class HostedBackend:
     async def runtimes(self) -> list[RuntimeRow]:
         records = await self.store.runtimes()
         hosts = await self.store.hosts()
-        hosted = self.hosted_runtime_id
+        # The view `access` answers from until the next read (every refresh reads this).
+        self._hosts = dict(hosts)
+        self._known = {r.runtime_id for r in records}
+        self._stopped = {r.runtime_id for r in records if r.status is RuntimeStatus.STOPPED}
         return [
             RuntimeRow(
                 record=r,
                 counts=await self.store.workers_by_status(r.runtime_id),
                 host=hosts.get(r.runtime_id),
-                hosted_here=r.runtime_id == hosted,
+                access=self.access(r.runtime_id),
             )
             for r in records
         ]
@@ -368,10 +491,25 @@ class HostedBackend:
         return await self.store.diagnostics(runtime_id)
 
     async def profile_names(self, runtime_id: str) -> list[str]:
-        return (await self._operable(runtime_id)).profiles.names()
+        target = await self._operable(runtime_id)
+        if isinstance(target, Runtime):
+            return target.profiles.names()
+        # Operated through its host: fail now, before the form, if nothing would answer.
+        assert isinstance(target, RemoteRuntime)
+        await target.client.check_operable(runtime_id)
+        profiles = await self._local_profiles()
+        names = profiles.names() if profiles is not None else ProfileSet().names()
+        # The host may know profiles this file does not (another --config): offer the
+        # ones its workers were made with too; it judges them, not this console.
+        used = {record.spec.profile for record in await self.store.workers(runtime_id)}
+        return list(dict.fromkeys([*names, *sorted(used)]))
 
     async def input_limits(self, runtime_id: str) -> Limits:
-        return (await self._operable(runtime_id)).limits
+        target = await self._operable(runtime_id)
+        if isinstance(target, Runtime):
+            return target.limits
+        assert isinstance(target, RemoteRuntime)
+        return await target.input_limits()
 
     def subscribe(self, after: int) -> LiveEvents:
         return self.store.subscribe(after)
@@ -379,7 +517,16 @@ class HostedBackend:
     # -- commands -------------------------------------------------------------
 
     async def validate_worker(self, runtime_id: str, spec: WorkerSpec) -> Refusal | None:
-        return (await self._operable(runtime_id)).worker_request_refusal(spec)
+        target = await self._operable(runtime_id)
+        if isinstance(target, Runtime):
+            return target.worker_request_refusal(spec)
+        refusal = worker_request_refusal(spec)  # sizes and shape: the same for every host
+        if refusal is not None:
+            return refusal
+        profiles = await self._local_profiles()
+        if profiles is None or spec.profile not in profiles.names():
+            return None  # not known here: the host decides (its refusal comes back typed)
+        return worker_spec_refusal(spec, profiles)
 
     async def create_worker(self, runtime_id: str, spec: WorkerSpec) -> WorkerRecord:
         return await (await self._operable(runtime_id)).create_worker(spec)
@@ -396,6 +543,49 @@ class HostedBackend:
     async def cancel_run(self, ref: WorkerRef, run_id: str) -> bool:
         return await (await self._operable(ref.runtime_id)).cancel_run(ref, run_id)
 
+    # -- leaving --------------------------------------------------------------
+
+    async def hand_over(self) -> HandOver | None:
+        """Close the runtime hosted here, then start `agentdeck host` for it (tui.handover).
+
+        Closing first: the lease must be free for the new host, and the runs
+        executing here cannot move (their programs are this process's children,
+        their output pipes end here): they fail "host closed". Queued runs stay
+        in the log, and the new host runs them.
+        """
+        runtime = self.runtime
+        if runtime is None:
+            return None
+        running, queued = runtime.work_in_progress()
+        rid = runtime.runtime_id
+        self.runtime = None
+        await runtime.close()
+        try:
+            child, log = await asyncio.to_thread(spawn_host, self.store.path, rid, self.config)
+        except OSError as exc:
+            return HandOver(rid, None, None, len(running), queued, False, f"{exc}")
+        try:
+            problem = await self._hosting_by(rid, child)
+        except StoreError as exc:
+            problem = f"could not read who hosts it ({exc})"
+        return HandOver(rid, child.pid, log, len(running), queued, problem is None, problem)
+
+    async def _hosting_by(self, runtime_id: str, child: subprocess.Popen[bytes]) -> str | None:
+        """Wait until `child` hosts `runtime_id`; None once it does, else why not."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + HANDOVER_WAIT_S
+        while loop.time() < deadline:
+            holder = (await self.store.hosts()).get(runtime_id)
+            if holder is not None and holder.pid == child.pid:
+                return None
+            if child.poll() is not None:
+                if holder is not None and not holder_gone(holder, now=datetime.now(UTC)):
+                    # Another process (a console watching it) took it first: fine.
+                    return f"it exited; pid {holder.pid} on {holder.host_name} hosts the runtime"
+                return f"it exited with status {child.returncode}"
+            await asyncio.sleep(0.1)
+        return f"still starting after {HANDOVER_WAIT_S:.0f}s"
+
     async def close(self) -> None:
         self._host_later = None
         if self.hosting is not None and not self.hosting.done():
@@ -403,6 +593,9 @@ class HostedBackend:
         if self.hosting is not None:
             with contextlib.suppress(BaseException):
                 await self.hosting
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
         if self.runtime is not None:
             await self.runtime.close()
             self.runtime = None
@@ -450,6 +643,7 @@ async def open_backend(
         observer_reason=observer_reason,
         notices=notices,
         db_label=db_label,
+        config=config,
     )
     if observer_reason is None:
         if background:

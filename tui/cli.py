@@ -217,7 +217,12 @@ def _exec_bench(args: argparse.Namespace) -> int:
 
 
 def console_command(args: argparse.Namespace) -> int:
-    """`agentdeck` with no command: the console on a backend hosted in this process."""
+    """`agentdeck` with no command: the console on a backend hosted in this process.
+
+    A console that leaves while its runtime has work (quit -> keep running, or
+    a hang-up) has handed that runtime over to a background `agentdeck host`
+    (tui.handover): its pid and log file are the line said here.
+    """
     from store.database import OpenOptions, prepare
     from store.errors import ReadOnlyDatabase
 
@@ -240,6 +245,8 @@ def console_command(args: argparse.Namespace) -> int:
         settings_file=settings_path(),
     )
     code = app.run()
+    if app.handed_over is not None:
+        say(app.handed_over.line())  # where the work went: the one thing to read after leaving
     if app.startup_error:
         say(app.startup_error)
         return EXIT_UNUSABLE
@@ -273,3 +280,7 @@ def clean_line(text: str) -> str:
     from tui.safe_text import clean
 
     return clean(text, newlines=False)
+
+
+if __name__ == "__main__":  # `python -m tui.cli`: how a console starts a host for hand-over
+    main()

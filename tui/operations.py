@@ -57,12 +57,11 @@ class Operations:
             return None
 
     async def new_worker(self, runtime_id: str | None = None) -> WorkerRecord | None:
-        """The new-worker form; the worker it created, if it did."""
-        # Workers are made in the runtime this console operates, whichever is selected.
-        rid = self.backend.hosted_runtime_id
-        if rid is None:
-            reason = self.backend.access(runtime_id or self.backend.default_runtime_id).reason
-            self.say(f"not available: {reason or 'this console hosts no runtime'}", "warning")
+        """The new-worker form for `runtime_id` (the selected runtime); the worker it created."""
+        rid = runtime_id or self.backend.default_runtime_id
+        access = self.backend.access(rid)
+        if not access.can_operate:
+            self.say(f"not available: {access.reason}", "warning")
             return None
         names = await self._call(self.backend.profile_names(rid))
         if names is None:
@@ -81,7 +80,9 @@ class Operations:
                 return str(exc)
             return None
 
-        spec = await self.app.push_screen_wait(CreateWorkerScreen(names, submit))
+        spec = await self.app.push_screen_wait(
+            CreateWorkerScreen(names, submit, runtime_id=rid, through=access.host)
+        )
         if spec is None or not created:
             return None
         record = created[-1]

@@ -34,7 +34,7 @@ from store.models import (
     WorkerSpec,
     WorkerStatus,
 )
-from tui.backend import Access, AccessMode, LiveEvents, RuntimeRow
+from tui.backend import Access, AccessMode, HandOver, LiveEvents, RuntimeRow
 
 BASE = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
@@ -115,6 +115,9 @@ class FakeBackend:
     def work_in_progress(self) -> tuple[list[str], int]:
         return [], 0
 
+    async def hand_over(self) -> HandOver | None:
+        return None  # nothing runs in another process here: there is nothing to hand over
+
     # -- queries --------------------------------------------------------------
 
     async def last_position(self) -> int:
@@ -152,7 +155,8 @@ class FakeBackend:
             updated_at=self._now(),
         )
         counts = {WorkerStatus.RUNNING: len(self.records)}
-        return [RuntimeRow(record=record, counts=counts, host=None, hosted_here=True)]
+        access = Access(AccessMode.HOSTED, True)
+        return [RuntimeRow(record=record, counts=counts, host=None, access=access)]
 
     async def workers(self, runtime_id: str) -> list[WorkerRecord]:
         return list(self.records.values())

@@ -312,7 +312,11 @@ async def test_untrusted_output_is_literal_and_inert(tmp_path: Path) -> None:
         await c.until(lambda: any("QUIT" in e.message for e in app.main.event_log.window))
 
 
-async def test_events_from_another_process_and_its_workers_read_only(tmp_path: Path) -> None:
+async def test_events_from_another_process_and_its_workers_operated_through_it(
+    tmp_path: Path,
+) -> None:
+    """A runtime another process hosts (here `agentdeck demo`) shows live, and its workers
+    take the same keys as those hosted here: the command goes to that process."""
     db = tmp_path / "a.db"
     app = console(db)
     async with app.run_test(size=SIZE) as pilot:
@@ -341,9 +345,12 @@ async def test_events_from_another_process_and_its_workers_read_only(tmp_path: P
                 lambda: app.main.workers_table.runtime_id == "other" and app.main.workers_table.row_count == 2
             )
             app.main.workers_table.focus()
+            assert "(through pid " in str(app.main.workers_table.border_title)
             await pilot.press("s")
-            await c.said_something("hosted by another process")
-            assert not isinstance(app.screen, ConfirmScreen)
+            await c.until(lambda: isinstance(app.screen, ConfirmScreen))
+            await pilot.press("n")
+            await c.until(lambda: not isinstance(app.screen, ConfirmScreen))
+            assert not any("not available" in s for s in c.said), c.said
             # New events keep arriving from the other process.
             seen = max(e.position for e in app.main.event_log.window)
             await c.until(lambda: max(e.position for e in app.main.event_log.window) > seen, 10)

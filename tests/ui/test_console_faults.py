@@ -16,7 +16,7 @@ from textual.widgets import Static
 from engine.results import CreateWorkerRequest
 from store.models import RunStatus
 from tests.ui.test_app import SIZE, Console, console, started
-from tui.screens.confirm import ConfirmScreen
+from tui.screens.quit import QuitScreen
 
 CONFIG = """\
 [profiles.sh]
@@ -50,12 +50,13 @@ async def running(c: Console, script: str) -> str:
     return ack.run_id
 
 
-def body_of(screen: ConfirmScreen) -> str:
+def body_of(screen: QuitScreen) -> str:
     return " ".join(str(w.render()) for w in screen.query(Static))
 
 
 async def test_q_asks_before_failing_runs_in_progress(tmp_path: Path) -> None:
-    """Issue 7 item 10: `q` names how many runs will be failed; `n` keeps everything going."""
+    """Issue 7 item 10: `q` names the runs that stopping would fail; `n` keeps everything
+    going; "stop" fails them and keeps the queue (issue 9 item 4 added "keep running")."""
     db = with_config(tmp_path)
     app = console(db)
     async with app.run_test(size=SIZE) as pilot:
@@ -65,17 +66,17 @@ async def test_q_asks_before_failing_runs_in_progress(tmp_path: Path) -> None:
         assert runtime is not None
         await runtime.send_input((await c.backend.store.workers("local"))[0].ref, "echo later")
         await pilot.press("q")
-        await c.until(lambda: isinstance(app.screen, ConfirmScreen))
+        await c.until(lambda: isinstance(app.screen, QuitScreen))
         text = body_of(app.screen)  # type: ignore[arg-type]
-        assert "Quit and fail 1 run?" in text
-        assert run_id in text and "host closed" in text
-        assert "1 queued input stays queued" in text
+        assert "Quit while runtime local has work?" in text
+        assert f"1 run in progress ({run_id}) and 1 queued input" in text
+        assert 'the run in progress fails "host closed" and its program ends' in text
         await pilot.press("n")
-        await c.until(lambda: not isinstance(app.screen, ConfirmScreen))
+        await c.until(lambda: not isinstance(app.screen, QuitScreen))
         assert app.is_running and runtime.work_in_progress()[0] == [run_id]
         await pilot.press("q")
-        await c.until(lambda: isinstance(app.screen, ConfirmScreen))
-        await pilot.press("y")
+        await c.until(lambda: isinstance(app.screen, QuitScreen))
+        await pilot.press("s")
         await c.until(lambda: not app.is_running)
     assert app.return_code == 0
     check = sqlite3.connect(db)
@@ -97,7 +98,7 @@ async def test_q_with_nothing_running_quits_at_once(tmp_path: Path) -> None:
         await started(app, pilot)
         await pilot.press("q")
         await pilot.pause()
-        assert not isinstance(app.screen, ConfirmScreen)
+        assert not isinstance(app.screen, QuitScreen)
     assert app.return_code == 0
 
 

@@ -1,5 +1,9 @@
 """Issue 7 item 1: the console on a real terminal (a pty), stopped by SIGTERM or a hang-up.
 
+SIGTERM stops the work like quit -> stop; a hang-up hands work in progress over
+to a background `agentdeck host` (issue 9 item 4; tests/ui/test_hand_over.py)
+and, with no work, closes the console like `q`.
+
 The console process is the session leader of a fresh pseudo-terminal, as it
 is under an SSH login or a tmux pane: closing the terminal's master side is a
 real hang-up, and the kernel sends the real SIGHUP.
@@ -21,6 +25,7 @@ import pytest
 from engine.profiles import CommandProfile, ProfileSet
 from engine.results import CreateWorkerRequest
 from engine.runtime import Runtime
+from store.errors import StoreError
 from store.event_store import EventStore
 from store.models import RunStatus
 from tests.store.support import AGENTDECK, child_env
@@ -57,17 +62,19 @@ async def _started_pid(db: Path, run_id: str, timeout: float = 30) -> int:
     raise AssertionError(f"{run_id} never started its program")
 
 
-def _start_console(tmp_path: Path) -> tuple[int, int, Path]:
+def _start_console(tmp_path: Path, *, work: bool = True) -> tuple[int, int, Path]:
     db = tmp_path / "console.db"
     config = tmp_path / "agentdeck.toml"
     config.write_text(CONFIG)
-    asyncio.run(_prepare(db, tmp_path / "never"))
+    if work:
+        asyncio.run(_prepare(db, tmp_path / "never"))
     env = {
         **child_env(),
         "TERM": "xterm-256color",
         "COLUMNS": "120",
         "LINES": "40",
         "XDG_CONFIG_HOME": str(tmp_path / "config"),
+        "XDG_STATE_HOME": str(tmp_path / "state"),
     }
     pid, master = pty.fork()
     if pid == 0:  # the child: the console, leading the terminal's session
@@ -158,24 +165,86 @@ def test_sigterm_closes_the_console_like_q_and_restores_the_terminal(tmp_path: P
 
 
 @pytest.mark.slow
-def test_a_hang_up_closes_the_console_and_leaves_nothing_running(tmp_path: Path) -> None:
-    """Issue 7 item 1: the terminal goes away (SSH dropped): same clean end, nothing left."""
+def test_a_hang_up_hands_the_work_over_and_leaves_nothing_of_the_run(tmp_path: Path) -> None:
+    """Issue 9 item 4 (it was issue 7 item 1's clean stop): the terminal goes away (SSH
+    dropped) while a run is in progress: the run's program and its background child end
+    with the console, the run fails "host closed", and a background `agentdeck host`
+    hosts the runtime (it is ended here; tests/ui/test_hand_over.py follows its queue)."""
     pid, master, db = _start_console(tmp_path)
+    holders: dict[str, object] = {}
     try:
-        program = _resumed_program(master, db)
+        try:
+            program = _resumed_program(master, db)
+        finally:
+            os.close(master)  # hang up: the kernel sends SIGHUP to the console
+        status, _ = _wait_exit(pid, None)
+        assert status == 129
+        assert _gone(program)
+        deadline = time.monotonic() + 30
+        while "local" not in holders and time.monotonic() < deadline:
+            status_, error, holders = asyncio.run(_outcome(db))
+            time.sleep(0.1)
+        assert (status_, error) == (RunStatus.FAILED, "host closed")
+        new_host = holders["local"].pid  # type: ignore[attr-defined]
+        assert new_host != pid and not _gone(new_host)
     finally:
-        os.close(master)  # hang up: the kernel sends SIGHUP to the console
+        for holder in holders.values():
+            _end(holder.pid)  # type: ignore[attr-defined]
+    # Its children too: nothing of the run is left anywhere, and no host either.
+    assert _leftovers("sleep 40") == []
+    assert _leftovers(str(db)) == []
+
+
+@pytest.mark.slow
+def test_a_hang_up_with_no_work_closes_the_console(tmp_path: Path) -> None:
+    """Nothing running or queued: a hang-up ends the console as `q` does; nothing is started."""
+    pid, master, db = _start_console(tmp_path, work=False)
+    try:
+        deadline = time.monotonic() + 30
+        while not _hosting(db):
+            _drain(master, 0.2)
+            assert time.monotonic() < deadline, "the console never hosted local"
+        _drain(master, 0.5)
+    finally:
+        os.close(master)
     status, _ = _wait_exit(pid, None)
     assert status == 129
-    assert _gone(program)
-    assert asyncio.run(_outcome(db)) == (RunStatus.FAILED, "host closed", {})
-    # Its children too: nothing of the run is left anywhere.
-    leftovers = [
-        entry.name
+    assert asyncio.run(_hosts(db)) == {}
+    assert _leftovers(str(db)) == []
+    assert not (tmp_path / "state" / "agentdeck" / "log" / "host-local.log").exists()
+
+
+def _hosting(db: Path) -> bool:
+    try:
+        return "local" in asyncio.run(_hosts(db))
+    except StoreError:  # not created yet, or being created
+        return False
+
+
+async def _hosts(db: Path) -> dict[str, object]:
+    async with await EventStore.open(db, read_only=True, watch=False) as store:
+        return dict(await store.hosts())
+
+
+def _leftovers(fragment: str) -> list[int]:
+    return [
+        int(entry.name)
         for entry in Path("/proc").iterdir()
-        if entry.name.isdigit() and _cmdline(int(entry.name)).startswith("sleep 40")
+        if entry.name.isdigit()
+        and fragment in _cmdline(int(entry.name))
+        and not _gone(int(entry.name))
     ]
-    assert leftovers == []
+
+
+def _end(pid: int) -> None:
+    """End a host this test caused (SIGTERM; SIGKILL if it lingers)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 20
+    while not _gone(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
 
 
 def _cmdline(pid: int) -> str:

@@ -717,8 +717,10 @@ async def test_worker_view_reads_the_store_and_follows_live(tmp_path: Path) -> N
         ref = worker.ref
         await runtime.send_input(ref, "first question")
         await run_settled(runtime, ref)
-        # A console that does not host `local` (another process does): read-only here.
-        watching = HostedBackend(store=store, runtime_id="local")
+        # A console that only watches (--read-only): the panel says so first.
+        watching = HostedBackend(
+            store=store, runtime_id="local", observer_reason="opened with --read-only"
+        )
         app = LiveHost(watching, lambda backend: WorkerScreen(backend, ref))
         async with app.run_test(size=(100, 40)) as pilot:
             screen = app.screen
@@ -728,7 +730,7 @@ async def test_worker_view_reads_the_store_and_follows_live(tmp_path: Path) -> N
             await pilot.pause()
             text = screen_text(app)
             for shown in ["w-1", "● running", "objective watch the [b]logs[/b]",
-                          "shell: run tests", "src=/srv/src", "read-only: runtime local is hosted by",
+                          "shell: run tests", "src=/srv/src", "read-only: opened with --read-only",
                           "✓ completed", "first question", "echo: first question"]:  # fmt: skip
                 assert shown in text, shown
             assert screen.query_one(DataTable).row_count == 1

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from tests.store.support import child_env, wait_for_line
 from tests.ui.test_live import console, started, until
+from tui.backend import AccessMode
 from tui.screens.create_worker import CreateWorkerScreen
 
 HOST_CHILD = Path(__file__).parents[1] / "engine" / "programs" / "host_child.py"
@@ -35,14 +36,17 @@ async def test_a_watching_console_takes_over_when_the_host_is_killed(tmp_path: P
         app = console(db)
         async with app.run_test(size=(120, 40)) as pilot:
             await started(app, pilot)
-            await until(pilot, lambda: "watching" in str(app.sub_title))
-            assert not app.main.backend.access("local").can_operate
+            # Hosted elsewhere: operated through that host until it dies.
+            await until(
+                pilot, lambda: f"operating local through pid {holder.pid} on" in str(app.sub_title)
+            )
+            assert app.main.backend.access("local").mode is AccessMode.REMOTE
             os.kill(holder.pid, signal.SIGKILL)
             holder.wait(timeout=10)
             await until(pilot, lambda: "hosting local" in str(app.sub_title), timeout=15)
             told = [n.message for n in app._notifications]
             assert any(f"pid {holder.pid}" in m and "took over" in m for m in told), told
-            assert app.main.backend.access("local").can_operate
+            assert app.main.backend.access("local").mode is AccessMode.HOSTED
             await pilot.press("n")  # the keys work now, as for a runtime hosted here
             await until(pilot, lambda: isinstance(app.screen, CreateWorkerScreen))
             await pilot.press("ctrl+s")

@@ -143,8 +143,13 @@ class CreateWorkerScreen(ModalScreen[WorkerSpec | None]):
         self,
         profile_names: list[str],
         submit: SubmitWorker,
+        *,
+        runtime_id: str | None = None,
+        through: str | None = None,
     ) -> None:
         super().__init__()
+        self.runtime_id = runtime_id
+        self.through = through  # "pid N on HOST" when the runtime is hosted by another process
         names = list(dict.fromkeys(profile_names))
         if "default" not in names:
             names.insert(0, "default")
@@ -153,6 +158,12 @@ class CreateWorkerScreen(ModalScreen[WorkerSpec | None]):
         self.creating = False
 
     # -- layout ------------------------------------------------------------------
+
+    def _title(self) -> str:
+        if self.runtime_id is None:
+            return "New worker"
+        where = f" (through {self.through})" if self.through else ""
+        return f"New worker in runtime {self.runtime_id}{where}"
 
     def _row(self, field: str, widget: Input | Select[str]) -> Horizontal:
         row = Horizontal(
@@ -173,7 +184,7 @@ class CreateWorkerScreen(ModalScreen[WorkerSpec | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="cw-dialog", classes="dialog"):
-            yield Static(Content("New worker"), classes="dialog-title")
+            yield Static(one_line(self._title()), classes="dialog-title")
             with VerticalScroll(id="cw-form"):
                 yield self._row(
                     "intent",

@@ -22,12 +22,13 @@ from textual import on, work
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
+from textual.message import Message
 from textual.widgets import DataTable, Footer, Header
 
 from store.catalog import KINDS, TRANSCRIPT_KINDS, WORKER_STATUS_KINDS, transcript_entry
 from store.errors import StoreError
 from store.models import Event, WorkerRef
-from tui.backend import ConsoleBackend
+from tui.backend import AccessMode, ConsoleBackend
 from tui.clock import ConsoleClock
 from tui.export import ExportFormat
 from tui.feed import FeedBatch
@@ -109,7 +110,8 @@ class MainScreen(LiveScreen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.runtimes_pane.border_title = "Runtimes"
+        watching = self.backend.access(self.backend.default_runtime_id).mode is AccessMode.READ_ONLY
+        self.runtimes_pane.border_title = "Runtimes (watching)" if watching else "Runtimes"
         self.workers_table.border_title = "Workers"
         self.transcript.border_title = "Transcript"
         self._refresh_runtimes()
@@ -229,6 +231,10 @@ class MainScreen(LiveScreen):
         if self.on_top:  # nobody sees it under a dialog or the worker view
             self._refresh_runtimes()
 
+    class RuntimesRead(Message):
+        """The runtimes (and who hosts each) were read again: what this console may do
+        to each may have changed (a host appeared, died, or handed over)."""
+
     @work(exclusive=True, group="refresh-runtimes", exit_on_error=False)
     async def _refresh_runtimes(self) -> None:
         rows = await self.backend.runtimes()
@@ -237,6 +243,15 @@ class MainScreen(LiveScreen):
         pane.update(rows, self.clock.now())
         if first and self.selected_runtime is not None:
             pane.select_runtime(self.selected_runtime)  # start on the runtime hosted here
+        if self.selected_runtime is not None and self.workers_table.runtime_id == self.selected_runtime:
+            self._title_workers(self.selected_runtime)
+        self.post_message(self.RuntimesRead())
+
+    def _title_workers(self, runtime_id: str) -> None:
+        access = self.backend.access(runtime_id)
+        self.workers_table.border_title = f"Workers — {runtime_id}" + (
+            "" if access.mode is AccessMode.HOSTED else f" ({access.summary})"
+        )
 
     @work(group="refresh-workers", exit_on_error=False)
     async def _refresh_workers(self, runtime_id: str, worker_ids: set[str]) -> None:
@@ -257,13 +272,11 @@ class MainScreen(LiveScreen):
             return  # the operator moved on while this was read
         table = self.workers_table
         table.show(runtime_id, records)
-        access = self.backend.access(runtime_id)
-        table.border_title = f"Workers — {runtime_id}" + (
-            "" if access.can_operate else f" ({access.mode.value})"
-        )
+        self._title_workers(runtime_id)
         if not records:
             self.transcript.border_title = "Transcript"
-            self.transcript.clear_view("no workers yet: press n to create one")
+            can = self.backend.access(runtime_id).can_operate
+            self.transcript.clear_view("no workers yet" + (": press n to create one" if can else ""))
 
     @on(RuntimesPane.RuntimeSelected)
     def _runtime_selected(self, message: RuntimesPane.RuntimeSelected) -> None:

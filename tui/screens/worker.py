@@ -186,7 +186,6 @@ class WorkerScreen(LiveScreen):
         self.ref = ref
         self.clock = clock or ConsoleClock()
         self.operations = operations
-        self.readonly_reason = backend.access(ref.runtime_id).reason
         self.record: WorkerRecord | None = None
         self.runs: list[RunRecord] = []
         self.loaded = False
@@ -209,9 +208,16 @@ class WorkerScreen(LiveScreen):
         yield transcript
         yield Footer()
 
+    @property
+    def readonly_reason(self) -> str | None:
+        """Why this worker cannot be changed from here (None: it can), as of the last read."""
+        return self.backend.access(self.ref.runtime_id).reason
+
     def on_mount(self) -> None:
         self.title = f"Worker {self.ref.worker_id}"
-        self.sub_title = f"runtime {self.ref.runtime_id} — times {self.clock.zone}"
+        access = self.backend.access(self.ref.runtime_id)
+        through = f" — {access.summary}" if access.host else ""
+        self.sub_title = f"runtime {self.ref.runtime_id}{through} — times {self.clock.zone}"
         table = self.query_one(RunsTable)
         table.add_column("Run", key="run")
         table.add_column("Status", key="status")
@@ -269,6 +275,7 @@ class WorkerScreen(LiveScreen):
             self._show_problem(f"stopped reading the store: {exc}")
             return
         self._apply(record, runs)
+        self.refresh_bindings()  # whether it can be changed may have changed (a host came or went)
         self.refreshes += 1
 
     def _apply(self, record: WorkerRecord, runs: list[RunRecord]) -> None:

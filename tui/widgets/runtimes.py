@@ -1,4 +1,10 @@
-"""The runtimes pane: every runtime in the database, who hosts it, its workers."""
+"""The runtimes pane: every runtime in the database, who hosts it, its workers.
+
+The host column says what this console can do to each runtime: `here` (it
+hosts it), `pid N@HOST` (it operates it through that process), `no live host`
+(nothing would run a command: it can only be watched until a host starts), or,
+dimmed, who hosts it when this console only watches (`--read-only`).
+"""
 
 from __future__ import annotations
 
@@ -12,23 +18,27 @@ from textual.message import Message
 from textual.widgets import DataTable
 
 from store.models import HostLease, RuntimeStatus, WorkerStatus
-from tui.backend import RuntimeRow
+from tui.backend import Access, AccessMode, RuntimeRow
 from tui.widgets.table import FixedTable
 
 STALE_AFTER = timedelta(seconds=10)
 RUNNING = Style(color="green")
 STOPPED = Style(color="yellow")
+DIM = Style(dim=True)
 
 
-def host_text(lease: HostLease | None, here: bool, now: datetime) -> Text:
-    if here:
+def host_text(lease: HostLease | None, access: Access, now: datetime) -> Text:
+    if access.mode is AccessMode.HOSTED:
         return Text("here", style=Style(color="green"))
+    if access.mode is AccessMode.NO_HOST:
+        return Text("no live host", style=STOPPED)
+    watching = access.mode is AccessMode.READ_ONLY
     if lease is None:
-        return Text("none", style=Style(dim=True))
+        return Text("none", style=DIM)
     label = f"pid {lease.pid}@{lease.host_name}"
     if now - lease.heartbeat_at > STALE_AFTER:
-        return Text(f"{label} (stale)", style=Style(color="yellow"))
-    return Text(label)
+        return Text(f"{label} (stale)", style=STOPPED)
+    return Text(label, style=DIM if watching else Style())
 
 
 class RuntimesPane(FixedTable[Text | str]):
@@ -68,7 +78,7 @@ class RuntimesPane(FixedTable[Text | str]):
             name = Text.assemble(("■ " if stopped else "● ", STOPPED if stopped else RUNNING), rid)
             row: tuple[Text | str, ...] = (
                 name,
-                host_text(summary.host, summary.hosted_here, now)
+                host_text(summary.host, summary.access, now)
                 if not stopped
                 else Text("stopped", style=STOPPED),
                 f"{c.get(WorkerStatus.RUNNING, 0)}● {c.get(WorkerStatus.STOPPED, 0)}■ {c.get(WorkerStatus.CANCELLED, 0)}✕",
