@@ -10,6 +10,9 @@ into the error a local call would have raised (`error_from_outcome`).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
@@ -29,7 +32,8 @@ from store.catalog import (
     StopRuntimeCommand,
     StopWorkerCommand,
 )
-from store.models import NewEvent, WorkerRecord
+from store.feed import Subscription
+from store.models import Event, Lag, NewEvent, WorkerRecord
 
 if TYPE_CHECKING:
     from engine.emitter import Emitter
@@ -70,6 +74,33 @@ class CommandScope:
             payload,
             worker_id=self.worker_id,
         )
+
+
+class Following:
+    """A filtered subscription read by a task of its own, each event handed to `take`.
+
+    Both sides of the inbox follow one: the host its runtime's `command.issued`,
+    the issuer the outcomes. A `Lag` needs nothing: the subscription replays
+    through its filter from where it was, so no event is skipped.
+    """
+
+    def __init__(self, subscription: Subscription, take: Callable[[Event], None], name: str) -> None:
+        self._subscription = subscription
+        self._take = take
+        self._task = asyncio.get_running_loop().create_task(self._follow(), name=name)
+
+    async def _follow(self) -> None:
+        with contextlib.suppress(StopAsyncIteration):
+            while True:
+                for item in await self._subscription.next_batch():
+                    if not isinstance(item, Lag):
+                        self._take(item)
+
+    async def close(self) -> None:
+        self._subscription.close()
+        self._task.cancel()
+        with contextlib.suppress(BaseException):
+            await self._task
 
 
 def short(command_id: str) -> str:

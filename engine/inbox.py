@@ -23,7 +23,7 @@ import contextlib
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from engine.commanding import CommandScope
+from engine.commanding import CommandScope, Following
 from engine.errors import CommandExpired, EngineError
 from store import catalog
 from store.catalog import (
@@ -36,9 +36,8 @@ from store.catalog import (
     StopWorkerCommand,
 )
 from store.errors import StoreError
-from store.feed import Subscription
 from store.filters import parse_filter
-from store.models import Event, Lag, WorkerRef
+from store.models import Event, WorkerRef
 
 if TYPE_CHECKING:
     from engine.runtime import Runtime
@@ -54,45 +53,31 @@ class Inbox:
         self._store = runtime.store
         self._runtime_id = runtime.runtime_id
         self._running: dict[str, asyncio.Task[None]] = {}
-        self._subscription: Subscription | None = None
-        self._follow: asyncio.Task[None] | None = None
+        self._following: Following | None = None
         self._closed = False
 
     async def start(self) -> None:
         after = await self._store.last_position()
-        self._subscription = self._store.subscribe(
+        subscription = self._store.subscribe(
             after, parse_filter(f"kind:command.issued runtime:{self._runtime_id}")
         )
         for event in await self._store.pending_commands(self._runtime_id):
             self._take(event)
-        self._follow = asyncio.create_task(
-            self._follow_feed(self._subscription), name=f"agentdeck-inbox-{self._runtime_id}"
+        self._following = Following(
+            subscription, self._take, f"agentdeck-inbox-{self._runtime_id}"
         )
 
     async def close(self) -> None:
         """Stop taking commands; wait briefly for those running (the rest stay pending)."""
         self._closed = True
-        if self._subscription is not None:
-            self._subscription.close()
-        if self._follow is not None:
-            self._follow.cancel()
-            with contextlib.suppress(BaseException):
-                await self._follow
+        if self._following is not None:
+            await self._following.close()
         running = list(self._running.values())
         if running:
             _, late = await asyncio.wait(running, timeout=CLOSE_WAIT_S)
             for task in late:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
-
-    async def _follow_feed(self, subscription: Subscription) -> None:
-        # A Lag needs nothing here: the subscription replays from where it was,
-        # through the same filter, so no command is skipped.
-        with contextlib.suppress(StopAsyncIteration):
-            while True:
-                for item in await subscription.next_batch():
-                    if not isinstance(item, Lag):
-                        self._take(item)
 
     def _take(self, event: Event) -> None:
         command_id = str(event.event_id)

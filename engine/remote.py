@@ -16,7 +16,6 @@ late) refuses it as expired, and the issuer stops waiting a little after.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import socket
 import uuid
@@ -24,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 from engine.clock import Clock, IdSource, SystemClock, Uuid7Ids
-from engine.commanding import describe, error_from_outcome, short
+from engine.commanding import Following, describe, error_from_outcome, short
 from engine.errors import (
     CommandExpired,
     InvalidRequest,
@@ -50,11 +49,9 @@ from store.catalog import (
 )
 from store.errors import DuplicateEvent
 from store.event_store import EventStore
-from store.feed import Subscription
 from store.filters import parse_filter
 from store.models import (
     Event,
-    Lag,
     Limits,
     Role,
     RuntimeStatus,
@@ -95,20 +92,15 @@ class CommandClient:
         self._clock = clock or SystemClock()
         self.ttl = timedelta(seconds=ttl_s)
         self._waiting: dict[str, asyncio.Future[Event]] = {}
-        self._subscription: Subscription | None = None
-        self._follow: asyncio.Task[None] | None = None
+        self._following: Following | None = None
         self._starting = asyncio.Lock()
 
     def runtime(self, runtime_id: str) -> RemoteRuntime:
         return RemoteRuntime(self, runtime_id)
 
     async def close(self) -> None:
-        if self._subscription is not None:
-            self._subscription.close()
-        if self._follow is not None:
-            self._follow.cancel()
-            with contextlib.suppress(BaseException):
-                await self._follow
+        if self._following is not None:
+            await self._following.close()
         for future in self._waiting.values():
             future.cancel()
 
@@ -178,28 +170,18 @@ class CommandClient:
 
     async def _start_following(self) -> None:
         async with self._starting:
-            if self._subscription is not None:
+            if self._following is not None:
                 return
             after = await self.store.last_position()
-            self._subscription = self.store.subscribe(
+            subscription = self.store.subscribe(
                 after, parse_filter("kind:command.* -kind:command.issued")
             )
-            self._follow = asyncio.create_task(
-                self._follow_outcomes(self._subscription), name="agentdeck-command-outcomes"
-            )
+            self._following = Following(subscription, self._answered, "agentdeck-outcomes")
 
-    async def _follow_outcomes(self, subscription: Subscription) -> None:
-        # A Lag needs nothing: the subscription replays through its filter from
-        # where it was, so every outcome still arrives.
-        with contextlib.suppress(StopAsyncIteration):
-            while True:
-                for item in await subscription.next_batch():
-                    if isinstance(item, Lag):
-                        continue
-                    command_id = str(item.payload.get("command_id", ""))
-                    future = self._waiting.get(command_id)
-                    if future is not None and not future.done():
-                        future.set_result(item)
+    def _answered(self, outcome: Event) -> None:
+        future = self._waiting.get(str(outcome.payload.get("command_id", "")))
+        if future is not None and not future.done():
+            future.set_result(outcome)
 
 
 def _answer(outcome: Event) -> CommandCompleted:

@@ -29,7 +29,7 @@ from engine.errors import (
     WorkerNotRunning,
 )
 from engine.remote import CommandClient, this_issuer
-from engine.results import CreateWorkerRequest
+from engine.results import CreateWorkerRequest, InputAck
 from engine.runtime import Runtime
 from store import catalog
 from store.catalog import CommandIssued, SendInputCommand
@@ -248,23 +248,38 @@ def start_host(db: Path, runtime_id: str = "local") -> subprocess.Popen[str]:
     return child
 
 
-async def test_a_command_committed_before_its_host_died_runs_under_the_next_host(
-    db_path: Path, store: EventStore, client: CommandClient
-) -> None:
+async def unhosted_worker(store: EventStore) -> WorkerRef:
+    """A worker of runtime `local`, left with no host."""
     first = await Runtime.host(store, "local", heartbeat_s=0.2)
     worker = await first.create_worker(CreateWorkerRequest())
     await first.close()
+    return worker.ref
+
+
+async def pending_at_a_dead_host(
+    db_path: Path, store: EventStore, client: CommandClient, ref: WorkerRef, text: str
+) -> asyncio.Task[InputAck]:
+    """Send `text` to a host in another process that dies (SIGKILL) after the command
+    committed and before it ran; the issuer's call, still waiting for an answer."""
     child = start_host(db_path)
     try:
         # Frozen, the host cannot run the command; its heartbeat is still fresh,
         # so the issuer sees a live host and commits the command.
         os.kill(child.pid, signal.SIGSTOP)
-        waiting = asyncio.create_task(client.runtime("local").send_input(worker.ref, "survive"))
+        waiting = asyncio.create_task(client.runtime("local").send_input(ref, text))
         await eventually(lambda: store.pending_commands("local"), what="the command committed")
         os.kill(child.pid, signal.SIGKILL)
         child.wait(timeout=10)
     finally:
         kill_quietly(child.pid)
+    return waiting
+
+
+async def test_a_command_committed_before_its_host_died_runs_under_the_next_host(
+    db_path: Path, store: EventStore, client: CommandClient
+) -> None:
+    ref = await unhosted_worker(store)
+    waiting = await pending_at_a_dead_host(db_path, store, client, ref, "survive")
     # Between the commit and its execution the host died: the next one runs it.
     second = await Runtime.host(store, "local", heartbeat_s=0.2)
     try:
@@ -280,29 +295,21 @@ async def test_a_command_committed_before_its_host_died_runs_under_the_next_host
 async def test_an_expired_command_is_refused_with_the_reason_and_never_runs(
     db_path: Path, store: EventStore, issuer_store: EventStore
 ) -> None:
-    first = await Runtime.host(store, "local", heartbeat_s=0.2)
-    worker = await first.create_worker(CreateWorkerRequest())
-    await first.close()
+    ref = await unhosted_worker(store)
     client = CommandClient(issuer_store, ttl_s=0.5)
-    child = start_host(db_path)
     try:
-        os.kill(child.pid, signal.SIGSTOP)
-        waiting = asyncio.create_task(client.runtime("local").send_input(worker.ref, "too late"))
-        await eventually(lambda: store.pending_commands("local"), what="the command committed")
-        os.kill(child.pid, signal.SIGKILL)
-        child.wait(timeout=10)
+        waiting = await pending_at_a_dead_host(db_path, store, client, ref, "too late")
         await asyncio.sleep(0.8)  # past its expiry before any host could run it
         second = await Runtime.host(store, "local", heartbeat_s=0.2)
         try:
             with pytest.raises(CommandExpired, match=r"expired at .* before a host could run it"):
                 await asyncio.wait_for(waiting, 10)
-            assert await second.runs(worker.ref) == []
+            assert await second.runs(ref) == []
             failed = [e for e in await all_events(second) if e.kind == "command.failed"]
             assert [e.payload["error"] for e in failed] == ["CommandExpired"]
         finally:
             await second.close()
     finally:
-        kill_quietly(child.pid)
         await client.close()
 
 
