@@ -21,6 +21,7 @@ from textual.widgets import TextArea
 from engine.errors import WorkerNotRunning
 from store.models import WorkerRef, WorkerSpec
 from tests.store.support import AGENTDECK, child_env, wait_for_line
+from tests.ui.console_process import profiles_config
 from tests.ui.rendered import pane_border, pane_rows
 from tests.ui.test_app import SIZE, Console, console, started
 from tui.backend import AccessMode
@@ -28,13 +29,7 @@ from tui.screens.confirm import ConfirmScreen
 from tui.screens.create_worker import CreateWorkerScreen
 from tui.screens.send_input import SendInputScreen
 
-CONFIG = """\
-default_profile = "sh"
-[profiles.sh]
-command = ["sh", "-c"]
-input = "argument"
-grace = 0.3
-"""
+CONFIG = profiles_config(grace=0.3, timeout=None)  # the default timeout
 CLIENT = Path(__file__).parent / "programs" / "remote_client.py"
 
 
