@@ -20,7 +20,7 @@ from engine.errors import RuntimeBusy
 from engine.leftovers import host_mark
 from store.codec import us_from_dt
 from store.event_store import EventStore
-from store.hosts import LeaseClaim, claim_job, heartbeat_job, release_job
+from store.hosts import LeaseClaim, claim_job, heartbeat_job, pass_job, release_job
 from store.models import HostLease
 
 HEARTBEAT_S = 2.0
@@ -65,13 +65,16 @@ class HostLeaseHolder:
         clock: Clock,
         heartbeat_s: float = HEARTBEAT_S,
         stale_after_s: float = STALE_AFTER_S,
+        token: str | None = None,
     ) -> None:
         self._store = store
         self._runtime_id = runtime_id
         self._clock = clock
         self._heartbeat_s = heartbeat_s
         self._stale_after = timedelta(seconds=stale_after_s)
-        self.token = uuid.uuid4().hex
+        # A token given is one the previous host passed on (`pass_to`): claiming
+        # with it takes the lease the moment that host lets go, whoever else waits.
+        self.token = token or uuid.uuid4().hex
         self.host_name = socket.gethostname()
         self.pid = os.getpid()
         self.mark = host_mark(self.token)
@@ -124,11 +127,28 @@ class HostLeaseHolder:
         """The store refused a write for this lease: another process holds it now."""
         self.lost = True
 
-    async def release(self) -> None:
+    async def _stop_beating(self) -> None:
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+
+    async def release(self) -> None:
+        await self._stop_beating()
         with contextlib.suppress(Exception):
             await self._store.run_job(release_job(self._runtime_id, self.token))
+
+    async def pass_to(self, token: str) -> None:
+        """Hand the lease to the host that will claim it with `token` (a hand-over).
+
+        The row keeps this process's pid and a fresh heartbeat, so to everyone
+        else the runtime stays hosted (commands issued meanwhile wait for the
+        successor) until the successor claims it, or this process is gone
+        without one (then it is taken over as from any dead host).
+        """
+        await self._stop_beating()
+        with contextlib.suppress(Exception):
+            await self._store.run_job(
+                pass_job(self._runtime_id, self.token, token, us_from_dt(self._clock.now()))
+            )

@@ -114,6 +114,7 @@ class Runtime:
         heartbeat_s: float = 2.0,
         stale_after_s: float = 10.0,
         config_path: Path | None = None,
+        lease_token: str | None = None,
     ) -> Runtime:
         """Open or create the runtime `runtime_id` and host it in this process.
 
@@ -122,6 +123,8 @@ class Runtime:
         its queues resumed. With `config_path`, profiles come from that TOML
         file and follow its changes live; a bad file keeps the last good
         profiles and raises a `config.invalid` diagnostic naming the line.
+        `lease_token`: the token a closing host passed its lease on with
+        (`close(successor_token=...)`), so this one takes over at once.
         """
         if not RUNTIME_ID_RE.fullmatch(runtime_id):
             raise InvalidRequest(
@@ -141,7 +144,9 @@ class Runtime:
         # compared by other processes with their own clocks (a test clock far from
         # now made a live host look stale), and each beat would consume a reading
         # of the event clock, so event times would depend on scheduling.
-        lease = HostLeaseHolder(store, runtime_id, SystemClock(), heartbeat_s, stale_after_s)
+        lease = HostLeaseHolder(
+            store, runtime_id, SystemClock(), heartbeat_s, stale_after_s, token=lease_token
+        )
         await lease.acquire()
         runtime._lease = lease
         runtime._emitter.fence = lease.token
@@ -200,8 +205,12 @@ class Runtime:
             with contextlib.suppress(Exception):
                 await self._emitter.diagnostic("error", "config.invalid", str(error), None)
 
-    async def close(self) -> None:
-        """Stop hosting: unfinished runs fail ("host closed"), queues stay for the next host."""
+    async def close(self, *, successor_token: str | None = None) -> None:
+        """Stop hosting: unfinished runs fail ("host closed"), queues stay for the next host.
+
+        With `successor_token` the lease is passed on, not released: the host that
+        claims it with that token takes over with no moment unhosted (a hand-over).
+        """
         if self._closed:
             return
         self._closed = True
@@ -218,7 +227,10 @@ class Runtime:
                 await self._emitter.append(events)
         await self._scheduler.stop()
         if self._lease is not None:
-            await self._lease.release()
+            if successor_token is not None:
+                await self._lease.pass_to(successor_token)
+            else:
+                await self._lease.release()
 
     # -- the store-fault hold ------------------------------------------------------
 

@@ -97,3 +97,19 @@ def release_job(runtime_id: str, token: str) -> Callable[[sqlite3.Connection], N
         conn.execute("DELETE FROM hosts WHERE runtime_id = ? AND token = ?", (runtime_id, token))
 
     return job
+
+
+def pass_job(
+    runtime_id: str, token: str, successor_token: str, now_us: int
+) -> Callable[[sqlite3.Connection], bool]:
+    """A job that gives our lease the successor's token (fresh heartbeat, our pid kept);
+    False if the lease was no longer ours."""
+
+    def job(conn: sqlite3.Connection) -> bool:
+        cur = conn.execute(
+            "UPDATE hosts SET token = ?, heartbeat_at = ? WHERE runtime_id = ? AND token = ?",
+            (successor_token, now_us, runtime_id, token),
+        )
+        return cur.rowcount == 1
+
+    return job

@@ -100,10 +100,6 @@ CONSOLE_ID = f"console-{secrets.token_hex(3)}"
 HANDOVER_WAIT_S = 15.0
 """How long a console that hands its runtime over waits to see the new host hosting it."""
 
-RELEASED_GRACE_S = 6.0
-"""How long a runtime whose host let it go cleanly stays unhosted before a console that
-operated it through that host hosts it: a console handing its runtime over releases it
-a moment before the `agentdeck host` it starts claims it, and must not lose that race."""
 
 
 class AccessMode(Enum):
@@ -295,7 +291,6 @@ class HostedBackend:
     _hosts: dict[str, HostLease] = field(default_factory=dict)
     _stopped: set[str] = field(default_factory=set)
     _known: set[str] = field(default_factory=set)
-    _released_at: float | None = None  # when `runtime_id` was first seen with no host at all
 
     @property
     def label(self) -> str:
@@ -346,23 +341,16 @@ class HostedBackend:
         For a console that found the runtime hosted elsewhere: once that host is
         gone, this one hosts it rather than leave it with no host. The new host
         fails the dead one's executing runs ("host exited"), ends the programs it
-        left on this machine, and resumes its queue. A host that released the
-        runtime cleanly gets `RELEASED_GRACE_S` first: it may be handing it over.
-        Returns what to tell the operator when it took over, else None.
+        left on this machine, and resumes its queue. (A console handing its
+        runtime over passes the lease on instead of releasing it, so it is never
+        taken in between.) Returns what to tell the operator when it took over,
+        else None.
         """
         if self.observer_reason or self.runtime is not None or self._pending:
             return None
         holder = (await self.store.hosts()).get(self.runtime_id)
         if holder is not None and not holder_gone(holder, now=datetime.now(UTC)):
-            self._released_at = None
             return None
-        if holder is None:
-            # Released, not dead: maybe handed over, with its next host about to claim it.
-            now = asyncio.get_running_loop().time()
-            if self._released_at is None:
-                self._released_at = now
-            if now - self._released_at < RELEASED_GRACE_S:
-                return None
         shown = len(self.notices)
         if not await self.host(*self._host_args):
             del self.notices[shown:]  # another process got there first: operated through it
@@ -548,10 +536,11 @@ class HostedBackend:
     async def hand_over(self) -> HandOver | None:
         """Close the runtime hosted here, then start `agentdeck host` for it (tui.handover).
 
-        Closing first: the lease must be free for the new host, and the runs
-        executing here cannot move (their programs are this process's children,
-        their output pipes end here): they fail "host closed". Queued runs stay
-        in the log, and the new host runs them.
+        Closing first: the runs executing here cannot move (their programs are
+        this process's children, their output pipes end here): they fail "host
+        closed". Queued runs stay in the log, and the new host runs them. The
+        lease is passed on to the new host's token, not released, so the
+        runtime is never without a host in between.
         """
         runtime = self.runtime
         if runtime is None:
@@ -559,9 +548,12 @@ class HostedBackend:
         running, queued = runtime.work_in_progress()
         rid = runtime.runtime_id
         self.runtime = None
-        await runtime.close()
+        token = secrets.token_hex(16)
+        await runtime.close(successor_token=token)
         try:
-            child, log = await asyncio.to_thread(spawn_host, self.store.path, rid, self.config)
+            child, log = await asyncio.to_thread(
+                spawn_host, self.store.path, rid, self.config, token
+            )
         except OSError as exc:
             return HandOver(rid, None, None, len(running), queued, False, f"{exc}")
         try:

@@ -141,6 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     host.add_argument(
         "--runtime", default=argparse.SUPPRESS, help="the runtime to host (default: local)"
     )
+    # Set by a console handing its runtime over (tui.handover): the token it passed
+    # its lease on with, so this host takes over with no moment unhosted.
+    host.add_argument("--lease-token", default=None, help=argparse.SUPPRESS)
 
     bench = sub.add_parser("bench", help="benchmarks, printed as JSON")
     bench.add_argument("suite", choices=["store", "engine", "console"])

@@ -2,12 +2,15 @@
 
 The console closes its runtime first (in-flight runs fail "host closed" and
 their process groups end, because their programs are this process's children
-and their output pipes end here; queued runs stay in the log; the lease is
-released), then starts `agentdeck host` for the same database, runtime and
-profiles file in a session of its own (so the terminal's hang-up does not
-reach it), with no terminal: stdin from /dev/null, stdout and stderr appended
-to `host-<runtime>.log` in the user's log folder. The new host claims the
-lease and resumes the queue. No Textual here.
+and their output pipes end here; queued runs stay in the log) and passes its
+lease on to a fresh token instead of releasing it, then starts `agentdeck
+host --lease-token TOKEN` for the same database, runtime and profiles file in
+a session of its own (so the terminal's hang-up does not reach it), with no
+terminal: stdin from /dev/null, stdout and stderr appended to
+`host-<runtime>.log` in the user's log folder. The new host claims the lease
+with that token and resumes the queue. Until it does, the lease still names
+the console (alive, heartbeat fresh), so no other console takes the runtime
+over and commands issued meanwhile wait for the new host. No Textual here.
 """
 
 from __future__ import annotations
@@ -30,10 +33,11 @@ def host_log_path(runtime_id: str, folder: Path | None = None) -> Path:
     return folder / f"host-{runtime_id}.log"
 
 
-def host_argv(db: Path, runtime_id: str, config: Path | None) -> list[str]:
-    """`agentdeck host ...` run by this very interpreter (the same venv, the same code)."""
+def host_argv(db: Path, runtime_id: str, config: Path | None, lease_token: str) -> list[str]:
+    """`agentdeck host ...` run by this very interpreter (the same venv, the same code),
+    claiming the lease this console passed on with `lease_token`."""
     argv = [sys.executable, "-m", "tui.cli", "--db", str(db.absolute()), "host"]
-    argv += ["--runtime", runtime_id]
+    argv += ["--runtime", runtime_id, "--lease-token", lease_token]
     if config is not None:
         argv += ["--config", str(config.absolute())]
     return argv
@@ -79,7 +83,7 @@ class HandOver:
 
 
 def spawn_host(
-    db: Path, runtime_id: str, config: Path | None, *, log: Path | None = None
+    db: Path, runtime_id: str, config: Path | None, lease_token: str, *, log: Path | None = None
 ) -> tuple[subprocess.Popen[bytes], Path]:
     """Start a detached `agentdeck host` for `runtime_id`; the process and its log file.
 
@@ -101,7 +105,7 @@ def spawn_host(
         )
         out.flush()
         child = subprocess.Popen(
-            host_argv(db, runtime_id, config),
+            host_argv(db, runtime_id, config, lease_token),
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=out,

@@ -48,7 +48,9 @@ async def host_command(args: argparse.Namespace, stop: Stop) -> int:
     try:
         after = store.feed.last_position
         config = args.config if args.config is not None else store.path.parent / "agentdeck.toml"
-        runtime = await Runtime.host(store, args.runtime, config_path=config)
+        runtime = await Runtime.host(
+            store, args.runtime, config_path=config, lease_token=args.lease_token
+        )
         try:
             return await _serve(runtime, store, after, stop, name)
         finally:

@@ -24,6 +24,7 @@ from engine.errors import (
     CommandExpired,
     InvalidRequest,
     NoLiveHost,
+    RuntimeBusy,
     RuntimeStopped,
     WorkerNotFound,
     WorkerNotRunning,
@@ -352,3 +353,27 @@ async def test_a_hundred_commands_from_five_processes_each_run_once(
         assert len({e.payload["command_id"] for e in completed}) == 100
     finally:
         await runtime.close()
+
+
+async def test_a_command_issued_during_a_hand_over_waits_for_the_new_host(
+    store: EventStore, client: CommandClient
+) -> None:
+    first = await Runtime.host(store, "local", heartbeat_s=0.2)
+    worker = await first.create_worker(CreateWorkerRequest())
+    await first.close(successor_token="the-successor")
+    # Passed on, not released: the runtime still looks hosted (by this live
+    # process), so the command is issued, not refused, and waits.
+    assert (await store.hosts())["local"].pid == os.getpid()
+    waiting = asyncio.create_task(client.runtime("local").send_input(worker.ref, "meanwhile"))
+    await eventually(lambda: store.pending_commands("local"), what="the command committed")
+    with pytest.raises(RuntimeBusy):  # nobody else may take it in between
+        await Runtime.host(store, "local", heartbeat_s=0.2)
+    successor = await Runtime.host(store, "local", heartbeat_s=0.2, lease_token="the-successor")
+    try:
+        ack = await asyncio.wait_for(waiting, 10)
+        assert (await wait_run(successor, ack.run_id)).status is RunStatus.COMPLETED
+        diagnostics = [e.payload.get("code") for e in await all_events(successor)
+                       if e.kind == "diagnostic.raised"]
+        assert "host.takeover" not in diagnostics  # handed over, not taken from a dead host
+    finally:
+        await successor.close()
