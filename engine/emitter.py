@@ -28,7 +28,7 @@ from engine.state import RunState, WorkerState
 from store import catalog
 from store.catalog import DiagnosticRaised, Payload, RunFailed, TranscriptAppended
 from store.errors import HostFenced, StoreError
-from store.event_store import EventStore
+from store.interface import EventLog
 from store.models import Event, NewEvent, Role, RunStatus, Severity
 
 RECOVER_FIRST_S = 0.25  # first retry after the store refused a write; doubles up to:
@@ -38,7 +38,7 @@ RECOVER_MAX_S = 5.0
 class Emitter:
     """Builds this runtime's events through the catalog and submits them in order."""
 
-    def __init__(self, store: EventStore, runtime_id: str, clock: Clock, ids: IdSource) -> None:
+    def __init__(self, store: EventLog, runtime_id: str, clock: Clock, ids: IdSource) -> None:
         self.store = store
         self.runtime_id = runtime_id
         self.clock = clock

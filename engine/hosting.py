@@ -19,8 +19,8 @@ from engine.clock import Clock
 from engine.errors import RuntimeBusy
 from engine.leftovers import host_mark
 from store.codec import us_from_dt
-from store.event_store import EventStore
-from store.hosts import LeaseClaim, claim_job, heartbeat_job, pass_job, release_job
+from store.hosts import LeaseClaim
+from store.interface import EventLog
 from store.models import HostLease
 
 HEARTBEAT_S = 2.0
@@ -60,7 +60,7 @@ class HostLeaseHolder:
 
     def __init__(
         self,
-        store: EventStore,
+        store: EventLog,
         runtime_id: str,
         clock: Clock,
         heartbeat_s: float = HEARTBEAT_S,
@@ -94,7 +94,7 @@ class HostLeaseHolder:
         claim = LeaseClaim(
             self._runtime_id, self.pid, self.host_name, self.token, us_from_dt(self._clock.now())
         )
-        outcome = await self._store.run_job(claim_job(claim, self._may_take_over))
+        outcome = await self._store.claim_lease(claim, self._may_take_over)
         if outcome.refused_by is not None:
             raise RuntimeBusy(outcome.refused_by)
         if outcome.replaced is not None and outcome.replaced_token is not None:
@@ -116,8 +116,8 @@ class HostLeaseHolder:
 
         Raises the store's error if the heartbeat cannot be written (busy, full).
         """
-        ours = await self._store.run_job(
-            heartbeat_job(self._runtime_id, self.token, us_from_dt(self._clock.now()))
+        ours = await self._store.beat_lease(
+            self._runtime_id, self.token, us_from_dt(self._clock.now())
         )
         if not ours:
             self.lost = True
@@ -137,7 +137,7 @@ class HostLeaseHolder:
     async def release(self) -> None:
         await self._stop_beating()
         with contextlib.suppress(Exception):
-            await self._store.run_job(release_job(self._runtime_id, self.token))
+            await self._store.release_lease(self._runtime_id, self.token)
 
     async def pass_to(self, token: str) -> None:
         """Hand the lease to the host that will claim it with `token` (a hand-over).
@@ -149,6 +149,6 @@ class HostLeaseHolder:
         """
         await self._stop_beating()
         with contextlib.suppress(Exception):
-            await self._store.run_job(
-                pass_job(self._runtime_id, self.token, token, us_from_dt(self._clock.now()))
+            await self._store.pass_lease(
+                self._runtime_id, self.token, token, us_from_dt(self._clock.now())
             )

@@ -22,8 +22,8 @@ from engine.profiles import CommandProfile
 from engine.scheduling import Scheduler
 from engine.state import RunState, WorkerState, run_number
 from store.catalog import RuntimeRestored, RuntimeStarted
-from store.event_store import EventStore
 from store.filters import parse_filter
+from store.interface import EventLog
 from store.models import Limits, NewEvent, RunStatus, RuntimeStatus, WorkerStatus
 
 HOST_EXITED = "host exited"
@@ -44,7 +44,7 @@ class Opening:
 
     def __init__(
         self,
-        store: EventStore,
+        store: EventLog,
         runtime_id: str,
         lease: HostLeaseHolder,
         emitter: Emitter,

@@ -17,8 +17,8 @@ from engine.errors import (
 from engine.results import EventBatch, EventCursor
 from engine.rooms import Room
 from engine.scheduling import Scheduler
-from store.event_store import EventStore
 from store.feed import Subscription
+from store.interface import EventLog
 from store.models import (
     Diagnostic,
     Limits,
@@ -33,7 +33,7 @@ from store.models import (
 class Reading:
     """The read side of a hosted runtime (the `Runtime` methods of the same names)."""
 
-    def __init__(self, store: EventStore, runtime_id: str, scheduler: Scheduler) -> None:
+    def __init__(self, store: EventLog, runtime_id: str, scheduler: Scheduler) -> None:
         self._store = store
         self._runtime_id = runtime_id
         self._scheduler = scheduler

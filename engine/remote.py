@@ -48,8 +48,8 @@ from store.catalog import (
     StopWorkerCommand,
 )
 from store.errors import DuplicateEvent
-from store.event_store import EventStore
 from store.filters import parse_filter
+from store.interface import EventLog
 from store.models import (
     Event,
     Limits,
@@ -78,7 +78,7 @@ class CommandClient:
 
     def __init__(
         self,
-        store: EventStore,
+        store: EventLog,
         *,
         issuer: Issuer | None = None,
         ids: IdSource | None = None,

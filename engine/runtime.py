@@ -43,8 +43,8 @@ from engine.rooms import Room
 from engine.scheduling import Scheduler
 from engine.validation import Refusal, worker_spec_refusal
 from store.catalog import Empty
-from store.event_store import EventStore
 from store.feed import Subscription
+from store.interface import EventLog
 from store.models import (
     RUNTIME_ID_RE,
     Diagnostic,
@@ -67,7 +67,7 @@ class Runtime:
 
     def __init__(
         self,
-        store: EventStore,
+        store: EventLog,
         runtime_id: str,
         *,
         profiles: ProfileSet,
@@ -103,7 +103,7 @@ class Runtime:
     @classmethod
     async def host(
         cls,
-        store: EventStore,
+        store: EventLog,
         runtime_id: str = "local",
         *,
         profiles: ProfileSet | None = None,

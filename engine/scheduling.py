@@ -31,7 +31,7 @@ from store import catalog
 from store.catalog import Empty, RunCancelled, RunCompleted, RunCreated
 from store.catalog import RunFailed as RunFailedPayload
 from store.errors import InvalidEvent, StoreError
-from store.event_store import EventStore
+from store.interface import EventLog
 from store.models import Event, NewEvent, RunRecord, RunStatus, WorkerRef, WorkerStatus
 
 CANCEL_WAIT_S = 10.0
@@ -41,7 +41,7 @@ MAX_RESULT_CHARS = 4000
 class Scheduler:
     """The host's workers and what they are doing (see the module docstring)."""
 
-    def __init__(self, store: EventStore, runtime_id: str, emitter: Emitter, profiles: ProfileSet):
+    def __init__(self, store: EventLog, runtime_id: str, emitter: Emitter, profiles: ProfileSet):
         self.store = store
         self.runtime_id = runtime_id
         self.emitter = emitter
