@@ -13,9 +13,8 @@ then fails that event's append alone, with that error.
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple, TypeVar
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from store import catalog
 from store.catalog import (
@@ -37,6 +36,16 @@ from store.errors import CommandAlreadySettled, InvalidEvent
 from store.models import RunStatus, WorkerStatus
 
 P = TypeVar("P", bound=Payload)
+
+
+class Connection(Protocol):
+    """The DB-API subset the folds use, with `?` placeholders: a sqlite3.Connection, or
+    store.postgres.adapter.PgConnection. Fold SQL must be portable to both back ends;
+    what `execute` returns needs only `.fetchone()` and `.rowcount`."""
+
+    def execute(self, sql: str, parameters: Any = ..., /) -> Any: ...
+
+    def executemany(self, sql: str, parameters: Iterable[Any], /) -> Any: ...
 
 
 class Row(NamedTuple):
@@ -79,7 +88,7 @@ def stored_row(raw: Sequence[Any]) -> Row:
     return Row._make((*raw, load_payload(raw[10]), None))
 
 
-def project(conn: sqlite3.Connection, rows: Sequence[Row]) -> None:
+def project(conn: Connection, rows: Sequence[Row]) -> None:
     """Apply the projection changes of `rows` (in log order) to `conn`'s tables."""
     runtime_touch: dict[str, tuple[int, int]] = {}
     worker_touch: dict[tuple[str, str], tuple[int, int]] = {}
@@ -103,10 +112,11 @@ def project(conn: sqlite3.Connection, rows: Sequence[Row]) -> None:
         "UPDATE workers SET last_seq = ?, updated_at = ? WHERE runtime_id = ? AND worker_id = ?",
         [(seq, at, rt, w) for (rt, w), (seq, at) in worker_touch.items()],
     )
+    # A CASE, not SQLite's two-argument max() (PostgreSQL has only GREATEST): portable.
     conn.executemany(
-        "UPDATE runs SET last_run_seq = max(last_run_seq, ?), updated_at = ?"
-        " WHERE runtime_id = ? AND run_id = ?",
-        [(seq, at, rt, r) for (rt, r), (seq, at) in run_touch.items()],
+        "UPDATE runs SET last_run_seq = CASE WHEN last_run_seq < ? THEN ? ELSE last_run_seq END,"
+        " updated_at = ? WHERE runtime_id = ? AND run_id = ?",
+        [(seq, seq, at, rt, r) for (rt, r), (seq, at) in run_touch.items()],
     )
 
 
@@ -128,7 +138,7 @@ def _typed(row: Row, model: type[P]) -> P:
     return typed
 
 
-def _runtime_started(conn: sqlite3.Connection, row: Row) -> None:
+def _runtime_started(conn: Connection, row: Row) -> None:
     p = _typed(row, RuntimeStarted)
     # Only the limits the event states (as the payload wrote them), not the defaults
     # filled in: the projection of a database written before the catalog then stays
@@ -142,7 +152,7 @@ def _runtime_started(conn: sqlite3.Connection, row: Row) -> None:
     )
 
 
-def _runtime_stopped(conn: sqlite3.Connection, row: Row) -> None:
+def _runtime_stopped(conn: Connection, row: Row) -> None:
     conn.execute("UPDATE runtimes SET status = 'stopped' WHERE runtime_id = ?", (row.runtime_id,))
     conn.execute(
         "UPDATE workers SET status = 'stopped', terminal_event_id = ?"
@@ -151,7 +161,7 @@ def _runtime_stopped(conn: sqlite3.Connection, row: Row) -> None:
     )
 
 
-def _worker_created(conn: sqlite3.Connection, row: Row) -> None:
+def _worker_created(conn: Connection, row: Row) -> None:
     assert row.worker_id is not None
     spec = _typed(row, WorkerCreated).spec.model_dump(mode="json", exclude_unset=True)
     conn.execute(
@@ -163,7 +173,7 @@ def _worker_created(conn: sqlite3.Connection, row: Row) -> None:
     )
 
 
-def _transcript(conn: sqlite3.Connection, row: Row) -> None:
+def _transcript(conn: Connection, row: Row) -> None:
     p = _typed(row, TranscriptAppended)
     conn.execute(
         "INSERT INTO transcript (runtime_id, worker_id, sequence, role, content, event_id, run_id,"
@@ -183,7 +193,7 @@ def _worker_status(row: Row) -> str:
     return status.value
 
 
-def _worker_terminal(conn: sqlite3.Connection, row: Row) -> None:
+def _worker_terminal(conn: Connection, row: Row) -> None:
     # The first terminal state sticks: a later stop or cancel changes nothing.
     conn.execute(
         "UPDATE workers SET status = ?, terminal_event_id = ?"
@@ -192,7 +202,7 @@ def _worker_terminal(conn: sqlite3.Connection, row: Row) -> None:
     )
 
 
-def _run_created(conn: sqlite3.Connection, row: Row) -> None:
+def _run_created(conn: Connection, row: Row) -> None:
     p = _typed(row, RunCreated)
     status = catalog.next_run_status(None, row.kind)
     assert status is not None
@@ -211,7 +221,7 @@ def _run_created(conn: sqlite3.Connection, row: Row) -> None:
     )
 
 
-def _run_status(conn: sqlite3.Connection, row: Row) -> None:
+def _run_status(conn: Connection, row: Row) -> None:
     found = conn.execute(
         "SELECT status, worker_id FROM runs WHERE runtime_id = ? AND run_id = ?",
         (row.runtime_id, row.run_id),
@@ -257,7 +267,7 @@ def _run_status(conn: sqlite3.Connection, row: Row) -> None:
         )
 
 
-def _diagnostic(conn: sqlite3.Connection, row: Row) -> None:
+def _diagnostic(conn: Connection, row: Row) -> None:
     p = _typed(row, DiagnosticRaised)
     conn.execute(
         "INSERT INTO diagnostics (id, runtime_id, severity, code, message, worker_id, event_id, at)"
@@ -267,7 +277,7 @@ def _diagnostic(conn: sqlite3.Connection, row: Row) -> None:
     )
 
 
-def _command_issued(conn: sqlite3.Connection, row: Row) -> None:
+def _command_issued(conn: Connection, row: Row) -> None:
     p = _typed(row, CommandIssued)
     # The event id is the command id: that is what makes a retried issue a
     # DuplicateEvent (UNIQUE event_id) rather than a second command, so a
@@ -289,7 +299,7 @@ def _command_issued(conn: sqlite3.Connection, row: Row) -> None:
 _SETTLED_STATUS = {kind: kind.rpartition(".")[2] for kind in catalog.COMMAND_OUTCOME_KINDS}
 
 
-def _command_outcome(conn: sqlite3.Connection, row: Row) -> None:
+def _command_outcome(conn: Connection, row: Row) -> None:
     p = _payload(row)
     if not isinstance(p, CommandCompleted | CommandFailed):  # registered for the wrong kind
         raise TypeError(f"{row.kind}: payload is a {type(p).__name__}, not a command outcome")
@@ -310,7 +320,7 @@ def _command_outcome(conn: sqlite3.Connection, row: Row) -> None:
         raise CommandAlreadySettled(p.command_id, found[0] if found else None)
 
 
-def _handler(spec: catalog.KindSpec) -> Callable[[sqlite3.Connection, Row], None] | None:
+def _handler(spec: catalog.KindSpec) -> Callable[[Connection, Row], None] | None:
     """What an event of this kind does to the projections (None: only the bookkeeping)."""
     if spec.transcript:
         return _transcript

@@ -1,0 +1,237 @@
+"""The PostgreSQL schema: DDL, its version, and forward-only migrations.
+
+The same tables and columns as store.schema (SQLite), so the shared fold
+(store.projector) writes the same rows on both back ends and a projection
+compares equal row for row. Types are PostgreSQL's: every integer is BIGINT
+(positions, seqs and `at` microseconds overflow INTEGER), text stays TEXT
+(payloads too, not JSONB, so a payload is kept byte for byte as written).
+
+A table `agentdeck_meta` marks the database as agentdeck's
+(`application = agentdeck`) and holds `schema_version`; a database with
+tables but no marker is foreign and refused, untouched, and a newer version
+is refused too. Migration N brings the database from version N-1 to N. Never
+edit a released step: add a new one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+
+from store.errors import NewerSchema
+from store.postgres.errors import ForeignPgDatabase, safe_url, translate
+
+APPLICATION = "agentdeck"
+
+# pg_advisory_xact_lock keys (any bigint; these spell "ADK" + purpose). The
+# append lock serializes every transaction that appends to `events` (see
+# store.postgres.writer); the migrate lock two processes creating one database.
+APPEND_LOCK_KEY = 0x41444B_0001
+MIGRATE_LOCK_KEY = 0x41444B_0002
+
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: (
+        """
+        CREATE TABLE agentdeck_meta (
+            key   TEXT PRIMARY KEY,
+            value TEXT NOT NULL
+        )
+        """,
+        # The log. `position` is assigned by the writer under APPEND_LOCK_KEY (no
+        # sequence: a sequence hands out numbers outside the commit order, which
+        # is what makes holes visible to readers).
+        """
+        CREATE TABLE events (
+            position   BIGINT  PRIMARY KEY,
+            runtime_id TEXT    NOT NULL,
+            seq        BIGINT  NOT NULL,
+            event_id   TEXT    NOT NULL UNIQUE,
+            kind       TEXT    NOT NULL,
+            level      INTEGER NOT NULL,
+            worker_id  TEXT,
+            run_id     TEXT,
+            run_seq    BIGINT,
+            message    TEXT    NOT NULL,
+            payload    TEXT    NOT NULL,
+            at         BIGINT  NOT NULL,
+            UNIQUE (runtime_id, seq)
+        )
+        """,
+        "CREATE INDEX events_by_worker ON events (runtime_id, worker_id, position)"
+        " WHERE worker_id IS NOT NULL",
+        "CREATE INDEX events_by_run ON events (runtime_id, run_id, run_seq) WHERE run_id IS NOT NULL",
+        "CREATE INDEX events_by_kind ON events (kind, position)",
+        "CREATE INDEX events_by_level ON events (level, position) WHERE level > 0",
+        """
+        CREATE TABLE runtimes (
+            runtime_id   TEXT PRIMARY KEY,
+            status       TEXT   NOT NULL,
+            last_seq     BIGINT NOT NULL,
+            display_name TEXT,
+            limits       TEXT   NOT NULL,
+            created_at   BIGINT NOT NULL,
+            updated_at   BIGINT NOT NULL
+        )
+        """,
+        """
+        CREATE TABLE workers (
+            runtime_id         TEXT   NOT NULL,
+            worker_id          TEXT   NOT NULL,
+            worker_no          BIGINT NOT NULL,
+            status             TEXT   NOT NULL,
+            spec               TEXT   NOT NULL,
+            transcript_len     BIGINT NOT NULL,
+            queued             BIGINT NOT NULL,
+            current_run_id     TEXT,
+            current_run_status TEXT,
+            terminal_event_id  TEXT,
+            last_seq           BIGINT NOT NULL,
+            created_at         BIGINT NOT NULL,
+            updated_at         BIGINT NOT NULL,
+            PRIMARY KEY (runtime_id, worker_id)
+        )
+        """,
+        "CREATE INDEX workers_by_no ON workers (runtime_id, worker_no)",
+        """
+        CREATE TABLE runs (
+            runtime_id     TEXT   NOT NULL,
+            run_id         TEXT   NOT NULL,
+            worker_id      TEXT   NOT NULL,
+            status         TEXT   NOT NULL,
+            prompt         TEXT   NOT NULL,
+            input_sequence BIGINT,
+            result_text    TEXT,
+            error          TEXT,
+            last_run_seq   BIGINT NOT NULL,
+            created_at     BIGINT NOT NULL,
+            updated_at     BIGINT NOT NULL,
+            PRIMARY KEY (runtime_id, run_id)
+        )
+        """,
+        "CREATE INDEX runs_by_worker ON runs (runtime_id, worker_id, created_at)",
+        "CREATE INDEX runs_open ON runs (runtime_id, status) WHERE status NOT IN"
+        " ('completed', 'failed', 'cancelled')",
+        """
+        CREATE TABLE transcript (
+            runtime_id TEXT   NOT NULL,
+            worker_id  TEXT   NOT NULL,
+            sequence   BIGINT NOT NULL,
+            role       TEXT   NOT NULL,
+            content    TEXT   NOT NULL,
+            event_id   TEXT   NOT NULL,
+            run_id     TEXT,
+            at         BIGINT NOT NULL,
+            PRIMARY KEY (runtime_id, worker_id, sequence)
+        )
+        """,
+        # `id` is the event's position (set by the fold), not a serial.
+        """
+        CREATE TABLE diagnostics (
+            id         BIGINT PRIMARY KEY,
+            runtime_id TEXT   NOT NULL,
+            severity   TEXT   NOT NULL,
+            code       TEXT   NOT NULL,
+            message    TEXT   NOT NULL,
+            worker_id  TEXT,
+            event_id   TEXT   NOT NULL,
+            at         BIGINT NOT NULL
+        )
+        """,
+        "CREATE INDEX diagnostics_by_runtime ON diagnostics (runtime_id, id)",
+        # Operational state, not derived from the log: who hosts a runtime.
+        """
+        CREATE TABLE hosts (
+            runtime_id   TEXT PRIMARY KEY,
+            pid          BIGINT NOT NULL,
+            host_name    TEXT   NOT NULL,
+            token        TEXT   NOT NULL,
+            started_at   BIGINT NOT NULL,
+            heartbeat_at BIGINT NOT NULL
+        )
+        """,
+        # No free-text index yet: SQLite's events_fts / search_state have no
+        # counterpart here. Free words on PostgreSQL (a tsvector index giving the
+        # same answers as FTS5's unicode61 tokenizer) come in a later migration.
+    ),
+    2: (
+        # The command inbox, as in store.schema migration 2.
+        """
+        CREATE TABLE commands (
+            command_id       TEXT   PRIMARY KEY,
+            runtime_id       TEXT   NOT NULL,
+            op               TEXT   NOT NULL,
+            status           TEXT   NOT NULL,
+            worker_id        TEXT,
+            issued_position  BIGINT NOT NULL,
+            outcome_position BIGINT,
+            expires_at       BIGINT NOT NULL,
+            issued_at        BIGINT NOT NULL,
+            updated_at       BIGINT NOT NULL
+        )
+        """,
+        "CREATE INDEX commands_pending ON commands (runtime_id, issued_position)"
+        " WHERE status = 'pending'",
+    ),
+}
+
+LATEST_VERSION = max(MIGRATIONS)
+
+
+def schema_version(conn: psycopg.Connection[Any], url: str) -> int:
+    """The database's agentdeck schema version: 0 for an empty database.
+
+    Raises ForeignPgDatabase (tables in the current schema, no marker, or a
+    marker naming another application) and NewerSchema. Reads only.
+    """
+    marker = conn.execute("SELECT to_regclass('agentdeck_meta') IS NOT NULL").fetchone()
+    if marker is None or not marker[0]:
+        tables = conn.execute(
+            "SELECT count(*) FROM pg_catalog.pg_class c"
+            " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p', 'v', 'm', 'f')"
+        ).fetchone()
+        if tables is not None and tables[0]:
+            raise ForeignPgDatabase(url)
+        return 0
+    meta = dict(conn.execute("SELECT key, value FROM agentdeck_meta").fetchall())
+    if meta.get("application") != APPLICATION:
+        raise ForeignPgDatabase(url)
+    try:
+        found = int(meta.get("schema_version", ""))
+    except ValueError:
+        raise ForeignPgDatabase(url) from None
+    if found > LATEST_VERSION:
+        raise NewerSchema(safe_url(url), found, LATEST_VERSION)
+    return found
+
+
+def migrate(conn: psycopg.Connection[Any], url: str = "the database") -> int:
+    """Bring the database to LATEST_VERSION in one transaction (all or nothing); return it.
+
+    `conn` must be idle (no transaction open); it is left idle. A
+    transaction-scoped advisory lock makes two processes creating one database
+    at the same moment take turns: the second finds the work done. A foreign
+    or newer database is refused (ForeignPgDatabase, NewerSchema) and left as
+    it was. Other server errors come as store errors (store.postgres.errors).
+    """
+    try:
+        with conn.transaction():
+            # READ COMMITTED whatever the server's default, so what is read after the
+            # lock includes the work of a process that held it before us.
+            conn.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATE_LOCK_KEY,))
+            found = schema_version(conn, url)
+            if found < LATEST_VERSION:
+                for version in range(found + 1, LATEST_VERSION + 1):
+                    for statement in MIGRATIONS[version]:
+                        conn.execute(statement)
+                conn.execute(
+                    "INSERT INTO agentdeck_meta (key, value) VALUES"
+                    " ('application', %s), ('schema_version', %s)"
+                    " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    (APPLICATION, str(LATEST_VERSION)),
+                )
+        return LATEST_VERSION
+    except psycopg.Error as exc:
+        raise translate(exc, url) from None

@@ -1,0 +1,434 @@
+"""The PostgreSQL writer: one connection, one thread, group commit, gap-free positions.
+
+Like store.writer (SQLite): producers `submit` appends and await their own
+future; the writer task takes everything that has gathered and commits it as
+one transaction, and each append gets its own answer (SequenceConflict,
+HostFenced, a fold's refusal, DuplicateEvent fail that append alone, replayed
+one by one under savepoints when the optimistic batch fails).
+
+No holes in the position order. Several processes (on several machines)
+append to one database; a reader reading `position > N` must never see N+2
+committed while N+1 is still to come, or a cursor would skip N+1 for good.
+A sequence cannot give that: numbers are handed out in call order but
+transactions commit in any order. So appenders take turns: each append
+transaction first takes `pg_advisory_xact_lock(APPEND_LOCK_KEY)`, then reads
+`max(position)`, assigns the next positions, inserts, folds the projections
+and queues `NOTIFY agentdeck, '<last position>'`, and commits. The lock is
+released only after the commit is visible to new snapshots (PostgreSQL ends
+the transaction in the proc array before it releases its locks), so the next
+holder's `max(position)` sees it, and commit order equals position order: any
+snapshot that sees position N+1 committed sees N too. The cost is that
+appends from all processes are serial, one transaction at a time, for the
+length of a transaction (a few round trips plus the commit's WAL flush);
+group commit amortizes it over everything a process has queued.
+
+Lease jobs (store.hosts) take the same lock, so a fence checked in an append
+transaction cannot race a claim committing between check and rows, as with
+SQLite's single write lock.
+
+Sync psycopg in a dedicated thread rather than the async driver: the fold
+(store.projector) is synchronous DB-API code shared with SQLite, and a batch
+is dozens of statements, so one thread hop per batch beats an await per
+statement.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg import errors as pg_errors
+
+from store import catalog, records
+from store.errors import (
+    AppendRejected,
+    DuplicateEvent,
+    HostFenced,
+    SequenceConflict,
+    StoreClosed,
+    StoreError,
+)
+from store.models import Event, NewEvent
+from store.postgres.adapter import PgConnection
+from store.postgres.errors import translate
+from store.postgres.schema import APPEND_LOCK_KEY, migrate
+from store.projector import STORED_COLUMNS, Row, project
+from store.writer import _Append, _rows  # the same queue items and rows as SQLite's
+
+T = TypeVar("T")
+
+CHANNEL = "agentdeck"
+"""The LISTEN/NOTIFY channel; each append transaction notifies its last position."""
+
+MAX_BATCH_EVENTS = 5000
+GATHER_TURNS = 3
+LOCK_TIMEOUT_S = 30.0  # longest wait for the append lock before an append fails
+IDLE_IN_TXN_S = 15.0  # the server ends a writer session idle this long inside a transaction
+INSERT_CHUNK = 1000  # rows per INSERT: 12,000 parameters, under PostgreSQL's 65,535
+_VALUES_ROW = "(" + ", ".join(["?"] * 12) + ")"
+
+# Errors of one append's rows (not of the connection or the server): replayed
+# one by one, they fail that append alone.
+_PER_APPEND_ERRORS = (psycopg.IntegrityError, psycopg.DataError)
+
+
+@dataclass
+class _Job:
+    fn: Callable[[PgConnection], Any]
+    future: asyncio.Future[Any]
+
+
+@dataclass
+class _Outcome:
+    rows: list[Row] = field(default_factory=list)
+    error: BaseException | None = None
+
+
+def connect(url: str, lock_timeout_s: float = LOCK_TIMEOUT_S) -> psycopg.Connection[Any]:
+    """A writer connection (autocommit: transactions are explicit), migrated to the latest schema.
+
+    Its session settings bound how long one stalled process can hold up every
+    appender: `lock_timeout` fails an append that waited that long for the
+    append lock (AppendLockTimeout), and `idle_in_transaction_session_timeout`
+    lets the server end the session of a writer that stopped mid-transaction
+    (a process paused with SIGSTOP, a hung thread), which releases the lock.
+    """
+    try:
+        conn = psycopg.connect(url, autocommit=True, application_name="agentdeck-writer")
+    except psycopg.Error as exc:
+        raise translate(exc, url) from None
+    try:
+        conn.execute(f"SET lock_timeout = {int(lock_timeout_s * 1000)}")
+        conn.execute(f"SET idle_in_transaction_session_timeout = {int(IDLE_IN_TXN_S * 1000)}")
+        migrate(conn, url)
+    except psycopg.Error as exc:
+        conn.close()
+        raise translate(exc, url) from None
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+class PgWriter:
+    """Owns the write connection. Start with `await start()`, end with `await close()`."""
+
+    def __init__(
+        self,
+        url: str,
+        on_commit: Callable[[list[Event]], None] = lambda events: None,
+        max_batch_events: int = MAX_BATCH_EVENTS,
+        lock_timeout_s: float = LOCK_TIMEOUT_S,
+    ) -> None:
+        self._url = url
+        self._lock_timeout_s = lock_timeout_s
+        self._on_commit = on_commit
+        self._max_batch = max_batch_events
+        self._pending: deque[_Append | _Job] = deque()
+        self._wake = asyncio.Event()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="agentdeck-pg-writer")
+        self._conn: psycopg.Connection[Any] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            self._conn = await loop.run_in_executor(
+                self._executor, connect, self._url, self._lock_timeout_s
+            )
+        except BaseException:
+            self._executor.shutdown(wait=False)
+            raise
+        self._task = asyncio.create_task(self._run(), name="agentdeck-pg-writer")
+
+    async def append(
+        self,
+        runtime_id: str,
+        expected_seq: int | None,
+        events: Sequence[NewEvent],
+        *,
+        fence: str | None = None,
+    ) -> list[Event]:
+        """As store.writer.Writer.append: the committed events, durable, or a typed error."""
+        return await self.submit(runtime_id, expected_seq, events, fence=fence)
+
+    def submit(
+        self,
+        runtime_id: str,
+        expected_seq: int | None,
+        events: Sequence[NewEvent],
+        *,
+        fence: str | None = None,
+    ) -> asyncio.Future[list[Event]]:
+        """Queue an append now (callers fix their order); await the future.
+
+        Raises InvalidEvent at once, queuing nothing, if an event is not in
+        the catalog or its payload does not fit its kind.
+        """
+        if self._closing or self._task is None:
+            raise StoreClosed()
+        typed = [catalog.check(ev.kind, ev.payload) for ev in events]
+        future: asyncio.Future[list[Event]] = asyncio.get_running_loop().create_future()
+        self._pending.append(_Append(runtime_id, expected_seq, events, typed, future, fence))
+        self._wake.set()
+        return future
+
+    async def run_job(self, fn: Callable[[PgConnection], T]) -> T:
+        """Run `fn(conn)` in the writer's thread, in its own transaction holding the append
+        lock, in queue order (the lease jobs of store.hosts run unchanged)."""
+        if self._closing or self._task is None:
+            raise StoreClosed()
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._pending.append(_Job(fn, future))
+        self._wake.set()
+        return await future
+
+    async def close(self) -> None:
+        self._closing = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            await asyncio.get_running_loop().run_in_executor(self._executor, conn.close)
+        self._executor.shutdown(wait=True)
+
+    # -- the writer task ---------------------------------------------------
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._pending:
+                if self._closing:
+                    return
+                self._wake.clear()
+                if not self._pending:
+                    await self._wake.wait()
+                    for _ in range(GATHER_TURNS):  # let a burst's stragglers join this commit
+                        await asyncio.sleep(0)
+                continue
+            head = self._pending[0]
+            if isinstance(head, _Job):
+                self._pending.popleft()
+                await self._do_job(loop, head)
+                continue
+            batch: list[_Append] = []
+            count = 0
+            while (
+                self._pending and isinstance(self._pending[0], _Append) and count < self._max_batch
+            ):
+                item = self._pending.popleft()
+                assert isinstance(item, _Append)
+                batch.append(item)
+                count += len(item.events)
+            outcomes = await loop.run_in_executor(self._executor, self._commit, batch)
+            committed: list[Event] = []
+            for item, outcome in zip(batch, outcomes, strict=True):
+                if outcome.error is not None:
+                    _settle(item.future, error=outcome.error)
+                else:
+                    events = records.events_from_rows(r.column_values() for r in outcome.rows)
+                    committed.extend(events)
+                    _settle(item.future, result=events)
+            if committed:
+                self._on_commit(committed)
+
+    async def _do_job(self, loop: asyncio.AbstractEventLoop, job: _Job) -> None:
+        try:
+            result = await loop.run_in_executor(self._executor, self._job, job.fn)
+        except Exception as exc:  # a job's own bug must not kill the writer
+            _settle(job.future, error=exc)
+        else:
+            _settle(job.future, result=result)
+
+    # -- in the writer thread ---------------------------------------------
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        """The connection, opened again if the last one broke (server restart, network)."""
+        if self._conn is None:
+            raise StoreClosed()
+        if self._conn.broken or self._conn.closed:
+            with contextlib.suppress(Exception):
+                self._conn.close()
+            self._conn = connect(self._url, self._lock_timeout_s)
+        return self._conn
+
+    def _begin(self, conn: psycopg.Connection[Any]) -> None:
+        # READ COMMITTED whatever the server's default: each statement then reads a
+        # snapshot taken after the lock was granted (REPEATABLE READ would keep the
+        # one taken before the wait, and assign positions already used).
+        conn.execute("BEGIN ISOLATION LEVEL READ COMMITTED")
+        # Held to COMMIT/ROLLBACK: every appender in every process takes its turn here.
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (APPEND_LOCK_KEY,))
+
+    def _rollback(self, conn: psycopg.Connection[Any]) -> None:
+        if not conn.broken and conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            with contextlib.suppress(psycopg.Error):
+                conn.execute("ROLLBACK")
+
+    def _job(self, fn: Callable[[PgConnection], T]) -> T:
+        try:
+            conn = self._connection()
+            try:
+                self._begin(conn)
+                result = fn(PgConnection(conn))
+                conn.execute("COMMIT")
+                return result
+            except BaseException:
+                self._rollback(conn)
+                raise
+        except psycopg.Error as exc:
+            raise translate(exc, self._url) from None
+
+    def _commit(self, batch: list[_Append]) -> list[_Outcome]:
+        try:
+            conn = self._connection()
+        except Exception as exc:
+            error = translate(exc, self._url)
+            return [_Outcome(error=error) for _ in batch]
+        try:
+            self._begin(conn)
+            try:
+                outcomes = self._apply(conn, batch, isolate=False)
+            except Exception as exc:
+                # A constraint, bad data or a fold's refusal somewhere in the batch:
+                # replay append by append so it fails alone. A server or connection
+                # error fails the batch (below).
+                if isinstance(exc, psycopg.Error) and not isinstance(exc, _PER_APPEND_ERRORS):
+                    raise
+                conn.execute("ROLLBACK")
+                self._begin(conn)
+                outcomes = self._apply(conn, batch, isolate=True)
+            last = max((o.rows[-1].position for o in outcomes if o.rows), default=None)
+            if last is not None:
+                # Delivered at COMMIT, in commit order (= position order), to LISTENers.
+                conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, str(last)))
+            conn.execute("COMMIT")
+            return outcomes
+        except Exception as exc:
+            # Whatever went wrong (the server, the network, a bug in a fold), this
+            # batch fails as a whole and the writer lives on: callers get their answer.
+            # (A COMMIT lost with the connection leaves the outcome unknown: the
+            # caller sees ConnectionLost and must re-read before retrying.)
+            self._rollback(conn)
+            error = translate(exc, self._url)
+            return [_Outcome(error=error) for _ in batch]
+
+    def _apply(
+        self, raw: psycopg.Connection[Any], batch: list[_Append], isolate: bool
+    ) -> list[_Outcome]:
+        conn = PgConnection(raw)
+        # Read after the append lock is held: the previous holder's commit is visible.
+        next_position = _scalar(conn, "SELECT coalesce(max(position), 0) FROM events") + 1
+        last_seq: dict[str, int] = {}
+        tokens: dict[str, str | None] = {}
+        outcomes: list[_Outcome] = []
+        accepted: list[Row] = []
+        for item in batch:
+            if item.fence is not None and _lease_token(conn, tokens, item.runtime_id) != item.fence:
+                outcomes.append(_Outcome(error=HostFenced(item.runtime_id)))
+                continue
+            current = last_seq.get(item.runtime_id)
+            if current is None:
+                current = last_seq[item.runtime_id] = _scalar(
+                    conn,
+                    "SELECT coalesce(max(seq), 0) FROM events WHERE runtime_id = ?",
+                    (item.runtime_id,),
+                )
+            if item.expected_seq is not None and item.expected_seq != current:
+                outcomes.append(
+                    _Outcome(error=SequenceConflict(item.runtime_id, item.expected_seq, current))
+                )
+                continue
+            try:
+                rows = _rows(item, next_position, current)
+            except (TypeError, ValueError) as exc:
+                outcomes.append(_Outcome(error=AppendRejected(f"append rejected: {exc}")))
+                continue
+            if isolate:
+                conn.execute("SAVEPOINT one_append")
+                try:
+                    _insert_events(conn, rows)
+                    project(conn, rows)
+                except Exception as exc:
+                    if isinstance(exc, psycopg.Error) and not isinstance(exc, _PER_APPEND_ERRORS):
+                        raise
+                    conn.execute("ROLLBACK TO SAVEPOINT one_append")
+                    conn.execute("RELEASE SAVEPOINT one_append")
+                    outcomes.append(_Outcome(error=_rejection(exc, rows)))
+                    continue
+                conn.execute("RELEASE SAVEPOINT one_append")
+            else:
+                accepted.extend(rows)
+            next_position += len(rows)
+            last_seq[item.runtime_id] = current + len(rows)
+            outcomes.append(_Outcome(rows=rows))
+        if not isolate and accepted:
+            _insert_events(conn, accepted)
+            project(conn, accepted)
+        return outcomes
+
+
+def _insert_events(conn: PgConnection, rows: list[Row]) -> None:
+    """INSERT the rows as multi-row statements: one round trip per INSERT_CHUNK rows.
+
+    Not executemany: psycopg pipelines that, and a duplicate event id then
+    aborts the pipeline with a logged warning on top of the error we handle.
+    """
+    for start in range(0, len(rows), INSERT_CHUNK):
+        chunk = rows[start : start + INSERT_CHUNK]
+        values = ", ".join([_VALUES_ROW] * len(chunk))
+        params = [v for r in chunk for v in r.column_values()]
+        conn.execute(f"INSERT INTO events ({STORED_COLUMNS}) VALUES {values}", params)
+
+
+def _scalar(conn: PgConnection, sql: str, params: tuple[Any, ...] = ()) -> int:
+    row = conn.execute(sql, params).fetchone()
+    assert row is not None  # an aggregate always answers one row
+    return int(row[0])
+
+
+def _lease_token(conn: PgConnection, tokens: dict[str, str | None], runtime_id: str) -> str | None:
+    """The token of `runtime_id`'s host lease (None: no host), read once per batch.
+
+    Read under the append lock, which lease jobs take too: no claim can commit
+    between this check and the batch's rows.
+    """
+    if runtime_id not in tokens:
+        row = conn.execute("SELECT token FROM hosts WHERE runtime_id = ?", (runtime_id,)).fetchone()
+        tokens[runtime_id] = None if row is None else str(row[0])
+    return tokens[runtime_id]
+
+
+def _rejection(exc: Exception, rows: list[Row]) -> StoreError:
+    if isinstance(exc, AppendRejected):
+        return exc
+    if isinstance(exc, pg_errors.UniqueViolation) and (
+        exc.diag.constraint_name == "events_event_id_key"
+    ):
+        seen = {r.event_id for r in rows}
+        return DuplicateEvent(next(iter(seen)) if len(seen) == 1 else ", ".join(sorted(seen)))
+    if not isinstance(exc, psycopg.Error):
+        kinds = ", ".join(sorted({r.kind for r in rows}))
+        return AppendRejected(f"append rejected: its {kinds} event(s) cannot be stored ({exc!r})")
+    detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return AppendRejected(f"append rejected by the store: {detail}")
+
+
+def _settle(
+    future: asyncio.Future[Any], *, result: Any = None, error: BaseException | None = None
+) -> None:
+    if future.done():
+        return  # the caller gave up (cancelled); the commit stands regardless
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
