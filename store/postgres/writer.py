@@ -34,18 +34,13 @@ statement.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-from collections import deque
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import psycopg
 from psycopg import errors as pg_errors
 
-from store import catalog, records
 from store.errors import (
     AppendRejected,
     DuplicateEvent,
@@ -54,20 +49,18 @@ from store.errors import (
     StoreClosed,
     StoreError,
 )
-from store.models import Event, NewEvent
+from store.group_commit import MAX_BATCH_EVENTS, Append, GroupCommitWriter, Outcome, rows_of
+from store.models import Event
 from store.postgres.adapter import PgConnection
 from store.postgres.errors import translate
 from store.postgres.schema import APPEND_LOCK_KEY, migrate
 from store.projector import STORED_COLUMNS, Row, project
-from store.writer import _Append, _rows  # the same queue items and rows as SQLite's
 
 T = TypeVar("T")
 
 CHANNEL = "agentdeck"
 """The LISTEN/NOTIFY channel; each append transaction notifies its last position."""
 
-MAX_BATCH_EVENTS = 5000
-GATHER_TURNS = 3
 LOCK_TIMEOUT_S = 30.0  # longest wait for the append lock before an append fails
 IDLE_IN_TXN_S = 15.0  # the server ends a writer session idle this long inside a transaction
 INSERT_CHUNK = 1000  # rows per INSERT: 12,000 parameters, under PostgreSQL's 65,535
@@ -76,18 +69,6 @@ _VALUES_ROW = "(" + ", ".join(["?"] * 12) + ")"
 # Errors of one append's rows (not of the connection or the server): replayed
 # one by one, they fail that append alone.
 _PER_APPEND_ERRORS = (psycopg.IntegrityError, psycopg.DataError)
-
-
-@dataclass
-class _Job:
-    fn: Callable[[PgConnection], Any]
-    future: asyncio.Future[Any]
-
-
-@dataclass
-class _Outcome:
-    rows: list[Row] = field(default_factory=list)
-    error: BaseException | None = None
 
 
 def connect(url: str, lock_timeout_s: float = LOCK_TIMEOUT_S) -> psycopg.Connection[Any]:
@@ -116,8 +97,14 @@ def connect(url: str, lock_timeout_s: float = LOCK_TIMEOUT_S) -> psycopg.Connect
     return conn
 
 
-class PgWriter:
-    """Owns the write connection. Start with `await start()`, end with `await close()`."""
+class PgWriter(GroupCommitWriter[PgConnection]):
+    """Owns the write connection. Start with `await start()`, end with `await close()`.
+
+    A job (`run_job`, e.g. the lease jobs of store.hosts, unchanged) runs in its
+    own transaction holding the append lock.
+    """
+
+    THREAD_NAME = "agentdeck-pg-writer"
 
     def __init__(
         self,
@@ -126,128 +113,18 @@ class PgWriter:
         max_batch_events: int = MAX_BATCH_EVENTS,
         lock_timeout_s: float = LOCK_TIMEOUT_S,
     ) -> None:
+        super().__init__(on_commit, max_batch_events)
         self._url = url
         self._lock_timeout_s = lock_timeout_s
-        self._on_commit = on_commit
-        self._max_batch = max_batch_events
-        self._pending: deque[_Append | _Job] = deque()
-        self._wake = asyncio.Event()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="agentdeck-pg-writer")
         self._conn: psycopg.Connection[Any] | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._closing = False
 
-    async def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        try:
-            self._conn = await loop.run_in_executor(
-                self._executor, connect, self._url, self._lock_timeout_s
-            )
-        except BaseException:
-            self._executor.shutdown(wait=False)
-            raise
-        self._task = asyncio.create_task(self._run(), name="agentdeck-pg-writer")
+    def _open(self) -> None:
+        self._conn = connect(self._url, self._lock_timeout_s)
 
-    async def append(
-        self,
-        runtime_id: str,
-        expected_seq: int | None,
-        events: Sequence[NewEvent],
-        *,
-        fence: str | None = None,
-    ) -> list[Event]:
-        """As store.writer.Writer.append: the committed events, durable, or a typed error."""
-        return await self.submit(runtime_id, expected_seq, events, fence=fence)
-
-    def submit(
-        self,
-        runtime_id: str,
-        expected_seq: int | None,
-        events: Sequence[NewEvent],
-        *,
-        fence: str | None = None,
-    ) -> asyncio.Future[list[Event]]:
-        """Queue an append now (callers fix their order); await the future.
-
-        Raises InvalidEvent at once, queuing nothing, if an event is not in
-        the catalog or its payload does not fit its kind.
-        """
-        if self._closing or self._task is None:
-            raise StoreClosed()
-        typed = [catalog.check(ev.kind, ev.payload) for ev in events]
-        future: asyncio.Future[list[Event]] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Append(runtime_id, expected_seq, events, typed, future, fence))
-        self._wake.set()
-        return future
-
-    async def run_job(self, fn: Callable[[PgConnection], T]) -> T:
-        """Run `fn(conn)` in the writer's thread, in its own transaction holding the append
-        lock, in queue order (the lease jobs of store.hosts run unchanged)."""
-        if self._closing or self._task is None:
-            raise StoreClosed()
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Job(fn, future))
-        self._wake.set()
-        return await future
-
-    async def close(self) -> None:
-        self._closing = True
-        self._wake.set()
-        if self._task is not None:
-            await self._task
-            self._task = None
+    def _close(self) -> None:
         if self._conn is not None:
             conn, self._conn = self._conn, None
-            await asyncio.get_running_loop().run_in_executor(self._executor, conn.close)
-        self._executor.shutdown(wait=True)
-
-    # -- the writer task ---------------------------------------------------
-
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            if not self._pending:
-                if self._closing:
-                    return
-                self._wake.clear()
-                if not self._pending:
-                    await self._wake.wait()
-                    for _ in range(GATHER_TURNS):  # let a burst's stragglers join this commit
-                        await asyncio.sleep(0)
-                continue
-            head = self._pending[0]
-            if isinstance(head, _Job):
-                self._pending.popleft()
-                await self._do_job(loop, head)
-                continue
-            batch: list[_Append] = []
-            count = 0
-            while (
-                self._pending and isinstance(self._pending[0], _Append) and count < self._max_batch
-            ):
-                item = self._pending.popleft()
-                assert isinstance(item, _Append)
-                batch.append(item)
-                count += len(item.events)
-            outcomes = await loop.run_in_executor(self._executor, self._commit, batch)
-            committed: list[Event] = []
-            for item, outcome in zip(batch, outcomes, strict=True):
-                if outcome.error is not None:
-                    _settle(item.future, error=outcome.error)
-                else:
-                    events = records.events_from_rows(r.column_values() for r in outcome.rows)
-                    committed.extend(events)
-                    _settle(item.future, result=events)
-            if committed:
-                self._on_commit(committed)
-
-    async def _do_job(self, loop: asyncio.AbstractEventLoop, job: _Job) -> None:
-        try:
-            result = await loop.run_in_executor(self._executor, self._job, job.fn)
-        except Exception as exc:  # a job's own bug must not kill the writer
-            _settle(job.future, error=exc)
-        else:
-            _settle(job.future, result=result)
+            conn.close()
 
     # -- in the writer thread ---------------------------------------------
 
@@ -288,12 +165,12 @@ class PgWriter:
         except psycopg.Error as exc:
             raise translate(exc, self._url) from None
 
-    def _commit(self, batch: list[_Append]) -> list[_Outcome]:
+    def _commit(self, batch: list[Append]) -> list[Outcome]:
         try:
             conn = self._connection()
         except Exception as exc:
             error = translate(exc, self._url)
-            return [_Outcome(error=error) for _ in batch]
+            return [Outcome(error=error) for _ in batch]
         try:
             self._begin(conn)
             try:
@@ -320,21 +197,21 @@ class PgWriter:
             # caller sees ConnectionLost and must re-read before retrying.)
             self._rollback(conn)
             error = translate(exc, self._url)
-            return [_Outcome(error=error) for _ in batch]
+            return [Outcome(error=error) for _ in batch]
 
     def _apply(
-        self, raw: psycopg.Connection[Any], batch: list[_Append], isolate: bool
-    ) -> list[_Outcome]:
+        self, raw: psycopg.Connection[Any], batch: list[Append], isolate: bool
+    ) -> list[Outcome]:
         conn = PgConnection(raw)
         # Read after the append lock is held: the previous holder's commit is visible.
         next_position = _scalar(conn, "SELECT coalesce(max(position), 0) FROM events") + 1
         last_seq: dict[str, int] = {}
         tokens: dict[str, str | None] = {}
-        outcomes: list[_Outcome] = []
+        outcomes: list[Outcome] = []
         accepted: list[Row] = []
         for item in batch:
             if item.fence is not None and _lease_token(conn, tokens, item.runtime_id) != item.fence:
-                outcomes.append(_Outcome(error=HostFenced(item.runtime_id)))
+                outcomes.append(Outcome(error=HostFenced(item.runtime_id)))
                 continue
             current = last_seq.get(item.runtime_id)
             if current is None:
@@ -345,13 +222,13 @@ class PgWriter:
                 )
             if item.expected_seq is not None and item.expected_seq != current:
                 outcomes.append(
-                    _Outcome(error=SequenceConflict(item.runtime_id, item.expected_seq, current))
+                    Outcome(error=SequenceConflict(item.runtime_id, item.expected_seq, current))
                 )
                 continue
             try:
-                rows = _rows(item, next_position, current)
+                rows = rows_of(item, next_position, current)
             except (TypeError, ValueError) as exc:
-                outcomes.append(_Outcome(error=AppendRejected(f"append rejected: {exc}")))
+                outcomes.append(Outcome(error=AppendRejected(f"append rejected: {exc}")))
                 continue
             if isolate:
                 conn.execute("SAVEPOINT one_append")
@@ -363,14 +240,14 @@ class PgWriter:
                         raise
                     conn.execute("ROLLBACK TO SAVEPOINT one_append")
                     conn.execute("RELEASE SAVEPOINT one_append")
-                    outcomes.append(_Outcome(error=_rejection(exc, rows)))
+                    outcomes.append(Outcome(error=_rejection(exc, rows)))
                     continue
                 conn.execute("RELEASE SAVEPOINT one_append")
             else:
                 accepted.extend(rows)
             next_position += len(rows)
             last_seq[item.runtime_id] = current + len(rows)
-            outcomes.append(_Outcome(rows=rows))
+            outcomes.append(Outcome(rows=rows))
         if not isolate and accepted:
             _insert_events(conn, accepted)
             project(conn, accepted)
@@ -423,12 +300,3 @@ def _rejection(exc: Exception, rows: list[Row]) -> StoreError:
     return AppendRejected(f"append rejected by the store: {detail}")
 
 
-def _settle(
-    future: asyncio.Future[Any], *, result: Any = None, error: BaseException | None = None
-) -> None:
-    if future.done():
-        return  # the caller gave up (cancelled); the commit stands regardless
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(result)

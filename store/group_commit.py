@@ -1,0 +1,259 @@
+"""Group commit, whatever the back end: one queue, one task, one thread, one connection.
+
+Producers enqueue appends (and writer jobs, such as host leases) and await
+their own future. The writer task takes everything that has gathered and
+hands it to the back end's `_commit` as one batch, in a dedicated thread, so
+one commit (one fsync) serves a burst and a batch of dozens of statements
+costs one thread hop, not one per statement. Each append gets its own answer
+(`Outcome`). A back end (store.writer for SQLite, store.postgres.writer) says
+only how to open, commit a batch, run a job, idle and close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from store import catalog, records
+from store.catalog import Payload
+from store.codec import dump_payload, us_from_dt
+from store.errors import StoreClosed
+from store.models import Event, NewEvent
+from store.projector import Row
+
+T = TypeVar("T")
+C = TypeVar("C")  # what a job is given: the back end's connection
+
+MAX_BATCH_EVENTS = 5000
+GATHER_TURNS = 3
+
+
+@dataclass
+class Append:
+    """One producer's append, waiting in the queue."""
+
+    runtime_id: str
+    expected_seq: int | None
+    events: Sequence[NewEvent]
+    typed: list[Payload]  # each event's payload as its catalog model (checked at submit)
+    future: asyncio.Future[list[Event]]
+    fence: str | None = None  # the appending host's lease token, checked at commit
+
+
+@dataclass
+class Job(Generic[C]):
+    fn: Callable[[C], Any]
+    future: asyncio.Future[Any]
+
+
+@dataclass
+class Outcome:
+    """What became of one append: its stored rows, or why it was refused."""
+
+    rows: list[Row] = field(default_factory=list)
+    error: BaseException | None = None
+
+
+class GroupCommitWriter(Generic[C]):
+    """The queue and the task; a back end implements the `_open` ... `_close` hooks."""
+
+    THREAD_NAME = "agentdeck-writer"
+    IDLE_S: float | None = None  # call `_idle` after this long with nothing to do
+
+    def __init__(
+        self,
+        on_commit: Callable[[list[Event]], None],
+        max_batch_events: int = MAX_BATCH_EVENTS,
+    ) -> None:
+        self._on_commit = on_commit
+        self._max_batch = max_batch_events
+        self._pending: deque[Append | Job[C]] = deque()
+        self._wake = asyncio.Event()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=self.THREAD_NAME)
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+
+    # -- the back end's part (each runs in the writer thread) ---------------
+
+    def _open(self) -> None:
+        raise NotImplementedError
+
+    def _commit(self, batch: list[Append]) -> list[Outcome]:
+        """Commit `batch` in one transaction; one outcome per append, in order."""
+        raise NotImplementedError
+
+    def _job(self, fn: Callable[[C], T]) -> T:
+        """Run `fn` on the connection in a transaction of its own."""
+        raise NotImplementedError
+
+    def _idle(self) -> None:
+        """Housekeeping when nothing was queued for IDLE_S (SQLite's checkpoint)."""
+
+    def _close(self) -> None:
+        raise NotImplementedError
+
+    # -- producers ---------------------------------------------------------
+
+    async def start(self) -> None:
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._open)
+        except BaseException:
+            self._executor.shutdown(wait=False)
+            raise
+        self._task = asyncio.create_task(self._run(), name=self.THREAD_NAME)
+
+    async def append(
+        self,
+        runtime_id: str,
+        expected_seq: int | None,
+        events: Sequence[NewEvent],
+        *,
+        fence: str | None = None,
+    ) -> list[Event]:
+        """Append `events` to `runtime_id`'s log if its last seq is `expected_seq`.
+
+        `expected_seq=None` appends at the end whatever it is. `fence`, a host's
+        lease token, makes the append fail with HostFenced unless the runtime's
+        lease still holds that token when it commits: how a host writes once
+        other processes (issuing consoles) append to its runtime too and it can
+        no longer predict the seq. Returns the committed events, durable.
+        """
+        return await self.submit(runtime_id, expected_seq, events, fence=fence)
+
+    def submit(
+        self,
+        runtime_id: str,
+        expected_seq: int | None,
+        events: Sequence[NewEvent],
+        *,
+        fence: str | None = None,
+    ) -> asyncio.Future[list[Event]]:
+        """Queue an append now (synchronously, so callers fix their order); await the future.
+
+        Raises InvalidEvent at once, queuing nothing, if any of `events` is not
+        in the event catalog or its payload does not fit its kind.
+        """
+        if self._closing or self._task is None:
+            raise StoreClosed()
+        typed = [catalog.check(ev.kind, ev.payload) for ev in events]
+        future: asyncio.Future[list[Event]] = asyncio.get_running_loop().create_future()
+        self._pending.append(Append(runtime_id, expected_seq, events, typed, future, fence))
+        self._wake.set()
+        return future
+
+    async def run_job(self, fn: Callable[[C], T]) -> T:
+        """Run `fn(conn)` in the writer's thread, in its own transaction, in queue order."""
+        if self._closing or self._task is None:
+            raise StoreClosed()
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._pending.append(Job(fn, future))
+        self._wake.set()
+        return await future
+
+    async def close(self) -> None:
+        self._closing = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._close)
+        self._executor.shutdown(wait=True)
+
+    # -- the writer task ---------------------------------------------------
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._pending:
+                if self._closing:
+                    return
+                self._wake.clear()
+                if not self._pending:
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), self.IDLE_S)
+                    if not self._pending:
+                        await loop.run_in_executor(self._executor, self._idle)
+                        continue
+                # Woken by the first append of a burst: give producers that are a
+                # few loop turns behind it (a task finishing, the next one starting)
+                # the chance to join this commit instead of waiting for the next one.
+                for _ in range(GATHER_TURNS):
+                    await asyncio.sleep(0)
+            head = self._pending[0]
+            if isinstance(head, Job):
+                self._pending.popleft()
+                await self._do_job(loop, head)
+                continue
+            batch: list[Append] = []
+            count = 0
+            while (
+                self._pending and isinstance(self._pending[0], Append) and count < self._max_batch
+            ):
+                item = self._pending.popleft()
+                assert isinstance(item, Append)
+                batch.append(item)
+                count += len(item.events)
+            outcomes = await loop.run_in_executor(self._executor, self._commit, batch)
+            committed: list[Event] = []
+            for item, outcome in zip(batch, outcomes, strict=True):
+                if outcome.error is not None:
+                    settle(item.future, error=outcome.error)
+                else:
+                    events = records.events_from_rows(r.column_values() for r in outcome.rows)
+                    committed.extend(events)
+                    settle(item.future, result=events)
+            if committed:
+                self._on_commit(committed)
+
+    async def _do_job(self, loop: asyncio.AbstractEventLoop, job: Job[C]) -> None:
+        try:
+            result = await loop.run_in_executor(self._executor, self._job, job.fn)
+        except Exception as exc:  # a job's own bug must not kill the writer
+            settle(job.future, error=exc)
+        else:
+            settle(job.future, result=result)
+
+
+def rows_of(item: Append, first_position: int, last_seq: int) -> list[Row]:
+    """The stored rows of `item`'s events, at `first_position` after seq `last_seq`."""
+    rows = []
+    for i, (ev, typed) in enumerate(zip(item.events, item.typed, strict=True)):
+        rows.append(
+            Row(
+                first_position + i,
+                item.runtime_id,
+                last_seq + 1 + i,
+                str(ev.event_id),
+                ev.kind,
+                catalog.level_of(ev.kind, ev.payload).rank,
+                ev.worker_id,
+                ev.run_id,
+                ev.run_seq,
+                ev.message,
+                dump_payload(ev.payload),
+                us_from_dt(ev.at),
+                # No decoded payload: the folds use `typed`, and the Event the
+                # appender and live subscribers get decodes the stored JSON when
+                # read, so it equals the one replay reads later (a tuple becomes a
+                # list either way) and no one shares the producer's mutable dict.
+                None,
+                typed,
+            )
+        )
+    return rows
+
+
+def settle(
+    future: asyncio.Future[Any], *, result: Any = None, error: BaseException | None = None
+) -> None:
+    if future.done():
+        return  # the caller gave up (cancelled); the commit stands regardless
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
