@@ -20,15 +20,8 @@ from store.doorbell import Doorbell
 from store.errors import ReadOnlyDatabase, StoreClosed
 from store.feed import DEFAULT_QUEUE, ChangeWatcher, Feed, Subscription
 from store.filters import Filter
-from store.hosts import (
-    ClaimOutcome,
-    LeaseClaim,
-    claim_job,
-    heartbeat_job,
-    pass_job,
-    release_job,
-)
-from store.models import Event, HostLease, NewEvent
+from store.hosts import HostLeases
+from store.models import Event, NewEvent
 from store.reader import Reader
 from store.rebuild import RebuildReport, problems_in_file, rebuild_projections, repair_projections
 from store.search import Indexer
@@ -38,7 +31,7 @@ from store.writer import Writer
 T = TypeVar("T")
 
 
-class EventStore(Reader):
+class EventStore(Reader, HostLeases):
     """The durable event log with its projections, subscriptions and change feed."""
 
     def __init__(self, path: Path, options: OpenOptions) -> None:
@@ -156,25 +149,6 @@ class EventStore(Reader):
     async def run_job(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run a write outside the log (host leases) in the writer's queue."""
         return await self._require_writer().run_job(fn)
-
-    # -- host leases (store.hosts): the engine's hosting policy decides, these write --
-
-    async def claim_lease(
-        self, claim: LeaseClaim, may_take_over: Callable[[HostLease, str], bool]
-    ) -> ClaimOutcome:
-        """Take `claim.runtime_id`'s lease unless its holder is live (`may_take_over` says)."""
-        return await self.run_job(claim_job(claim, may_take_over))
-
-    async def beat_lease(self, runtime_id: str, token: str, now_us: int) -> bool:
-        """Refresh the heartbeat of the lease held with `token`; False if it is not held."""
-        return await self.run_job(heartbeat_job(runtime_id, token, now_us))
-
-    async def release_lease(self, runtime_id: str, token: str) -> None:
-        await self.run_job(release_job(runtime_id, token))
-
-    async def pass_lease(self, runtime_id: str, token: str, successor: str, now_us: int) -> bool:
-        """Give the lease held with `token` to whoever claims it with `successor`."""
-        return await self.run_job(pass_job(runtime_id, token, successor, now_us))
 
     async def index_now(self) -> None:
         """Bring the free-text index up to the last commit (benchmarks and tests)."""

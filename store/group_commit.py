@@ -63,7 +63,6 @@ class GroupCommitWriter(Generic[C]):
     """The queue and the task; a back end implements the `_open` ... `_close` hooks."""
 
     THREAD_NAME = "agentdeck-writer"
-    IDLE_S: float | None = None  # call `_idle` after this long with nothing to do
 
     def __init__(
         self,
@@ -91,8 +90,12 @@ class GroupCommitWriter(Generic[C]):
         """Run `fn` on the connection in a transaction of its own."""
         raise NotImplementedError
 
+    def _idle_after(self) -> float | None:
+        """How long with nothing queued before `_idle` runs (None: never)."""
+        return None
+
     def _idle(self) -> None:
-        """Housekeeping when nothing was queued for IDLE_S (SQLite's checkpoint)."""
+        """Housekeeping when nothing was queued for a while (SQLite's checkpoint)."""
 
     def _close(self) -> None:
         raise NotImplementedError
@@ -175,7 +178,7 @@ class GroupCommitWriter(Generic[C]):
                 self._wake.clear()
                 if not self._pending:
                     with contextlib.suppress(asyncio.TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), self.IDLE_S)
+                        await asyncio.wait_for(self._wake.wait(), self._idle_after())
                     if not self._pending:
                         await loop.run_in_executor(self._executor, self._idle)
                         continue

@@ -6,12 +6,15 @@ engine's; these functions only read and write the rows atomically.
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from store.codec import dt_from_us
 from store.models import HostLease
+from store.projector import Connection
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -45,7 +48,7 @@ class ClaimOutcome:
 
 def claim_job(
     claim: LeaseClaim, may_take_over: Callable[[HostLease, str], bool]
-) -> Callable[[sqlite3.Connection], ClaimOutcome]:
+) -> Callable[[Connection], ClaimOutcome]:
     """A job that takes the lease, or reports the live holder it was refused for.
 
     `may_take_over(holder, holder_token)` decides whether an existing holder
@@ -54,7 +57,7 @@ def claim_job(
     old one left behind.
     """
 
-    def job(conn: sqlite3.Connection) -> ClaimOutcome:
+    def job(conn: Connection) -> ClaimOutcome:
         row = conn.execute(
             "SELECT runtime_id, pid, host_name, started_at, heartbeat_at, token FROM hosts"
             " WHERE runtime_id = ?",
@@ -79,21 +82,21 @@ def claim_job(
     return job
 
 
-def heartbeat_job(runtime_id: str, token: str, now_us: int) -> Callable[[sqlite3.Connection], bool]:
+def heartbeat_job(runtime_id: str, token: str, now_us: int) -> Callable[[Connection], bool]:
     """A job that refreshes our heartbeat; False if the lease is no longer ours."""
 
-    def job(conn: sqlite3.Connection) -> bool:
+    def job(conn: Connection) -> bool:
         cur = conn.execute(
             "UPDATE hosts SET heartbeat_at = ? WHERE runtime_id = ? AND token = ?",
             (now_us, runtime_id, token),
         )
-        return cur.rowcount == 1
+        return bool(cur.rowcount == 1)
 
     return job
 
 
-def release_job(runtime_id: str, token: str) -> Callable[[sqlite3.Connection], None]:
-    def job(conn: sqlite3.Connection) -> None:
+def release_job(runtime_id: str, token: str) -> Callable[[Connection], None]:
+    def job(conn: Connection) -> None:
         conn.execute("DELETE FROM hosts WHERE runtime_id = ? AND token = ?", (runtime_id, token))
 
     return job
@@ -101,15 +104,40 @@ def release_job(runtime_id: str, token: str) -> Callable[[sqlite3.Connection], N
 
 def pass_job(
     runtime_id: str, token: str, successor_token: str, now_us: int
-) -> Callable[[sqlite3.Connection], bool]:
+) -> Callable[[Connection], bool]:
     """A job that gives our lease the successor's token (fresh heartbeat, our pid kept);
     False if the lease was no longer ours."""
 
-    def job(conn: sqlite3.Connection) -> bool:
+    def job(conn: Connection) -> bool:
         cur = conn.execute(
             "UPDATE hosts SET token = ?, heartbeat_at = ? WHERE runtime_id = ? AND token = ?",
             (successor_token, now_us, runtime_id, token),
         )
-        return cur.rowcount == 1
+        return bool(cur.rowcount == 1)
 
     return job
+
+
+class HostLeases:
+    """The lease methods of a store, as writer jobs of its own (`run_job`); both back
+    ends mix this in, so their leases are the same SQL under the same write lock."""
+
+    def run_job(self, fn: Callable[[Any], T]) -> Awaitable[T]:
+        raise NotImplementedError
+
+    async def claim_lease(
+        self, claim: LeaseClaim, may_take_over: Callable[[HostLease, str], bool]
+    ) -> ClaimOutcome:
+        """Take `claim.runtime_id`'s lease unless its holder is live (`may_take_over` says)."""
+        return await self.run_job(claim_job(claim, may_take_over))
+
+    async def beat_lease(self, runtime_id: str, token: str, now_us: int) -> bool:
+        """Refresh the heartbeat of the lease held with `token`; False if it is not held."""
+        return await self.run_job(heartbeat_job(runtime_id, token, now_us))
+
+    async def release_lease(self, runtime_id: str, token: str) -> None:
+        await self.run_job(release_job(runtime_id, token))
+
+    async def pass_lease(self, runtime_id: str, token: str, successor: str, now_us: int) -> bool:
+        """Give the lease held with `token` to whoever claims it with `successor`."""
+        return await self.run_job(pass_job(runtime_id, token, successor, now_us))

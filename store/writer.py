@@ -40,7 +40,6 @@ class Writer(GroupCommitWriter[sqlite3.Connection]):
     """Owns the write connection. Start with `await start()`, end with `await close()`."""
 
     THREAD_NAME = "agentdeck-writer"
-    IDLE_S = CHECKPOINT_EVERY_S
 
     def __init__(
         self,
@@ -63,6 +62,9 @@ class Writer(GroupCommitWriter[sqlite3.Connection]):
             conn, self._conn = self._conn, None
             self._checkpoint(conn)
             close_quietly(conn)
+
+    def _idle_after(self) -> float:
+        return CHECKPOINT_EVERY_S  # read when idle, so a test may shorten it
 
     def _idle(self) -> None:
         if time.monotonic() - self._last_checkpoint >= CHECKPOINT_EVERY_S and self._conn is not None:

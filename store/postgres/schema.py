@@ -4,7 +4,9 @@ The same tables and columns as store.schema (SQLite), so the shared fold
 (store.projector) writes the same rows on both back ends and a projection
 compares equal row for row. Types are PostgreSQL's: every integer is BIGINT
 (positions, seqs and `at` microseconds overflow INTEGER), text stays TEXT
-(payloads too, not JSONB, so a payload is kept byte for byte as written).
+(payloads too, not JSONB, so a payload is kept byte for byte as written) and
+is collated "C" (byte order, SQLite's BINARY): the queries both back ends
+share (store.reader) then order text alike whatever the server's locale.
 
 A table `agentdeck_meta` marks the database as agentdeck's
 (`application = agentdeck`) and holds `schema_version`; a database with
@@ -34,8 +36,8 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     1: (
         """
         CREATE TABLE agentdeck_meta (
-            key   TEXT PRIMARY KEY,
-            value TEXT NOT NULL
+            key   TEXT COLLATE "C" PRIMARY KEY,
+            value TEXT COLLATE "C" NOT NULL
         )
         """,
         # The log. `position` is assigned by the writer under APPEND_LOCK_KEY (no
@@ -44,16 +46,16 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         """
         CREATE TABLE events (
             position   BIGINT  PRIMARY KEY,
-            runtime_id TEXT    NOT NULL,
+            runtime_id TEXT COLLATE "C"    NOT NULL,
             seq        BIGINT  NOT NULL,
-            event_id   TEXT    NOT NULL UNIQUE,
-            kind       TEXT    NOT NULL,
+            event_id   TEXT COLLATE "C"    NOT NULL UNIQUE,
+            kind       TEXT COLLATE "C"    NOT NULL,
             level      INTEGER NOT NULL,
-            worker_id  TEXT,
-            run_id     TEXT,
+            worker_id  TEXT COLLATE "C",
+            run_id     TEXT COLLATE "C",
             run_seq    BIGINT,
-            message    TEXT    NOT NULL,
-            payload    TEXT    NOT NULL,
+            message    TEXT COLLATE "C"    NOT NULL,
+            payload    TEXT COLLATE "C"    NOT NULL,
             at         BIGINT  NOT NULL,
             UNIQUE (runtime_id, seq)
         )
@@ -65,27 +67,27 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "CREATE INDEX events_by_level ON events (level, position) WHERE level > 0",
         """
         CREATE TABLE runtimes (
-            runtime_id   TEXT PRIMARY KEY,
-            status       TEXT   NOT NULL,
+            runtime_id   TEXT COLLATE "C" PRIMARY KEY,
+            status       TEXT COLLATE "C"   NOT NULL,
             last_seq     BIGINT NOT NULL,
-            display_name TEXT,
-            limits       TEXT   NOT NULL,
+            display_name TEXT COLLATE "C",
+            limits       TEXT COLLATE "C"   NOT NULL,
             created_at   BIGINT NOT NULL,
             updated_at   BIGINT NOT NULL
         )
         """,
         """
         CREATE TABLE workers (
-            runtime_id         TEXT   NOT NULL,
-            worker_id          TEXT   NOT NULL,
+            runtime_id         TEXT COLLATE "C"   NOT NULL,
+            worker_id          TEXT COLLATE "C"   NOT NULL,
             worker_no          BIGINT NOT NULL,
-            status             TEXT   NOT NULL,
-            spec               TEXT   NOT NULL,
+            status             TEXT COLLATE "C"   NOT NULL,
+            spec               TEXT COLLATE "C"   NOT NULL,
             transcript_len     BIGINT NOT NULL,
             queued             BIGINT NOT NULL,
-            current_run_id     TEXT,
-            current_run_status TEXT,
-            terminal_event_id  TEXT,
+            current_run_id     TEXT COLLATE "C",
+            current_run_status TEXT COLLATE "C",
+            terminal_event_id  TEXT COLLATE "C",
             last_seq           BIGINT NOT NULL,
             created_at         BIGINT NOT NULL,
             updated_at         BIGINT NOT NULL,
@@ -95,14 +97,14 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "CREATE INDEX workers_by_no ON workers (runtime_id, worker_no)",
         """
         CREATE TABLE runs (
-            runtime_id     TEXT   NOT NULL,
-            run_id         TEXT   NOT NULL,
-            worker_id      TEXT   NOT NULL,
-            status         TEXT   NOT NULL,
-            prompt         TEXT   NOT NULL,
+            runtime_id     TEXT COLLATE "C"   NOT NULL,
+            run_id         TEXT COLLATE "C"   NOT NULL,
+            worker_id      TEXT COLLATE "C"   NOT NULL,
+            status         TEXT COLLATE "C"   NOT NULL,
+            prompt         TEXT COLLATE "C"   NOT NULL,
             input_sequence BIGINT,
-            result_text    TEXT,
-            error          TEXT,
+            result_text    TEXT COLLATE "C",
+            error          TEXT COLLATE "C",
             last_run_seq   BIGINT NOT NULL,
             created_at     BIGINT NOT NULL,
             updated_at     BIGINT NOT NULL,
@@ -114,13 +116,13 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         " ('completed', 'failed', 'cancelled')",
         """
         CREATE TABLE transcript (
-            runtime_id TEXT   NOT NULL,
-            worker_id  TEXT   NOT NULL,
+            runtime_id TEXT COLLATE "C"   NOT NULL,
+            worker_id  TEXT COLLATE "C"   NOT NULL,
             sequence   BIGINT NOT NULL,
-            role       TEXT   NOT NULL,
-            content    TEXT   NOT NULL,
-            event_id   TEXT   NOT NULL,
-            run_id     TEXT,
+            role       TEXT COLLATE "C"   NOT NULL,
+            content    TEXT COLLATE "C"   NOT NULL,
+            event_id   TEXT COLLATE "C"   NOT NULL,
+            run_id     TEXT COLLATE "C",
             at         BIGINT NOT NULL,
             PRIMARY KEY (runtime_id, worker_id, sequence)
         )
@@ -129,12 +131,12 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         """
         CREATE TABLE diagnostics (
             id         BIGINT PRIMARY KEY,
-            runtime_id TEXT   NOT NULL,
-            severity   TEXT   NOT NULL,
-            code       TEXT   NOT NULL,
-            message    TEXT   NOT NULL,
-            worker_id  TEXT,
-            event_id   TEXT   NOT NULL,
+            runtime_id TEXT COLLATE "C"   NOT NULL,
+            severity   TEXT COLLATE "C"   NOT NULL,
+            code       TEXT COLLATE "C"   NOT NULL,
+            message    TEXT COLLATE "C"   NOT NULL,
+            worker_id  TEXT COLLATE "C",
+            event_id   TEXT COLLATE "C"   NOT NULL,
             at         BIGINT NOT NULL
         )
         """,
@@ -142,10 +144,10 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         # Operational state, not derived from the log: who hosts a runtime.
         """
         CREATE TABLE hosts (
-            runtime_id   TEXT PRIMARY KEY,
+            runtime_id   TEXT COLLATE "C" PRIMARY KEY,
             pid          BIGINT NOT NULL,
-            host_name    TEXT   NOT NULL,
-            token        TEXT   NOT NULL,
+            host_name    TEXT COLLATE "C"   NOT NULL,
+            token        TEXT COLLATE "C"   NOT NULL,
             started_at   BIGINT NOT NULL,
             heartbeat_at BIGINT NOT NULL
         )
@@ -158,11 +160,11 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         # The command inbox, as in store.schema migration 2.
         """
         CREATE TABLE commands (
-            command_id       TEXT   PRIMARY KEY,
-            runtime_id       TEXT   NOT NULL,
-            op               TEXT   NOT NULL,
-            status           TEXT   NOT NULL,
-            worker_id        TEXT,
+            command_id       TEXT COLLATE "C"   PRIMARY KEY,
+            runtime_id       TEXT COLLATE "C"   NOT NULL,
+            op               TEXT COLLATE "C"   NOT NULL,
+            status           TEXT COLLATE "C"   NOT NULL,
+            worker_id        TEXT COLLATE "C",
             issued_position  BIGINT NOT NULL,
             outcome_position BIGINT,
             expires_at       BIGINT NOT NULL,

@@ -1,0 +1,182 @@
+"""`PgEventStore`: the `EventLog` (store.interface) on a PostgreSQL database.
+
+The same composition as store.event_store.EventStore: reads from `PgReader`
+(this class is one), appends and lease jobs through the group-commit
+`PgWriter`, and every commit, local or from another process, reaches
+subscribers through store.feed's `Feed`: local commits from the writer's
+on_commit, other processes' from LISTEN/NOTIFY (`PgListener`). A store opened
+read-only has no writer: it is an observer, and does not migrate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from store.errors import ReadOnlyDatabase, StoreClosed
+from store.feed import DEFAULT_QUEUE, Feed, Subscription
+from store.filters import Filter
+from store.hosts import HostLeases
+from store.interface import EventLog
+from store.models import Event, NewEvent
+from store.postgres.adapter import PgConnection
+from store.postgres.errors import safe_url
+from store.postgres.feed import PgListener
+from store.postgres.reader import PgReader
+from store.postgres.writer import PgWriter
+from store.rebuild import RebuildReport, projection_problems, rebuild_projections
+from store.rebuild import repair_projections as repair_in_transaction
+
+T = TypeVar("T")
+
+# store.rebuild's check is written for SQLite; two of its statements are SQLite's own.
+_SQLITE_ONLY = {
+    # A planner hint PostgreSQL does without (it has statistics).
+    " INDEXED BY events_by_kind": "",
+    # Whether the commands table exists (schema 2).
+    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'commands'":
+        "SELECT 1 WHERE to_regclass('commands') IS NOT NULL",
+}
+
+
+class _RebuildConnection(PgConnection):
+    """A writer job's connection as store.rebuild expects it: inside a transaction (the
+    job's), and with its two SQLite-only statements said PostgreSQL's way."""
+
+    in_transaction = True  # a writer job always runs inside its transaction
+
+    def execute(self, sql: str, parameters: Any = (), /) -> Any:
+        for sqlite_text, pg_text in _SQLITE_ONLY.items():
+            sql = sql.replace(sqlite_text, pg_text)
+        return super().execute(sql, parameters)
+
+
+class PgEventStore(PgReader, HostLeases):
+    """The durable event log on PostgreSQL, with its projections, subscriptions and feed."""
+
+    def __init__(self, url: str, *, read_only: bool = False) -> None:
+        super().__init__(url)
+        self.read_only = read_only
+        self.feed = Feed(self)
+        self._writer: PgWriter | None = None
+        self._listener: PgListener | None = None
+
+    @classmethod
+    async def open(cls, url: str, *, read_only: bool = False, watch: bool = True) -> PgEventStore:
+        """Connect to the database at `url` (migrating it unless `read_only`); raise a typed
+        StoreError (store.postgres.errors) if it is unusable."""
+        store = cls(url, read_only=read_only)
+        try:
+            await store._start(watch=watch)
+        except BaseException:
+            await store.close()
+            raise
+        return store
+
+    async def _start(self, *, watch: bool) -> None:
+        if not self.read_only:
+            # First: the writer's connection migrates, so the reads find the tables.
+            self._writer = PgWriter(self.url, self._committed)
+            await self._writer.start()
+        await self.start()
+        if watch:
+            # LISTEN before the feed reads its starting position: a commit from
+            # then on is either below that position or notified.
+            self._listener = PgListener(self.url, self.feed)
+            await self._listener.start()
+        await self.feed.start()
+
+    def _committed(self, events: list[Event]) -> None:
+        self.feed.publish_local(events)
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            await self._listener.close()
+            self._listener = None
+        await self.feed.close()
+        if self._writer is not None:
+            await self._writer.close()
+            self._writer = None
+        await super().close()
+
+    async def __aenter__(self) -> PgEventStore:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- writing ------------------------------------------------------------
+
+    def _require_writer(self) -> PgWriter:
+        if self._writer is None:
+            if not self.read_only:
+                raise StoreClosed()
+            raise ReadOnlyDatabase(safe_url(self.url), "it was opened read-only, as an observer")
+        return self._writer
+
+    async def append(
+        self,
+        runtime_id: str,
+        expected_seq: int | None,
+        events: Sequence[NewEvent],
+        *,
+        fence: str | None = None,
+    ) -> list[Event]:
+        """Append to a runtime's log if its last seq is `expected_seq` (None: at the end);
+        with `fence`, only while that token holds the runtime's lease (else HostFenced)."""
+        return await self._require_writer().append(runtime_id, expected_seq, events, fence=fence)
+
+    def submit(
+        self,
+        runtime_id: str,
+        expected_seq: int | None,
+        events: Sequence[NewEvent],
+        *,
+        fence: str | None = None,
+    ) -> asyncio.Future[list[Event]]:
+        """Queue an append at once, in call order; the future settles at its commit."""
+        return self._require_writer().submit(runtime_id, expected_seq, events, fence=fence)
+
+    async def run_job(self, fn: Callable[[PgConnection], T]) -> T:
+        """Run a write outside the log (host leases) in the writer's queue, under the append lock."""
+        return await self._require_writer().run_job(fn)
+
+    # -- following ---------------------------------------------------------
+
+    def subscribe(
+        self, after: int = 0, flt: Filter | None = None, max_queue: int = DEFAULT_QUEUE
+    ) -> Subscription:
+        """Events after position `after`, replayed then live, with lag notices."""
+        return self.feed.subscribe(after, flt, max_queue)
+
+    # -- projections against the log (store.rebuild, through _RebuildConnection) --
+
+    async def projection_problems(self, runtime_id: str) -> list[str]:
+        """Where `runtime_id`'s projections disagree with its log; empty when they agree.
+
+        store.rebuild's cheap indexed check, as a writer job (one transaction, so
+        the log and the projections are read at one moment). Unlike SQLite's it
+        holds the append lock while it runs, and an observer cannot run it.
+        """
+        return await self.run_job(
+            lambda conn: projection_problems(_rebuilding(conn), runtime_id)
+        )
+
+    async def rebuild_projections(self, runtime_id: str) -> RebuildReport:
+        """Rebuild `runtime_id`'s projections from its log, as one writer job (all or nothing)."""
+        return await self.run_job(lambda conn: rebuild_projections(_rebuilding(conn), runtime_id))
+
+    async def repair_projections(self, runtime_id: str) -> RebuildReport | None:
+        """Check, and rebuild if the check finds a problem, in one writer job; None when
+        the projections agree with the log."""
+        return await self.run_job(lambda conn: repair_in_transaction(_rebuilding(conn), runtime_id))
+
+
+def _rebuilding(conn: PgConnection) -> Any:
+    """`conn` as store.rebuild's functions take it (typed sqlite3.Connection there)."""
+    return _RebuildConnection(conn.raw)
+
+
+def _conforms(store: PgEventStore) -> EventLog:
+    return store  # mypy checks here that the PostgreSQL store has the whole protocol

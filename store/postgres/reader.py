@@ -1,0 +1,198 @@
+"""`PgReader`: store.reader.Reader's queries on PostgreSQL, through an async connection pool.
+
+The same methods, signatures and records as the SQLite reader; rows become
+records through the same builders (store.records) so both back ends answer
+field for field alike. Every read is one autocommit statement (or two, as in
+SQLite's transcript): no transaction stays open between calls.
+
+Why psycopg_pool's AsyncConnectionPool rather than a sync pool in threads:
+the reads are single statements with no shared sync code to run (unlike the
+writer's fold), so awaiting the async driver costs no thread hop per read,
+cancelling a read cancels its query, and concurrency is bounded by the pool
+rather than by the default executor shared with everything else.
+
+The queries themselves are store.reader.Reader's: this class is a subclass
+that only connects differently. Text orders alike on both back ends because
+the PostgreSQL schema collates every text column "C" (SQLite's BINARY).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from store.errors import StoreClosed
+from store.filters import Filter
+from store.postgres.adapter import to_pyformat
+from store.postgres.errors import translate
+from store.reader import (
+    DEFAULT_MAX_BATCH,
+    DEFAULT_MAX_TRANSCRIPT,
+    EVENT_COLUMNS,
+    Reader,
+)
+from store.records import (
+    events_from_rows,
+)
+
+POOL_MIN = 1
+POOL_MAX = 8
+SCAN_PAGE = 1000  # rows read per step when a filter is applied in Python
+OPEN_TIMEOUT_S = 30.0
+
+
+def portable_where(flt: Filter) -> tuple[str, list[object]] | None:
+    """`flt`'s SQL condition in PostgreSQL's dialect (`%s`), or None if it has none.
+
+    None means: filter in Python (`flt.matches`) while paging. That is the case
+    for free words (PostgreSQL has no free-text index yet: issue 10 adds a
+    tsvector index later; until then words are matched in Python, which is
+    correct but walks the log) and for `*`/`?` globs (SQLite's GLOB). SQLite's
+    `x IS NOT 1` (a negated nullable term) is PostgreSQL's `x IS NOT TRUE`.
+    """
+    if flt.has_words:
+        return None
+    where, params = flt.where(0)
+    if where == "1" or " GLOB " in where:
+        return None
+    return to_pyformat(where.replace(" IS NOT 1", " IS NOT TRUE")), params
+
+
+class PgReader(Reader):
+    """store.reader.Reader's queries on a PostgreSQL database, through an async pool.
+
+    The queries are the SQLite reader's own (written with `?`, turned into
+    psycopg's `%s` by `fetchall`); only connecting, filtering and the two
+    queries whose SQL is not portable are this class's.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        max_batch: int = DEFAULT_MAX_BATCH,
+        max_transcript: int = DEFAULT_MAX_TRANSCRIPT,
+        pool_max: int = POOL_MAX,
+    ) -> None:
+        # Not Reader.__init__: no file, no SQLite connection; the queries use
+        # only these attributes and fetchall.
+        self.url = url
+        self.max_batch = max_batch
+        self.max_transcript = max_transcript
+        self._pool_max = pool_max
+        self._pool: AsyncConnectionPool[Any] | None = None
+        self._has_commands = False
+
+    async def start(self) -> None:
+        pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+            self.url,
+            min_size=POOL_MIN,
+            max_size=self._pool_max,
+            kwargs={"autocommit": True, "application_name": "agentdeck-reader"},
+            open=False,
+            name="agentdeck-reader",
+        )
+        try:
+            await pool.open(wait=True, timeout=OPEN_TIMEOUT_S)
+        except Exception:
+            await pool.close()
+            # The pool hides why it could not connect: connect once to say why.
+            try:
+                conn = await psycopg.AsyncConnection.connect(self.url)
+                await conn.close()
+            except psycopg.Error as exc:
+                raise translate(exc, self.url) from None
+            raise
+        self._pool = pool
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
+
+    async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
+        """Rows of `sql` written with `?` placeholders (as store.reader's queries are)."""
+        return await self._fetch(to_pyformat(sql), tuple(params))
+
+    async def _fetch(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        # Each pooled connection the server ended fails once; a fresh one then answers.
+        attempts = self._pool_max + 1
+        for attempt in range(attempts):
+            if self._pool is None:
+                raise StoreClosed()
+            try:
+                async with self._pool.connection() as conn:
+                    try:
+                        cur = await conn.execute(sql, params)
+                        return list(await cur.fetchall())
+                    except psycopg.OperationalError:
+                        # A pooled connection the server ended (restart, idle cut):
+                        # the pool drops it on return; a read is safe to try again.
+                        if attempt < attempts - 1 and conn.broken:
+                            continue
+                        raise
+            except psycopg.Error as exc:
+                raise translate(exc, self.url) from None
+        raise AssertionError("unreachable")  # the last attempt returns or raises
+
+    async def _log_rows(
+        self, position: int, limit: int, flt: Filter | None, *, newest_first: bool
+    ) -> list[tuple[Any, ...]]:
+        """Rows after (or before) `position` that match `flt`, in log order (or reversed)."""
+        cmp, order = ("<", "DESC") if newest_first else (">", "ASC")
+        if flt is None or flt.is_empty:
+            return await self.fetchall(
+                f"SELECT {EVENT_COLUMNS} FROM events e WHERE e.position {cmp} ?"
+                f" ORDER BY e.position {order} LIMIT ?",
+                (position, limit),
+            )
+        portable = portable_where(flt)
+        if portable is not None:
+            where, params = portable
+            return await self._fetch(
+                f"SELECT {EVENT_COLUMNS} FROM events e WHERE e.position {cmp} %s AND ({where})"
+                f" ORDER BY e.position {order} LIMIT %s",
+                (position, *params, limit),
+            )
+        # Words or globs: page through the log and keep what `flt.matches`
+        # (correct, but the cost is the log walked, not the matches found; a
+        # PostgreSQL free-text index comes later in issue 10).
+        out: list[tuple[Any, ...]] = []
+        cursor = position
+        while len(out) < limit:
+            rows = await self.fetchall(
+                f"SELECT {EVENT_COLUMNS} FROM events e WHERE e.position {cmp} ?"
+                f" ORDER BY e.position {order} LIMIT ?",
+                (cursor, SCAN_PAGE),
+            )
+            if not rows:
+                break
+            for row, event in zip(rows, events_from_rows(rows), strict=True):
+                if flt.matches(event):
+                    out.append(row)
+                    if len(out) == limit:
+                        break
+            cursor = int(rows[-1][0])
+            if len(rows) < SCAN_PAGE:
+                break
+        return out
+
+    async def newest_run_ids(self, runtime_id: str) -> dict[str, str]:
+        """Each worker's most recent run id, in one indexed query (for a host's restore)."""
+        rows = await self.fetchall(
+            # PostgreSQL has no bare-column rule: DISTINCT ON keeps each worker's newest row.
+            "SELECT DISTINCT ON (worker_id) worker_id, run_id FROM runs WHERE runtime_id = ?"
+            " ORDER BY worker_id, created_at DESC, run_id DESC",
+            (runtime_id,),
+        )
+        return {str(r[0]): str(r[1]) for r in rows}
+
+    async def _commands_table(self) -> bool:
+        """Whether the database has the `commands` table (schema 2) yet: an observer may
+        watch a database an older agentdeck set up, which has no commands."""
+        if not self._has_commands:
+            found = await self.fetchone("SELECT to_regclass('commands') IS NOT NULL")
+            self._has_commands = bool(found and found[0])
+        return self._has_commands
