@@ -104,6 +104,21 @@ class EventStore(Reader, HostLeases):
             self._writer = None
         await super().close()
 
+    @property
+    def address(self) -> Path:
+        """What opens this database again (`open_store`): its path."""
+        return self.path
+
+    @property
+    def label(self) -> str:
+        """The database as messages name it: its path."""
+        return str(self.path)
+
+    @property
+    def folder(self) -> Path | None:
+        """The directory holding the database file (where agentdeck.toml goes by default)."""
+        return self.path.parent
+
     async def __aenter__(self) -> EventStore:
         return self
 

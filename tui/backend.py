@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from engine.clock import Clock, IdSource
 from engine.errors import (
@@ -60,7 +60,6 @@ from engine.results import InputAck, LifecycleAck
 from engine.runtime import Runtime
 from engine.validation import Refusal, worker_request_refusal, worker_spec_refusal
 from store.errors import ReadOnlyDatabase, StoreError
-from store.event_store import EventStore
 from store.filters import Filter
 from store.models import (
     Batch,
@@ -78,7 +77,12 @@ from store.models import (
     WorkerSpec,
     WorkerStatus,
 )
+from store.open import open_store
+from tui.cli import default_config_path
 from tui.handover import HandOver, spawn_host
+
+if TYPE_CHECKING:
+    from store.open import AnyStore
 
 __all__ = [
     "Access",
@@ -275,7 +279,7 @@ class HostedBackend:
     """The store, the runtime this process hosts (if any), and every other runtime through
     its host (`observer_reason`: none of them, this console only watches)."""
 
-    store: EventStore
+    store: AnyStore
     runtime_id: str
     runtime: Runtime | None = None
     observer_reason: str | None = None  # why nothing can be changed here at all
@@ -294,7 +298,7 @@ class HostedBackend:
 
     @property
     def label(self) -> str:
-        return self.db_label or str(self.store.path)
+        return self.db_label or self.store.label
 
     @property
     def default_runtime_id(self) -> str:
@@ -314,8 +318,11 @@ class HostedBackend:
 
     @property
     def config_path(self) -> Path:
-        """The profiles file a host of this database reads (`--config`, else beside the db)."""
-        return self.config if self.config is not None else self.store.path.parent / "agentdeck.toml"
+        """The profiles file a host of this database reads (`--config`, else beside the db;
+        for a PostgreSQL database, beside the default SQLite database)."""
+        if self.config is not None:
+            return self.config
+        return default_config_path(self.store.folder)
 
     @property
     def fault(self) -> StoreFault | None:
@@ -552,7 +559,7 @@ class HostedBackend:
         await runtime.close(successor_token=token)
         try:
             child, log = await asyncio.to_thread(
-                spawn_host, self.store.path, rid, self.config, token
+                spawn_host, self.db_address, rid, self.config, token
             )
         except OSError as exc:
             return HandOver(rid, None, None, len(running), queued, False, f"{exc}")
@@ -596,11 +603,20 @@ class HostedBackend:
     # kept for callers that name the path (bench, headless tools)
     @property
     def db_path(self) -> Path:
-        return self.store.path
+        folder = self.store.folder
+        if folder is None:
+            raise ValueError(f"{self.store.label} is a PostgreSQL database, not a file")
+        return Path(self.db_address)
+
+    @property
+    def db_address(self) -> str | Path:
+        """What `--db` names this database by: the SQLite file's path, or the server's URL
+        (with its password: only for a child process's environment, never for display)."""
+        return self.store.address
 
 
 async def open_backend(
-    db: Path,
+    db: str | Path,
     *,
     runtime_id: str = "local",
     config: Path | None = None,
@@ -618,13 +634,13 @@ async def open_backend(
     notices: list[str] = []
     observer_reason: str | None = None
     if read_only:
-        store = await EventStore.open(db, read_only=True, watch=watch)
+        store = await open_store(db, read_only=True, watch=watch)
         observer_reason = "opened with --read-only: this console only watches"
     else:
         try:
-            store = await EventStore.open(db, watch=watch)
+            store = await open_store(db, watch=watch)
         except ReadOnlyDatabase as exc:
-            store = await EventStore.open(db, read_only=True, watch=watch)
+            store = await open_store(db, read_only=True, watch=watch)
             observer_reason = (
                 f"the database cannot be written ({exc.path}); this console only watches"
             )

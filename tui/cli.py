@@ -35,6 +35,13 @@ def default_db_path() -> Path:
     return user_data_path("agentdeck", appauthor=False) / "agentdeck.db"
 
 
+def default_config_path(folder: Path | None) -> Path:
+    """The profiles file read when --config is not given: agentdeck.toml in `folder` (the
+    SQLite database's), or beside the default SQLite database for one with no folder
+    (PostgreSQL)."""
+    return (folder if folder is not None else default_db_path().parent) / "agentdeck.toml"
+
+
 MAX_INTEGER = 2**63 - 1  # positions and counts are SQLite integers
 
 
@@ -82,6 +89,13 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _address(text: str) -> str | Path:
+    """`--db`: a postgresql:// (or postgres://) URL as given, else a path."""
+    from store.open import parse_address
+
+    return parse_address(text)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (what is wrong, where to read more)."""
 
@@ -94,10 +108,16 @@ def build_parser() -> argparse.ArgumentParser:
         prog="agentdeck",
         description="A terminal console for operating AI-agent workers.",
     )
-    db_help = "database file (default: %(default)s)"
-    parser.add_argument("--db", type=Path, default=default_db_path(), help=db_help)
+    db_help = (
+        "database: a SQLite file, or a postgresql:// URL (default: $AGENTDECK_DB if set, "
+        f"else {default_db_path()})"
+    )
+    parser.add_argument("--db", type=_address, default=None, help=db_help)
     parser.add_argument(
-        "--config", type=Path, help="profiles file (default: agentdeck.toml beside the database)"
+        "--config",
+        type=Path,
+        help="profiles file (default: agentdeck.toml beside the database; for a PostgreSQL "
+        "database, beside the default SQLite file)",
     )
     parser.add_argument(
         "--read-only", action="store_true", help="watch only: open the database as an observer"
@@ -108,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     events = sub.add_parser("events", help="print events (JSON lines with --json)")
-    events.add_argument("--db", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    events.add_argument("--db", type=_address, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     events.add_argument(
         "--filter", default="", help='filter expression, e.g. "kind:run.* level:error"'
     )
@@ -120,10 +140,10 @@ def build_parser() -> argparse.ArgumentParser:
     events.add_argument("--json", action="store_true", help="one JSON object a line")
 
     verify = sub.add_parser("verify", help="rebuild projections from the log and compare")
-    verify.add_argument("--db", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    verify.add_argument("--db", type=_address, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
     demo = sub.add_parser("demo", help="host a runtime headless and drive demo workers")
-    demo.add_argument("--db", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    demo.add_argument("--db", type=_address, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     demo.add_argument("--config", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     demo.add_argument("--runtime", default="demo", help="runtime name (default: demo)")
     demo.add_argument("--workers", type=_positive, default=4)
@@ -136,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     host = sub.add_parser(
         "host", help="host a runtime with no terminal (work that outlives any console)"
     )
-    host.add_argument("--db", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    host.add_argument("--db", type=_address, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     host.add_argument("--config", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     host.add_argument(
         "--runtime", default=argparse.SUPPRESS, help="the runtime to host (default: local)"
@@ -162,9 +182,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _dispatch(args: argparse.Namespace) -> int:
     from engine.errors import EngineError, InvalidRequest
     from store.errors import FilterError, StoreError, UnusableDatabase
+    from store.open import address_label, chosen_address, is_server_address, unusable_server_error
     from tui.shutdown import run_command
 
+    args.db = chosen_address(getattr(args, "db", None), default_db_path())
     try:
+        if args.command == "verify" and is_server_address(args.db):
+            say(
+                f"{address_label(args.db)}: verify checks a SQLite database file; "
+                "it cannot check a PostgreSQL database yet"
+            )
+            return EXIT_UNUSABLE
         if args.command == "events":
             from tui.headless import events_command
 
@@ -198,7 +226,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         return EXIT_UNUSABLE
     except (StoreError, EngineError) as exc:
         say(str(exc))
-        return EXIT_FAILED
+        # A server that cannot be used at all (unreachable, login refused, no such
+        # database, no permission) is an unusable database, like a bad SQLite file.
+        return EXIT_UNUSABLE if unusable_server_error(exc) else EXIT_FAILED
     except KeyboardInterrupt:
         return EXIT_OK  # Ctrl-C before any handler was installed: nothing was started
     except Exception as exc:
@@ -226,14 +256,19 @@ def console_command(args: argparse.Namespace) -> int:
     a hang-up) has handed that runtime over to a background `agentdeck host`
     (tui.handover): its pid and log file are the line said here.
     """
-    from store.database import OpenOptions, prepare
-    from store.errors import ReadOnlyDatabase
+    from store.open import is_server_address
 
     # Refuse an unusable database with one line before the screen is taken over.
-    try:
-        prepare(args.db, OpenOptions(read_only=args.read_only))
-    except ReadOnlyDatabase:
-        prepare(args.db, OpenOptions(read_only=True))  # the console opens it as an observer
+    if is_server_address(args.db):
+        _check_server(args.db, args.read_only)
+    else:
+        from store.database import OpenOptions, prepare
+        from store.errors import ReadOnlyDatabase
+
+        try:
+            prepare(args.db, OpenOptions(read_only=args.read_only))
+        except ReadOnlyDatabase:
+            prepare(args.db, OpenOptions(read_only=True))  # the console opens it as an observer
     from tui.app import AgentDeckApp
     from tui.backend import open_backend
     from tui.crash_log import crash_line
@@ -259,6 +294,20 @@ def console_command(args: argparse.Namespace) -> int:
     if app.stop_signal is not None:
         return signalled_status(app.stop_signal)
     return code or EXIT_OK
+
+
+def _check_server(url: str, read_only: bool) -> None:
+    """Connect to the PostgreSQL database at `url` once (and close): its StoreError if it
+    cannot be used (unreachable, login refused, missing, foreign, newer schema)."""
+    import asyncio
+
+    from store.open import open_store
+
+    async def check() -> None:
+        store = await open_store(url, read_only=read_only, watch=False)
+        await store.close()
+
+    asyncio.run(check())
 
 
 def say_fault(who: str, fault: StoreFault | None) -> None:

@@ -12,8 +12,8 @@ from engine.profiles import BuiltinProfile, ProfileSet
 from engine.results import CreateWorkerRequest
 from engine.runtime import Runtime
 from store.errors import StoreError
-from store.event_store import EventStore
 from store.models import RoleIntent, RunStatus
+from store.open import open_store
 from tui.cli import say, say_fault
 from tui.shutdown import Stop
 
@@ -36,7 +36,7 @@ def demo_profile_settings(
 
 async def demo_command(args: argparse.Namespace, stop: Stop) -> int:
     """Host `args.runtime`, keep `args.workers` demo workers busy until `stop` or the duration."""
-    store = await EventStore.open(args.db, watch=False)
+    store = await open_store(args.db, watch=False)
     settings = demo_profile_settings(args.workers, args.rate, args.fail_rate)
     profile = BuiltinProfile(name="demo-load", builtin="demo", demo=settings)
     profiles = ProfileSet(profiles={"demo-load": profile}, default_profile="demo-load")

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from platformdirs import user_log_path
 
+from store.open import ENV_VAR, address_label, has_password
 from tui.safe_text import clean
 
 
@@ -33,10 +34,18 @@ def host_log_path(runtime_id: str, folder: Path | None = None) -> Path:
     return folder / f"host-{runtime_id}.log"
 
 
-def host_argv(db: Path, runtime_id: str, config: Path | None, lease_token: str) -> list[str]:
+def host_argv(
+    db: str | Path, runtime_id: str, config: Path | None, lease_token: str
+) -> list[str]:
     """`agentdeck host ...` run by this very interpreter (the same venv, the same code),
-    claiming the lease this console passed on with `lease_token`."""
-    argv = [sys.executable, "-m", "tui.cli", "--db", str(db.absolute()), "host"]
+    claiming the lease this console passed on with `lease_token`.
+
+    A PostgreSQL URL with a password is not in the arguments (`ps` shows those): the child
+    reads it from $AGENTDECK_DB (`host_env`)."""
+    argv = [sys.executable, "-m", "tui.cli"]
+    if not has_password(db):
+        argv += ["--db", str(db) if isinstance(db, str) else str(db.absolute())]
+    argv += ["host"]
     argv += ["--runtime", runtime_id, "--lease-token", lease_token]
     if config is not None:
         argv += ["--config", str(config.absolute())]
@@ -82,8 +91,17 @@ class HandOver:
         )
 
 
+def host_env(db: str | Path) -> dict[str, str]:
+    """The environment of a handed-over host: this one's, unbuffered, and the database's
+    URL in $AGENTDECK_DB when it holds a password (so it is not in argv)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if has_password(db):
+        env[ENV_VAR] = str(db)
+    return env
+
+
 def spawn_host(
-    db: Path, runtime_id: str, config: Path | None, lease_token: str, *, log: Path | None = None
+    db: str | Path, runtime_id: str, config: Path | None, lease_token: str, *, log: Path | None = None
 ) -> tuple[subprocess.Popen[bytes], Path]:
     """Start a detached `agentdeck host` for `runtime_id`; the process and its log file.
 
@@ -98,7 +116,7 @@ def spawn_host(
         out.write(
             clean(
                 f"agentdeck: {stamp}: console pid {os.getpid()} hands runtime {runtime_id} "
-                f"on {db} over to a host of its own",
+                f"on {address_label(db)} over to a host of its own",
                 newlines=False,
             )
             + "\n"
@@ -111,7 +129,7 @@ def spawn_host(
             stderr=out,
             start_new_session=True,  # the terminal's hang-up and Ctrl-C stay with the console
             close_fds=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env=host_env(db),
         )
     # Not waited for: it outlives this process (then init reaps it). Kept, so its
     # Popen is not collected (with a warning) while this process lives.

@@ -14,9 +14,9 @@ import sys
 from typing import TextIO
 
 from store.errors import StoreError
-from store.event_store import EventStore
 from store.filters import parse_filter
 from store.models import Event, Lag
+from store.open import open_store
 from tui.safe_text import clean, json_dumps
 
 PAGE = 1000
@@ -54,7 +54,7 @@ class _Printer:
 
 async def events_command(args: argparse.Namespace) -> int:
     flt = parse_filter(args.filter)  # a bad filter is a usage error before any I/O
-    store = await EventStore.open(args.db, read_only=True, watch=args.follow, index=False)
+    store = await open_store(args.db, read_only=True, watch=args.follow, index=False)
     printer = _Printer(args.json, sys.stdout)
     remaining = args.limit
     try:
@@ -98,6 +98,10 @@ async def events_command(args: argparse.Namespace) -> int:
 
 
 async def verify_command(args: argparse.Namespace) -> int:
+    """Rebuild the projections of the SQLite file `args.db` and compare (tui.cli refuses a
+    PostgreSQL URL before this)."""
+    from store.event_store import EventStore
+
     store = await EventStore.open(args.db, read_only=True, watch=False, index=False)
     try:
         report = await store.verify()

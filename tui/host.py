@@ -19,15 +19,20 @@ import asyncio
 import contextlib
 import os
 import signal
+from typing import TYPE_CHECKING
 
 from engine.runtime import Runtime
 from store.catalog import COMMAND_OUTCOME_KINDS, WORKER_STATUS_KINDS
-from store.event_store import EventStore
 from store.models import Event, Lag, Severity
-from tui.cli import say, say_fault
+from store.open import open_store
+from tui.cli import default_config_path, say, say_fault
 from tui.shutdown import Stop
 
+if TYPE_CHECKING:
+    from store.open import AnyStore
+
 EXIT_OK, EXIT_FAILED = 0, 1
+FOLLOWER_STOP_S = 2.0  # at most this long to wait for the follower to stop
 LEASE_CHECK_S = 1.0  # how soon a host that lost its lease to another process notices
 _SAID_KINDS = frozenset({"runtime.started", "runtime.restored", "runtime.stopped"}) | (
     WORKER_STATUS_KINDS
@@ -44,10 +49,10 @@ def is_lifecycle(event: Event) -> bool:
 async def host_command(args: argparse.Namespace, stop: Stop) -> int:
     """Host `args.runtime` on `args.db` until a stop signal (or until another host takes it)."""
     name = f"host {args.runtime}"
-    store = await EventStore.open(args.db, watch=True)
+    store = await open_store(args.db, watch=True)
     try:
         after = store.feed.last_position
-        config = args.config if args.config is not None else store.path.parent / "agentdeck.toml"
+        config = args.config if args.config is not None else default_config_path(store.folder)
         runtime = await Runtime.host(
             store, args.runtime, config_path=config, lease_token=args.lease_token
         )
@@ -64,9 +69,9 @@ async def host_command(args: argparse.Namespace, stop: Stop) -> int:
         await store.close()
 
 
-async def _serve(runtime: Runtime, store: EventStore, after: int, stop: Stop, name: str) -> int:
+async def _serve(runtime: Runtime, store: AnyStore, after: int, stop: Stop, name: str) -> int:
     say(
-        f"{name}: hosting runtime {runtime.runtime_id} on {store.path} (pid {os.getpid()});"
+        f"{name}: hosting runtime {runtime.runtime_id} on {store.label} (pid {os.getpid()});"
         " SIGTERM or Ctrl-C stops it, queued work is kept"
     )
     runtime.add_fault_listener(lambda fault: say_fault(name, fault))
@@ -85,11 +90,15 @@ async def _serve(runtime: Runtime, store: EventStore, after: int, stop: Stop, na
         return EXIT_OK
     finally:
         follower.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await follower
+        # Waited with a timeout: on PostgreSQL a follower cancelled mid-read was seen
+        # to finish only once the loop woke again (a timer does that); the store's
+        # close ends its subscription in any case.
+        done, _ = await asyncio.wait({follower}, timeout=FOLLOWER_STOP_S)
+        if follower in done and not follower.cancelled():
+            follower.exception()  # retrieved: it was already said or is of no use now
 
 
-async def _follow(store: EventStore, runtime_id: str, after: int, name: str) -> None:
+async def _follow(store: AnyStore, runtime_id: str, after: int, name: str) -> None:
     """Say each lifecycle event of the runtime, from hosting on (the opening events included)."""
     sub = store.subscribe(after)
     try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 from store.errors import ReadOnlyDatabase, StoreClosed
@@ -77,8 +78,10 @@ class PgEventStore(PgReader, HostLeases):
     async def _start(self, *, watch: bool) -> None:
         if not self.read_only:
             # First: the writer's connection migrates, so the reads find the tables.
-            self._writer = PgWriter(self.url, self._committed)
-            await self._writer.start()
+            # Kept only once started: a writer that failed to start has cleaned up already.
+            writer = PgWriter(self.url, self._committed)
+            await writer.start()
+            self._writer = writer
         await self.start()
         if watch:
             # LISTEN before the feed reads its starting position: a commit from
@@ -99,6 +102,22 @@ class PgEventStore(PgReader, HostLeases):
             await self._writer.close()
             self._writer = None
         await super().close()
+
+    @property
+    def address(self) -> str:
+        """What opens this database again (`open_store`): its URL, password included;
+        never for display (`label` is)."""
+        return self.url
+
+    @property
+    def label(self) -> str:
+        """The database as messages name it: its URL without the password."""
+        return safe_url(self.url)
+
+    @property
+    def folder(self) -> Path | None:
+        """None: a database on a server has no folder beside it."""
+        return None
 
     async def __aenter__(self) -> PgEventStore:
         return self

@@ -18,6 +18,7 @@ the PostgreSQL schema collates every text column "C" (SQLite's BINARY).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from typing import Any
 
@@ -86,6 +87,13 @@ class PgReader(Reader):
         self._has_commands = False
 
     async def start(self) -> None:
+        # Connect once first: a server that is down, a refused login or a missing database
+        # fails at once with its reason, where the pool would retry until OPEN_TIMEOUT_S.
+        try:
+            probe = await psycopg.AsyncConnection.connect(self.url)
+        except psycopg.Error as exc:
+            raise translate(exc, self.url) from None
+        await probe.close()
         pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
             self.url,
             min_size=POOL_MIN,
@@ -130,10 +138,14 @@ class PgReader(Reader):
                     except psycopg.OperationalError:
                         # A pooled connection the server ended (restart, idle cut):
                         # the pool drops it on return; a read is safe to try again.
-                        if attempt < attempts - 1 and conn.broken:
+                        if attempt < attempts - 1 and conn.broken and not _cancelling():
                             continue
                         raise
             except psycopg.Error as exc:
+                if _cancelling():
+                    # psycopg answers a cancelled task's query with QueryCanceled (or a
+                    # dropped connection): the cancellation is what the caller must see.
+                    raise asyncio.CancelledError() from None
                 raise translate(exc, self.url) from None
         raise AssertionError("unreachable")  # the last attempt returns or raises
 
@@ -196,3 +208,9 @@ class PgReader(Reader):
             found = await self.fetchone("SELECT to_regclass('commands') IS NOT NULL")
             self._has_commands = bool(found and found[0])
         return self._has_commands
+
+
+def _cancelling() -> bool:
+    """Whether the running task is being cancelled (its query's error is then not news)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
