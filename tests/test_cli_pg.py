@@ -211,9 +211,15 @@ async def test_a_console_on_postgresql_hands_its_runtime_over_to_a_host(
         assert handed.hosting, handed.line()
         assert (await backend.store.hosts())["local"].pid == new_host
         assert handed.log is not None
-        log = handed.log.read_text()
-        assert f"hands runtime local on {pg_url} over" in log
-        assert f"host local: hosting runtime local on {pg_url} (pid {new_host})" in log
+        log_file = handed.log
+        assert f"hands runtime local on {pg_url} over" in log_file.read_text()
+        # The new host holds the lease a moment before it says so in its log.
+        said = f"host local: hosting runtime local on {pg_url} (pid {new_host})"
+        for _ in range(200):
+            if said in log_file.read_text():
+                break
+            await asyncio.sleep(0.05)
+        assert said in log_file.read_text()
     finally:
         if new_host is not None:
             await asyncio.to_thread(end_process, new_host)
