@@ -10,25 +10,19 @@ indexer: it is an observer.
 from __future__ import annotations
 
 import asyncio
-import sqlite3
-from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TypeVar
 
 from store.database import OpenOptions, prepare
 from store.doorbell import Doorbell
-from store.errors import ReadOnlyDatabase, StoreClosed
 from store.feed import DEFAULT_QUEUE, ChangeWatcher, Feed, Subscription
 from store.filters import Filter
 from store.hosts import HostLeases
-from store.models import Event, NewEvent
+from store.models import Event
 from store.reader import Reader
 from store.rebuild import RebuildReport, problems_in_file, rebuild_projections, repair_projections
 from store.search import Indexer
 from store.verify import VerifyReport, verify_file
 from store.writer import Writer
-
-T = TypeVar("T")
 
 
 class EventStore(Reader, HostLeases):
@@ -125,45 +119,7 @@ class EventStore(Reader, HostLeases):
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    # -- writing ------------------------------------------------------------
-
-    def _require_writer(self) -> Writer:
-        if self._writer is None:
-            if not self.read_only:
-                # Closed, not an observer: say so rather than "read-only".
-                raise StoreClosed()
-            raise ReadOnlyDatabase(self.path, "it was opened read-only, as an observer")
-        return self._writer
-
-    async def append(
-        self,
-        runtime_id: str,
-        expected_seq: int | None,
-        events: Sequence[NewEvent],
-        *,
-        fence: str | None = None,
-    ) -> list[Event]:
-        """Append to a runtime's log if its last seq is `expected_seq` (None: at the end).
-
-        With `fence` (a host's lease token) the append commits only while that
-        token still holds the runtime's lease; otherwise it fails with HostFenced.
-        """
-        return await self._require_writer().append(runtime_id, expected_seq, events, fence=fence)
-
-    def submit(
-        self,
-        runtime_id: str,
-        expected_seq: int | None,
-        events: Sequence[NewEvent],
-        *,
-        fence: str | None = None,
-    ) -> asyncio.Future[list[Event]]:
-        """Queue an append at once, in call order; the future settles at its commit."""
-        return self._require_writer().submit(runtime_id, expected_seq, events, fence=fence)
-
-    async def run_job(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run a write outside the log (host leases) in the writer's queue."""
-        return await self._require_writer().run_job(fn)
+    # -- writing: append, submit and run_job come from store.group_commit.WritesThrough --
 
     async def index_now(self) -> None:
         """Bring the free-text index up to the last commit (benchmarks and tests)."""

@@ -22,7 +22,7 @@ from typing import Any, Generic, TypeVar
 from store import catalog, records
 from store.catalog import Payload
 from store.codec import dump_payload, us_from_dt
-from store.errors import StoreClosed
+from store.errors import ReadOnlyDatabase, StoreClosed
 from store.models import Event, NewEvent
 from store.projector import Row
 
@@ -260,3 +260,49 @@ def settle(
         future.set_exception(error)
     else:
         future.set_result(result)
+
+
+class WritesThrough(Generic[C]):
+    """What a store (either back end) writes with: its group-commit writer, or none
+    when it was opened read-only (an observer) or is closed."""
+
+    _writer: GroupCommitWriter[C] | None
+    read_only: bool
+
+    @property
+    def label(self) -> str:
+        raise NotImplementedError
+
+    def _require_writer(self) -> GroupCommitWriter[C]:
+        if self._writer is None:
+            if not self.read_only:
+                raise StoreClosed()  # closed, not an observer: say so rather than "read-only"
+            raise ReadOnlyDatabase(self.label, "it was opened read-only, as an observer")
+        return self._writer
+
+    async def append(
+        self,
+        runtime_id: str,
+        expected_seq: int | None,
+        events: Sequence[NewEvent],
+        *,
+        fence: str | None = None,
+    ) -> list[Event]:
+        """Append to a runtime's log if its last seq is `expected_seq` (None: at the end);
+        with `fence`, only while that token holds the runtime's lease (else HostFenced)."""
+        return await self._require_writer().append(runtime_id, expected_seq, events, fence=fence)
+
+    def submit(
+        self,
+        runtime_id: str,
+        expected_seq: int | None,
+        events: Sequence[NewEvent],
+        *,
+        fence: str | None = None,
+    ) -> asyncio.Future[list[Event]]:
+        """Queue an append at once, in call order; the future settles at its commit."""
+        return self._require_writer().submit(runtime_id, expected_seq, events, fence=fence)
+
+    async def run_job(self, fn: Callable[[C], T]) -> T:
+        """Run a write outside the log (host leases) in the writer's queue."""
+        return await self._require_writer().run_job(fn)

@@ -6,15 +6,14 @@ engine's; these functions only read and write the rows atomically.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from store.codec import dt_from_us
+from store.group_commit import WritesThrough
 from store.models import HostLease
 from store.projector import Connection
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -118,12 +117,9 @@ def pass_job(
     return job
 
 
-class HostLeases:
+class HostLeases(WritesThrough[Any]):
     """The lease methods of a store, as writer jobs of its own (`run_job`); both back
     ends mix this in, so their leases are the same SQL under the same write lock."""
-
-    def run_job(self, fn: Callable[[Any], T]) -> Awaitable[T]:
-        raise NotImplementedError
 
     async def claim_lease(
         self, claim: LeaseClaim, may_take_over: Callable[[HostLease, str], bool]

@@ -10,17 +10,14 @@ read-only has no writer: it is an observer, and does not migrate.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from store.errors import ReadOnlyDatabase, StoreClosed
 from store.feed import DEFAULT_QUEUE, Feed, Subscription
 from store.filters import Filter
 from store.hosts import HostLeases
 from store.interface import EventLog
-from store.models import Event, NewEvent
+from store.models import Event
 from store.postgres.adapter import PgConnection
 from store.postgres.errors import safe_url
 from store.postgres.feed import PgListener
@@ -28,8 +25,6 @@ from store.postgres.reader import PgReader
 from store.postgres.writer import PgWriter
 from store.rebuild import RebuildReport, projection_problems, rebuild_projections
 from store.rebuild import repair_projections as repair_in_transaction
-
-T = TypeVar("T")
 
 # store.rebuild's check is written for SQLite; two of its statements are SQLite's own.
 _SQLITE_ONLY = {
@@ -124,42 +119,6 @@ class PgEventStore(PgReader, HostLeases):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
-
-    # -- writing ------------------------------------------------------------
-
-    def _require_writer(self) -> PgWriter:
-        if self._writer is None:
-            if not self.read_only:
-                raise StoreClosed()
-            raise ReadOnlyDatabase(safe_url(self.url), "it was opened read-only, as an observer")
-        return self._writer
-
-    async def append(
-        self,
-        runtime_id: str,
-        expected_seq: int | None,
-        events: Sequence[NewEvent],
-        *,
-        fence: str | None = None,
-    ) -> list[Event]:
-        """Append to a runtime's log if its last seq is `expected_seq` (None: at the end);
-        with `fence`, only while that token holds the runtime's lease (else HostFenced)."""
-        return await self._require_writer().append(runtime_id, expected_seq, events, fence=fence)
-
-    def submit(
-        self,
-        runtime_id: str,
-        expected_seq: int | None,
-        events: Sequence[NewEvent],
-        *,
-        fence: str | None = None,
-    ) -> asyncio.Future[list[Event]]:
-        """Queue an append at once, in call order; the future settles at its commit."""
-        return self._require_writer().submit(runtime_id, expected_seq, events, fence=fence)
-
-    async def run_job(self, fn: Callable[[PgConnection], T]) -> T:
-        """Run a write outside the log (host leases) in the writer's queue, under the append lock."""
-        return await self._require_writer().run_job(fn)
 
     # -- following ---------------------------------------------------------
 
