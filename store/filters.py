@@ -14,6 +14,9 @@ Free words are matched the way the FTS5 index (`unicode61 remove_diacritics
 a prefix (`time` finds `timeout`, `w-3` finds `w 3…`); a quoted phrase
 matches its tokens exactly. Rows the indexer has not reached yet are matched
 by `adk_words`, a SQL function running the same Python code as `matches`.
+PostgreSQL has no FTS5: there `fields_where(postgres=True)` is the SQL of
+the other terms, and store.postgres.search looks the words up in its own
+index of these same tokens.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 import re
 import sqlite3
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -319,11 +323,18 @@ class Filter:
                 words.append(term)
             elif term.test(event) == term.negated:
                 return False
-        # Words last: tokenizing the event costs more than all other terms.
-        if words:
-            line = _token_line(event.message, event.payload_json)
-            return all(w.test_line(line) != w.negated for w in words)
-        return True
+        # Words last: tokenizing the event costs more than all other terms (and
+        # payload_json may have to be dumped).
+        return not words or _words_pass(words, event.message, event.payload_json)
+
+    def matches_words(self, message: str, payload_json: str) -> bool:
+        """Whether an event's text passes every free-word term (the other terms aside).
+
+        For a back end whose SQL answers the other terms exactly and whose text
+        index only narrows the rows (store.postgres.search): the same check as
+        `matches` makes, without building the Event.
+        """
+        return _words_pass(self.word_terms, message, payload_json)
 
     @property
     def fts_match(self) -> str | None:
@@ -340,16 +351,7 @@ class Filter:
         With `skip_wanted_words`, the wanted words are left out: for a query
         that starts from `fts_match` itself (the fast path for rare words).
         """
-        clauses: list[str] = []
-        params: list[object] = []
-        for term in self.terms:
-            if isinstance(term, _WordTerm):
-                continue
-            sql, values = term.sql()
-            if term.negated:
-                sql = f"({sql}) IS NOT 1" if term.nullable else f"NOT ({sql})"
-            clauses.append(sql)
-            params += values
+        clauses, params = self._field_clauses(postgres=False)
         words = [t for t in self.terms if isinstance(t, _WordTerm)]
         wanted = [w for w in words if not w.negated]
         unwanted = [w for w in words if w.negated]
@@ -366,6 +368,58 @@ class Filter:
         if not clauses:
             return "1", []
         return " AND ".join(f"({c})" for c in clauses), params
+
+    @property
+    def word_terms(self) -> tuple[_WordTerm, ...]:
+        """The free words and phrases (`tokens`, `prefix`, `negated`), for a back end's own index."""
+        return tuple(t for t in self.terms if isinstance(t, _WordTerm))
+
+    def fields_where(self, *, postgres: bool = False) -> tuple[str, list[object]]:
+        """The SQL condition (`?` placeholders) of every term but the free words.
+
+        "1" when there is none, as `where` says it. With `postgres`, in
+        PostgreSQL's words: a `*`/`?` glob as LIKE (SQLite's GLOB is
+        case-sensitive, and so is LIKE on the "C"-collated columns), a negated
+        nullable term as IS NOT TRUE, and no condition as TRUE.
+        """
+        clauses, params = self._field_clauses(postgres=postgres)
+        if not clauses:
+            return ("TRUE" if postgres else "1"), []
+        return " AND ".join(f"({c})" for c in clauses), params
+
+    def _field_clauses(self, *, postgres: bool) -> tuple[list[str], list[object]]:
+        clauses: list[str] = []
+        params: list[object] = []
+        for term in self.terms:
+            if isinstance(term, _WordTerm):
+                continue
+            sql, values = term.sql()
+            if postgres and isinstance(term, _GlobTerm) and " GLOB " in sql:
+                sql, values = f"e.{term.column} LIKE ?", [_like_pattern(term.value)]
+            if term.negated:
+                is_not = "IS NOT TRUE" if postgres else "IS NOT 1"
+                sql = f"({sql}) {is_not}" if term.nullable else f"NOT ({sql})"
+            clauses.append(sql)
+            params += values
+        return clauses, params
+
+
+def _words_pass(words: Sequence[_WordTerm], message: str, payload_json: str) -> bool:
+    if not words:
+        return True
+    line = _token_line(message, payload_json)
+    return all(w.test_line(line) != w.negated for w in words)
+
+
+def _like_pattern(glob: str) -> str:
+    """A `*`/`?` glob as a LIKE pattern (backslash, LIKE's default escape, quoting `%` and `_`)."""
+    out = []
+    for c in glob:
+        if c in "%_\\":
+            out.append("\\" + c)
+        else:
+            out.append("%" if c == "*" else "_" if c == "?" else c)
+    return "".join(out)
 
 
 def _words_sql(words: list[_WordTerm], joiner: str, indexed_upto: int) -> tuple[str, list[object]]:

@@ -29,37 +29,18 @@ from store.errors import StoreClosed
 from store.filters import Filter
 from store.postgres.adapter import to_pyformat
 from store.postgres.errors import translate
+from store.postgres.search import UNINDEXED_COLUMN, WordSearch, word_search
 from store.reader import (
     DEFAULT_MAX_BATCH,
     DEFAULT_MAX_TRANSCRIPT,
     EVENT_COLUMNS,
     Reader,
 )
-from store.records import (
-    events_from_rows,
-)
 
 POOL_MIN = 1
 POOL_MAX = 8
-SCAN_PAGE = 1000  # rows read per step when a filter is applied in Python
+SCAN_PAGE = 1000  # most candidate rows read per step when words are rechecked in Python
 OPEN_TIMEOUT_S = 30.0
-
-
-def portable_where(flt: Filter) -> tuple[str, list[object]] | None:
-    """`flt`'s SQL condition in PostgreSQL's dialect (`%s`), or None if it has none.
-
-    None means: filter in Python (`flt.matches`) while paging. That is the case
-    for free words (PostgreSQL has no free-text index yet: issue 10 adds a
-    tsvector index later; until then words are matched in Python, which is
-    correct but walks the log) and for `*`/`?` globs (SQLite's GLOB). SQLite's
-    `x IS NOT 1` (a negated nullable term) is PostgreSQL's `x IS NOT TRUE`.
-    """
-    if flt.has_words:
-        return None
-    where, params = flt.where(0)
-    if where == "1" or " GLOB " in where:
-        return None
-    return to_pyformat(where.replace(" IS NOT 1", " IS NOT TRUE")), params
 
 
 class PgReader(Reader):
@@ -85,6 +66,7 @@ class PgReader(Reader):
         self._pool_max = pool_max
         self._pool: AsyncConnectionPool[Any] | None = None
         self._has_commands = False
+        self._has_search = False  # events.search (schema 3) is there (it never goes away)
 
     async def start(self) -> None:
         # Connect once first: a server that is down, a refused login or a missing database
@@ -127,11 +109,17 @@ class PgReader(Reader):
     async def _fetch(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         # Each pooled connection the server ended fails once; a fresh one then answers.
         attempts = self._pool_max + 1
+        requests = _cancel_requests()
         for attempt in range(attempts):
             if self._pool is None:
                 raise StoreClosed()
             try:
                 async with self._pool.connection() as conn:
+                    if _cancel_requests() > requests:
+                        # Cancelled while waiting for the connection, and the pool's
+                        # wait (asyncio.wait_for, which on Python 3.11 drops a cancel
+                        # that lands as its result arrives) handed it over anyway.
+                        raise asyncio.CancelledError()
                     try:
                         cur = await conn.execute(sql, params)
                         return list(await cur.fetchall())
@@ -160,36 +148,39 @@ class PgReader(Reader):
                 f" ORDER BY e.position {order} LIMIT ?",
                 (position, limit),
             )
-        portable = portable_where(flt)
-        if portable is not None:
-            where, params = portable
+        # Field terms in SQL (globs as LIKE), free words through the tsvector index
+        # (store.postgres.search); where that index cannot say exactly, or for an
+        # UNINDEXED row, `flt.matches_words` (SQLite's predicate) decides row by row.
+        fields, params = flt.fields_where(postgres=True)
+        where = to_pyformat(fields)
+        if not flt.has_words:
             return await self._fetch(
                 f"SELECT {EVENT_COLUMNS} FROM events e WHERE e.position {cmp} %s AND ({where})"
                 f" ORDER BY e.position {order} LIMIT %s",
                 (position, *params, limit),
             )
-        # Words or globs: page through the log and keep what `flt.matches`
-        # (correct, but the cost is the log walked, not the matches found; a
-        # PostgreSQL free-text index comes later in issue 10).
+        if await self._search_column():
+            words, unindexed = word_search(flt), UNINDEXED_COLUMN
+        else:  # a database no writer has brought to schema 3 yet: every row checked
+            words, unindexed = WordSearch("TRUE", exact=False), "TRUE"
+        where = f"{where} AND {words.condition.replace('%', '%%')}"
         out: list[tuple[Any, ...]] = []
-        cursor = position
-        while len(out) < limit:
-            rows = await self.fetchall(
-                f"SELECT {EVENT_COLUMNS} FROM events e WHERE e.position {cmp} ?"
-                f" ORDER BY e.position {order} LIMIT ?",
-                (cursor, SCAN_PAGE),
+        cursor, page = position, limit
+        while True:
+            rows = await self._fetch(
+                f"SELECT {EVENT_COLUMNS}, {unindexed} FROM events e"
+                f" WHERE e.position {cmp} %s AND ({where}) ORDER BY e.position {order} LIMIT %s",
+                (cursor, *params, page),
             )
-            if not rows:
-                break
-            for row, event in zip(rows, events_from_rows(rows), strict=True):
-                if flt.matches(event):
-                    out.append(row)
-                    if len(out) == limit:
-                        break
-            cursor = int(rows[-1][0])
-            if len(rows) < SCAN_PAGE:
-                break
-        return out
+            for *row, check in rows:
+                # The field terms are exact in SQL: only the words need checking
+                # (message and payload, columns 9 and 10 of EVENT_COLUMNS).
+                if (words.exact and not check) or flt.matches_words(row[9], row[10]):
+                    out.append(tuple(row))
+            if len(out) >= limit or len(rows) < page:
+                return out[:limit]
+            # The recheck turned candidates down: read on, in growing pages.
+            cursor, page = int(rows[-1][0]), max(page, min(page * 4, SCAN_PAGE))
 
     async def newest_run_ids(self, runtime_id: str) -> dict[str, str]:
         """Each worker's most recent run id, in one indexed query (for a host's restore)."""
@@ -201,6 +192,17 @@ class PgReader(Reader):
         )
         return {str(r[0]): str(r[1]) for r in rows}
 
+    async def _search_column(self) -> bool:
+        """Whether `events.search` (schema 3) is there: an observer (which does not
+        migrate) may watch a database an older agentdeck still writes."""
+        if not self._has_search:
+            found = await self.fetchone(
+                "SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('events')"
+                " AND attname = 'search' AND NOT attisdropped"
+            )
+            self._has_search = found is not None
+        return self._has_search
+
     async def _commands_table(self) -> bool:
         """Whether the database has the `commands` table (schema 2) yet: an observer may
         watch a database an older agentdeck set up, which has no commands."""
@@ -208,6 +210,12 @@ class PgReader(Reader):
             found = await self.fetchone("SELECT to_regclass('commands') IS NOT NULL")
             self._has_commands = bool(found and found[0])
         return self._has_commands
+
+
+def _cancel_requests() -> int:
+    """How many cancellations of the running task are pending (0 outside a task)."""
+    task = asyncio.current_task()
+    return task.cancelling() if task is not None else 0
 
 
 def _cancelling() -> bool:

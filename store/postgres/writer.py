@@ -51,10 +51,11 @@ from store.errors import (
 )
 from store.group_commit import MAX_BATCH_EVENTS, Append, GroupCommitWriter, Outcome, rows_of
 from store.models import Event
+from store.postgres import search
 from store.postgres.adapter import PgConnection
 from store.postgres.errors import translate
 from store.postgres.schema import APPEND_LOCK_KEY, migrate
-from store.projector import STORED_COLUMNS, Row, project
+from store.projector import Row, project
 
 T = TypeVar("T")
 
@@ -63,8 +64,7 @@ CHANNEL = "agentdeck"
 
 LOCK_TIMEOUT_S = 30.0  # longest wait for the append lock before an append fails
 IDLE_IN_TXN_S = 15.0  # the server ends a writer session idle this long inside a transaction
-INSERT_CHUNK = 1000  # rows per INSERT: 12,000 parameters, under PostgreSQL's 65,535
-_VALUES_ROW = "(" + ", ".join(["?"] * 12) + ")"
+INSERT_CHUNK = 1000  # rows per INSERT: 13,000 parameters, under PostgreSQL's 65,535
 
 # Errors of one append's rows (not of the connection or the server): replayed
 # one by one, they fail that append alone.
@@ -262,9 +262,11 @@ def _insert_events(conn: PgConnection, rows: list[Row]) -> None:
     """
     for start in range(0, len(rows), INSERT_CHUNK):
         chunk = rows[start : start + INSERT_CHUNK]
-        values = ", ".join([_VALUES_ROW] * len(chunk))
-        params = [v for r in chunk for v in r.column_values()]
-        conn.execute(f"INSERT INTO events ({STORED_COLUMNS}) VALUES {values}", params)
+        # Each row with its search vector (store.postgres.search: FTS5's tokens and
+        # their positions, so PostgreSQL's search answers as SQLite's): one more value.
+        values = ", ".join([search.INSERT_VALUES_ROW] * len(chunk))
+        params = [v for r in chunk for v in search.insert_values(r)]
+        conn.execute(f"INSERT INTO events ({search.INSERT_COLUMNS}) VALUES {values}", params)
 
 
 def _scalar(conn: PgConnection, sql: str, params: tuple[Any, ...] = ()) -> int:
