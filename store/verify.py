@@ -8,13 +8,25 @@ log" is checked by construction rather than by a second implementation.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 from store import catalog
-from store.database import OpenOptions, close_quietly, open_reader, translate
+from store.database import OpenOptions, close_quietly, open_reader, prepare, translate
 from store.errors import CommandAlreadySettled, InvalidEvent
-from store.projector import INSERT_EVENT, STORED_COLUMNS, Row, project, row_payload, stored_row
+from store.open import is_server_address
+from store.projector import (
+    INSERT_EVENT,
+    STORED_COLUMNS,
+    Connection,
+    Row,
+    project,
+    row_payload,
+    stored_row,
+)
 from store.schema import PROJECTIONS, create_projection_tables
 
 CHUNK = 5000
@@ -41,38 +53,57 @@ def verify_file(path: Path, options: OpenOptions | None = None) -> VerifyReport:
     """Check the database at `path` (synchronous; run it in a thread from async code)."""
     options = options or OpenOptions(read_only=True)
     source = open_reader(path, options)
-    scratch = sqlite3.connect(":memory:", isolation_level=None)
     try:
-        create_projection_tables(scratch)
-        return _verify(source, scratch)
+        # One read transaction for the whole check, so a live writer cannot make
+        # the log and the projections disagree between the two reads.
+        source.execute("BEGIN")
+        try:
+            return check_log(source, lambda table: _has_table(source, table))
+        finally:
+            source.execute("COMMIT")
     except sqlite3.Error as exc:
         raise translate(exc, path, options.busy_timeout_s) from None
     finally:
         close_quietly(source)
-        close_quietly(scratch)
 
 
-def _verify(source: sqlite3.Connection, scratch: sqlite3.Connection) -> VerifyReport:
+def verify_address(address: str | Path) -> VerifyReport:
+    """Check the database at `address` (a SQLite file or a PostgreSQL URL), opened to read
+    only; raise its back end's typed StoreError if it cannot be read. Synchronous."""
+    if is_server_address(address):
+        from store.postgres.verify import verify_database
+
+        return verify_database(str(address))
+    options = OpenOptions(read_only=True)
+    return verify_file(prepare(address, options), options)
+
+
+def check_log(source: Connection, has_table: Callable[[str], bool]) -> VerifyReport:
+    """The whole check on `source`, a connection to either back end (`?` placeholders)
+    already inside one read snapshot: sequences, the rebuild into a scratch SQLite
+    database, and every projection compared with the rebuilt one.
+
+    `has_table` says whether the source has a projection table (an older schema may not).
+    """
     report = VerifyReport()
-    # One read transaction for the whole check, so a live writer cannot make
-    # the log and the projections disagree between the two reads.
-    source.execute("BEGIN")
+    scratch = sqlite3.connect(":memory:", isolation_level=None)
     try:
+        create_projection_tables(scratch)
         _check_sequences(source, report)
         _rebuild(source, scratch, report)
         for table, order in PROJECTIONS.items():
-            _compare(table, order, source, scratch, report)
+            _compare(table, order, source, scratch, report, has_table(table))
     finally:
-        source.execute("COMMIT")
+        close_quietly(scratch)
     return report
 
 
-def _check_sequences(source: sqlite3.Connection, report: VerifyReport) -> None:
+def _check_sequences(source: Connection, report: VerifyReport) -> None:
     rows = source.execute(
         "SELECT runtime_id, count(*), min(seq), max(seq) FROM events GROUP BY runtime_id"
     ).fetchall()
     report.runtimes = len(rows)
-    for runtime_id, count, low, high in rows:
+    for runtime_id, count, low, high in sorted(rows):
         if low != 1 or high != count:
             report.problems.append(
                 f"runtime {runtime_id}: seq runs {low}..{high} over {count} events (gap or hole)"
@@ -85,7 +116,7 @@ def _check_sequences(source: sqlite3.Connection, report: VerifyReport) -> None:
         )
 
 
-def _rebuild(source: sqlite3.Connection, scratch: sqlite3.Connection, report: VerifyReport) -> None:
+def _rebuild(source: Connection, scratch: sqlite3.Connection, report: VerifyReport) -> None:
     after = 0
     scratch.execute("BEGIN")
     while True:
@@ -150,18 +181,25 @@ def _second_outcome(scratch: sqlite3.Connection, rows: list[Row]) -> str:
 def _compare(
     table: str,
     order: str,
-    source: sqlite3.Connection,
+    source: Connection,
     scratch: sqlite3.Connection,
     report: VerifyReport,
+    present: bool,
 ) -> None:
-    if not _has_table(source, table):
+    # The scratch table's columns, named: the source is read in the same column order
+    # whatever order its own DDL gave them.
+    columns = ", ".join(r[1] for r in scratch.execute(f"PRAGMA table_info({table})"))
+    if not present:
         # A schema-1 file (an older agentdeck still writes it; an observer does not
         # migrate): its log holds none of the kinds a newer table folds, so the
         # log implies an empty table, and any rebuilt row shows up as lacking.
         stored = []
     else:
-        stored = source.execute(f"SELECT * FROM {table} ORDER BY {order}").fetchall()
-    rebuilt = scratch.execute(f"SELECT * FROM {table} ORDER BY {order}").fetchall()
+        stored = [
+            _normal(r) for r in source.execute(f"SELECT {columns} FROM {table} ORDER BY {order}")
+            .fetchall()
+        ]
+    rebuilt = scratch.execute(f"SELECT {columns} FROM {table} ORDER BY {order}").fetchall()
     if stored == rebuilt:
         return
     stored_set, rebuilt_set = set(stored), set(rebuilt)
@@ -174,6 +212,24 @@ def _compare(
     hidden = max(0, len(missing) - MAX_REPORTED) + max(0, len(extra) - MAX_REPORTED)
     if hidden:
         report.problems.append(f"{table}: and {hidden} more differences")
+
+
+def _normal(row: Sequence[Any]) -> tuple[Any, ...]:
+    """A stored row as SQLite would give it back: a tuple of int, float, str, bytes or None
+    (PostgreSQL may answer a Decimal, bytes as memoryview, a bool)."""
+    return tuple(_value(v) for v in row)
+
+
+def _value(value: Any) -> Any:
+    if value is None or type(value) in (int, str, float, bytes):
+        return value
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, memoryview | bytearray):
+        return bytes(value)
+    return value
 
 
 def _has_table(conn: sqlite3.Connection, table: str) -> bool:

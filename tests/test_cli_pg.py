@@ -116,11 +116,11 @@ def test_events_on_postgresql_by_flag_and_by_environment(pg_url: str) -> None:
     assert by_env.stdout == done.stdout
 
 
-def test_verify_on_postgresql_is_refused_in_one_line(pg_url: str) -> None:
+def test_verify_of_a_database_agentdeck_never_set_up_is_one_line(pg_url: str) -> None:
     done = agentdeck("--db", pg_url, "verify")
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1
-    assert "cannot check a PostgreSQL database" in done.stderr
+    assert "no agentdeck database here yet" in done.stderr
 
 
 def test_an_unreachable_server_is_one_line_and_exit_2() -> None:

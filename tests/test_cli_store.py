@@ -156,14 +156,20 @@ def test_verify_lists_tampered_projections(populated: tuple[Path, list[Event]]) 
     conn.execute("UPDATE runs SET status = 'completed' WHERE run_id = 'r-1'")
     conn.commit()
     conn.close()
-    result = agentdeck("verify", "--db", path)
-    assert result.returncode == 1
-    lines = result.stdout.splitlines()
-    assert "problem" in lines[0]
-    details = "\n".join(lines[1:])
+    details = verify_problems(path)
     assert "workers:" in details and "cancelled" in details
     assert "runs:" in details
+
+
+def verify_problems(address: object) -> str:
+    """`agentdeck verify` on a database it finds problems in: exit 1, a summary line, then
+    the problem lines (returned as one text)."""
+    result = agentdeck("verify", "--db", address)
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert "problem(s) in" in lines[0]
     assert "Traceback" not in result.stderr
+    return "\n".join(lines[1:])
 
 
 @pytest.mark.parametrize("command", ["events", "verify"])

@@ -1,4 +1,4 @@
-"""The headless reading commands: `events` and `verify`. No Textual here.
+"""The headless store commands: `events`, `verify` and `copy`. No Textual here.
 
 Everything they print from the store (event text, ids, projection rows in a
 verify report) was written by programs the operator does not control, so it
@@ -9,15 +9,19 @@ through `clean`, JSON through `json_dumps`.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import sys
-from typing import TextIO
+import time
+from typing import TYPE_CHECKING, TextIO
 
-from store.errors import StoreError
 from store.filters import parse_filter
 from store.models import Event, Lag
 from store.open import open_store
 from tui.safe_text import clean, json_dumps
+
+if TYPE_CHECKING:
+    from store.verify import VerifyReport
 
 PAGE = 1000
 EXIT_OK, EXIT_FAILED, EXIT_UNUSABLE = 0, 1, 2
@@ -98,21 +102,45 @@ async def events_command(args: argparse.Namespace) -> int:
 
 
 async def verify_command(args: argparse.Namespace) -> int:
-    """Rebuild the projections of the SQLite file `args.db` and compare (tui.cli refuses a
-    PostgreSQL URL before this)."""
-    from store.event_store import EventStore
+    """Rebuild the projections of the database `args.db` (a SQLite file or a PostgreSQL
+    URL) from its log and compare; print the report."""
+    from store.verify import verify_address
 
-    store = await EventStore.open(args.db, read_only=True, watch=False, index=False)
-    try:
-        report = await store.verify()
-    except StoreError:
-        raise
-    finally:
-        await store.close()
-    print(_one_line(report.summary()))
+    report = await asyncio.to_thread(verify_address, args.db)
+    return print_report(report, report.summary())
+
+
+def print_report(report: VerifyReport, summary: str) -> int:
+    """Print `summary`, then a line for each problem of `report`; the exit status."""
+    print(_one_line(summary))
     if report.ok:
         return EXIT_OK
     # A problem quotes projection rows, which hold worker-supplied text.
     for problem in report.problems:
         print(f"  {_one_line(problem)}")
     return EXIT_FAILED
+
+
+PROGRESS_AFTER_S = 2.0  # a copy this quick says nothing until its summary
+PROGRESS_EVERY_S = 2.0
+
+
+async def copy_command(args: argparse.Namespace) -> int:
+    """Copy every event of `args.source` into the empty database `args.target`, verify the
+    target, and print one summary line (then the problems, if verify found any)."""
+    from store.copy import copy_database
+
+    started = time.monotonic()
+    said = started
+
+    def progress(copied: int, total: int) -> None:
+        nonlocal said
+        now = time.monotonic()
+        if now - started < PROGRESS_AFTER_S or now - said < PROGRESS_EVERY_S:
+            return
+        said = now
+        share = f" ({100 * copied // total}%)" if total else ""
+        print(f"agentdeck: copied {copied} of {total} events{share}", file=sys.stderr, flush=True)
+
+    report = await copy_database(args.source, args.target, progress)
+    return print_report(report.verify, report.summary())

@@ -10,21 +10,27 @@ read-only has no writer: it is an observer, and does not migrate.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
+import psycopg
+
+from store.errors import MissingDatabase
 from store.feed import DEFAULT_QUEUE, Feed, Subscription
 from store.filters import Filter
 from store.hosts import HostLeases
 from store.interface import EventLog
 from store.models import Event
 from store.postgres.adapter import PgConnection
-from store.postgres.errors import safe_url
+from store.postgres.errors import safe_url, translate
 from store.postgres.feed import PgListener
 from store.postgres.reader import PgReader
+from store.postgres.schema import schema_version
 from store.postgres.writer import PgWriter
 from store.rebuild import RebuildReport, projection_problems, rebuild_projections
 from store.rebuild import repair_projections as repair_in_transaction
+from store.verify import VerifyReport
 
 # store.rebuild's check is written for SQLite; two of its statements are SQLite's own.
 _SQLITE_ONLY = {
@@ -77,6 +83,9 @@ class PgEventStore(PgReader, HostLeases):
             writer = PgWriter(self.url, self._committed)
             await writer.start()
             self._writer = writer
+        else:
+            # An observer does not migrate: refuse at once a database it could not read.
+            await asyncio.to_thread(_check_readable, self.url)
         await self.start()
         if watch:
             # LISTEN before the feed reads its starting position: a commit from
@@ -128,6 +137,15 @@ class PgEventStore(PgReader, HostLeases):
         """Events after position `after`, replayed then live, with lag notices."""
         return self.feed.subscribe(after, flt, max_queue)
 
+    # -- checking the whole database (store.postgres.verify) ------------------
+
+    async def verify(self) -> VerifyReport:
+        """The whole database checked, as `agentdeck verify` checks it, from one snapshot."""
+        # Imported here: store.postgres.verify imports this module (readable_schema).
+        from store.postgres.verify import verify_database
+
+        return await asyncio.to_thread(verify_database, self.url)
+
     # -- projections against the log (store.rebuild, through _RebuildConnection) --
 
     async def projection_problems(self, runtime_id: str) -> list[str]:
@@ -149,6 +167,24 @@ class PgEventStore(PgReader, HostLeases):
         """Check, and rebuild if the check finds a problem, in one writer job; None when
         the projections agree with the log."""
         return await self.run_job(lambda conn: repair_in_transaction(_rebuilding(conn), runtime_id))
+
+
+def readable_schema(conn: psycopg.Connection[Any], url: str) -> int:
+    """The schema version of the database at `url`, for a reader, which does not migrate:
+    MissingDatabase (as SQLite's for an empty file) when agentdeck never set it up, and
+    schema_version's ForeignPgDatabase or NewerSchema."""
+    version = schema_version(conn, url)
+    if version < 1:
+        raise MissingDatabase(safe_url(url), "the database holds no agentdeck data")
+    return version
+
+
+def _check_readable(url: str) -> None:
+    try:
+        with psycopg.connect(url, autocommit=True, application_name="agentdeck-reader") as conn:
+            readable_schema(conn, url)
+    except psycopg.Error as exc:
+        raise translate(exc, url) from None
 
 
 def _rebuilding(conn: PgConnection) -> Any:
