@@ -2,7 +2,10 @@
 
 The holder is recorded with pid, host name and a heartbeat. Another process
 is refused while the holder is alive; a holder whose heartbeat is stale, or
-whose pid is gone on this same host, is taken over.
+whose pid is gone on this same host, is taken over. Pids are only compared
+between processes that present the same host name (`machine_name`): across
+machines only the heartbeat counts, so hosts on several machines can share one
+PostgreSQL database.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from engine.clock import Clock
-from engine.errors import RuntimeBusy
+from engine.errors import InvalidRequest, RuntimeBusy
 from engine.leftovers import host_mark
 from store.codec import us_from_dt
 from store.hosts import LeaseClaim
@@ -25,6 +28,29 @@ from store.models import HostLease
 
 HEARTBEAT_S = 2.0
 STALE_AFTER_S = 10.0
+HOST_NAME_ENV = "AGENTDECK_HOST_NAME"
+MAX_HOST_NAME_CHARS = 253  # a DNS name's limit
+
+
+def machine_name() -> str:
+    """The name this machine is recorded and compared by in leases and commands.
+
+    `AGENTDECK_HOST_NAME` when set and non-empty (containers that share a host
+    name, or one box simulating several), else the system's host name. Two
+    processes presenting the same name are taken to be on one machine: a lease
+    holder's dead pid then frees its lease at once.
+    Raises InvalidRequest (one line) for a name that cannot be shown on one line.
+    """
+    given = os.environ.get(HOST_NAME_ENV, "")
+    if not given:
+        return socket.gethostname()
+    if given.strip() != given or not given.isprintable() or len(given) > MAX_HOST_NAME_CHARS:
+        raise InvalidRequest(
+            f"{HOST_NAME_ENV}={given[:40]!r}{'...' if len(given) > 40 else ''} is not a usable "
+            f"host name: use printable characters with no spaces at either end, at most "
+            f"{MAX_HOST_NAME_CHARS} of them (or unset it to use {socket.gethostname()!r})"
+        )
+    return given
 
 
 @dataclass(frozen=True)
@@ -50,7 +76,7 @@ def holder_gone(
 ) -> bool:
     """Whether `holder` may be taken over: its pid is gone on this machine, or it stopped
     heartbeating. (A pid means nothing on another machine: only the heartbeat counts there.)"""
-    if holder.host_name == socket.gethostname() and not pid_alive(holder.pid):
+    if holder.host_name == machine_name() and not pid_alive(holder.pid):
         return True
     return now - holder.heartbeat_at > timedelta(seconds=stale_after_s)
 
@@ -75,7 +101,7 @@ class HostLeaseHolder:
         # A token given is one the previous host passed on (`pass_to`): claiming
         # with it takes the lease the moment that host lets go, whoever else waits.
         self.token = token or uuid.uuid4().hex
-        self.host_name = socket.gethostname()
+        self.host_name = machine_name()
         self.pid = os.getpid()
         self.mark = host_mark(self.token)
         self.replaced: ReplacedHost | None = None

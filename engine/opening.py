@@ -57,6 +57,8 @@ class Opening:
         self._scheduler = scheduler
         self._notes: list[tuple[DiagnosticSeverity, str, str]] = []
         self._leftovers: list[Leftover] = []
+        self._elsewhere: str | None = None  # the dead host's machine, when not this one
+        self._elsewhere_pid = 0
 
     # -- after a previous host ---------------------------------------------------------
 
@@ -66,12 +68,9 @@ class Opening:
         if replaced is None:
             return
         if replaced.lease.host_name != self._lease.host_name:
-            self._note(
-                "warning",
-                "host.takeover",
-                f"took over from pid {replaced.lease.pid} on {replaced.lease.host_name}, which "
-                "stopped heartbeating; programs it started there were not ended from this machine",
-            )
+            # Said once the runs it was in are known (`_resume_runs`), naming their programs.
+            self._elsewhere = replaced.lease.host_name
+            self._elsewhere_pid = replaced.lease.pid
             return
         found = await asyncio.to_thread(find_leftovers, replaced.mark)
         if not found:
@@ -125,6 +124,7 @@ class Opening:
             found = await self._store.read_after(
                 0, 1, parse_filter(f"runtime:{self._runtime_id} kind:runtime.stopped")
             )
+            self._note_elsewhere([])
             if self._notes:
                 await emitter.append(self._diagnostics())
             stop_id = found.events[0].event_id if found.events else None
@@ -161,6 +161,7 @@ class Opening:
     async def _resume_runs(self) -> list[NewEvent]:
         """Queue again the runs that were waiting; fail the ones the previous host was in."""
         events: list[NewEvent] = []
+        programs: list[str] = []
         workers = self._scheduler.workers
         for run in await self._store.open_runs(self._runtime_id):
             worker = workers.get(run.worker_id)
@@ -171,6 +172,8 @@ class Opening:
                 run.run_id, run.worker_id, run.prompt, "user", run.status, run.last_run_seq
             )
             # The previous host died mid-run: nothing can resume it, so say so.
+            if self._elsewhere is not None:
+                programs += await self._programs_of(run.run_id)
             ended = [lo.ended_process() for lo in self._leftovers if lo.run_id == run.run_id]
             events.append(
                 self._emitter.run_failure(
@@ -180,7 +183,36 @@ class Opening:
                     ended_processes=ended or None,
                 )
             )
+        self._note_elsewhere(programs)
         return events
+
+    def _note_elsewhere(self, programs: list[str]) -> None:
+        """The take-over from another machine, and the programs its runs may have left there."""
+        if self._elsewhere is None:
+            return
+        listed = "; ".join(programs[:5])
+        more = f"; and {len(programs) - 5} more" if len(programs) > 5 else ""
+        left = f"; the runs it was in may have left these running there: {listed}{more}"
+        self._note(
+            "warning",
+            "host.takeover",
+            f"took over from pid {self._elsewhere_pid} on {self._elsewhere}, which stopped "
+            "heartbeating; programs it started there were not ended from this machine"
+            + (left if programs else ""),
+        )
+
+    async def _programs_of(self, run_id: str) -> list[str]:
+        """The programs a run started (from its `exec.command.started` events), worded."""
+        flt = parse_filter(f"runtime:{self._runtime_id} run:{run_id} kind:exec.command.started")
+        batch = await self._store.read_after(0, 10, flt)
+        said = []
+        for event in batch.events:
+            pid, pgid = event.payload.get("pid"), event.payload.get("pgid")
+            argv = event.payload.get("argv") or []
+            command = " ".join(str(part) for part in argv)[:80]
+            group = f", group {pgid}" if pgid is not None else ""
+            said.append(f"pid {pid}{group} ({run_id}): {command}")
+        return said
 
     def _diagnostics(self) -> list[NewEvent]:
         return [

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import uuid
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
@@ -31,7 +30,7 @@ from engine.errors import (
     RuntimeStopped,
     WrongRuntime,
 )
-from engine.hosting import holder_gone
+from engine.hosting import holder_gone, machine_name
 from engine.results import CreateWorkerRequest, InputAck, LifecycleAck
 from store import catalog
 from store.catalog import (
@@ -69,7 +68,7 @@ def this_issuer(console_id: str | None = None) -> Issuer:
     return Issuer(
         console_id=console_id or f"console-{uuid.uuid4().hex[:6]}",
         pid=os.getpid(),
-        host_name=socket.gethostname(),
+        host_name=machine_name(),
     )
 
 

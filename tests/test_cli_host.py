@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Callable
@@ -61,16 +62,17 @@ async def lines_of(db: Path, expr: str) -> list[str]:
         await store.close()
 
 
-def start_host(db: Path) -> subprocess.Popen[str]:
+def start_host(db: Path, *more: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """`agentdeck host` on `db` with the arguments `more` (default: runtime local)."""
     return subprocess.Popen(
-        [str(AGENTDECK), "--db", str(db), "host"],
+        [str(AGENTDECK), "--db", str(db), "host", *more],
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env=child_env(),
+        env={**child_env(), **(env or {})},
     )
 
 
-def marked_processes() -> list[int]:
-    """Pids of the test's `sleep` programs still alive (their command line carries MARK)."""
+def marked_processes(mark: str = MARK) -> list[int]:
+    """Pids of the test's `sleep` programs still alive (their command line carries `mark`)."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -79,7 +81,7 @@ def marked_processes() -> list[int]:
             cmdline = (entry / "cmdline").read_bytes()
         except OSError:
             continue
-        if MARK.encode() in cmdline and b"sleep" in cmdline:
+        if mark.encode() in cmdline and b"sleep" in cmdline:
             found.append(int(entry.name))
     return found
 
@@ -225,3 +227,105 @@ def test_the_host_runs_commands_other_processes_issue_and_logs_who_asked(tmp_pat
         host.send_signal(signal.SIGTERM)
         output, _ = host.communicate(timeout=20)
     assert host.returncode == 0, output
+
+
+# -- issue 10: several runtimes, standing by, the host name presented ----------------------
+
+
+def test_a_standby_on_the_same_machine_takes_over_when_the_host_is_killed(tmp_path: Path) -> None:
+    """`--standby`: one line naming the holder, then the take-over the moment its pid is
+    gone (same host name), its leftovers ended, its queue run here."""
+    db = tmp_path / "a.db"
+    mine = f"{MARK}-{os.getpid()}-{tmp_path.name}"  # other sessions may run this file too
+    sleeper = f"sleep 30 # {mine}"
+    ref = asyncio.run(queue_work(db, sleeper, sleeper, "echo after the takeover"))
+    first = start_host(db)
+    wait_for_line(first, "agentdeck: host local: hosting")
+    standby = start_host(db, "--standby")
+    try:
+        line = wait_for_line(standby, "agentdeck: host local: standing by")
+        assert f"standing by for runtime local, hosted by pid {first.pid} on " in line, line
+        until(lambda: asyncio.run(run_statuses(db, ref))[1] is RunStatus.EXECUTING)
+        assert marked_processes(mine)
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait(timeout=10)
+        took = wait_for_line(standby, "agentdeck: host local: taking over from pid")
+        assert f"from pid {first.pid} on " in took and "that process is gone" in took, took
+        wait_for_line(standby, "agentdeck: host local: hosting runtime local")
+        until(lambda: asyncio.run(run_statuses(db, ref))[-1] is RunStatus.COMPLETED)
+        # The dead host's program was ended by the standby (same machine), not left behind.
+        until(lambda: marked_processes(mine) == [], timeout=10)
+        standby.send_signal(signal.SIGTERM)
+        output, _ = standby.communicate(timeout=20)
+    finally:
+        for process in (first, standby):
+            if process.poll() is None:
+                process.kill()
+                process.communicate(timeout=10)
+    assert standby.returncode == 0, output
+    assert "Traceback" not in output
+
+
+def test_several_runtimes_are_hosted_and_all_stop_cleanly(tmp_path: Path) -> None:
+    """`--runtime` more than once: each is hosted (or stood by for); a standby takes
+    over what a host that stopped cleanly let go; SIGTERM/SIGINT stop them all."""
+    db = tmp_path / "a.db"
+    (tmp_path / "agentdeck.toml").write_text(CONFIG)
+    host = start_host(db, "--runtime", "alpha", "--runtime", "beta", "--runtime", "alpha")
+    other: subprocess.Popen[str] | None = None
+    try:
+        wait_for_line(host, "agentdeck: host alpha: hosting runtime alpha")
+        wait_for_line(host, "agentdeck: host beta: hosting runtime beta")
+        other = start_host(db, "--runtime", "beta", "--runtime", "alpha")
+        wait_for_line(other, "agentdeck: host beta: standing by for runtime beta")
+        wait_for_line(other, "agentdeck: host alpha: standing by for runtime alpha")
+        host.send_signal(signal.SIGTERM)
+        output, _ = host.communicate(timeout=20)
+        took = wait_for_line(other, "agentdeck: host beta: taking over")
+        assert took.endswith(f"pid {host.pid} on {socket.gethostname()} stopped hosting it"), took
+        wait_for_line(other, "agentdeck: host beta: hosting runtime beta")
+        wait_for_line(other, "agentdeck: host alpha: hosting runtime alpha", timeout=5)
+        other.send_signal(signal.SIGINT)
+        said, _ = other.communicate(timeout=20)
+    finally:
+        for process in (host, other):
+            if process is not None and process.poll() is None:
+                process.kill()
+                process.communicate(timeout=10)
+    assert host.returncode == 0, output
+    for name in ("alpha", "beta"):
+        assert f"host {name}: SIGTERM received; stopping (0 runs running, 0 queued)" in output
+        assert f'host {name}: stopped; 0 runs failed "host closed"' in output
+        assert f"host {name}: SIGINT received; stopping" in said, said
+    assert other.returncode == 0, said
+    assert "Traceback" not in output + said
+
+
+@pytest.mark.parametrize("bad", ["box a ", "box\tb"])
+def test_an_unusable_host_name_is_refused_in_one_line(tmp_path: Path, bad: str) -> None:
+    refused = subprocess.run(
+        [str(AGENTDECK), "--db", str(tmp_path / "a.db"), "host"], capture_output=True,
+        text=True, env={**child_env(), "AGENTDECK_HOST_NAME": bad}, timeout=30, check=False,
+    )
+    assert refused.returncode == 2
+    lines = refused.stderr.splitlines()
+    assert len(lines) == 1 and "AGENTDECK_HOST_NAME=" in lines[0], refused.stderr
+    assert not (tmp_path / "a.db").exists()  # refused before the database was opened
+
+
+def test_the_host_name_presented_is_the_one_recorded(tmp_path: Path) -> None:
+    db = tmp_path / "a.db"
+    host = start_host(db, "--runtime", "alpha", env={"AGENTDECK_HOST_NAME": "box-a"})
+    try:
+        wait_for_line(host, "agentdeck: host alpha: hosting")
+        refused = subprocess.run(
+            [str(AGENTDECK), "--db", str(db), "host", "--runtime", "alpha"],
+            capture_output=True, text=True, env=child_env(), timeout=30, check=False,
+        )
+        assert refused.returncode == 1
+        assert f"hosted by pid {host.pid} on box-a" in refused.stderr, refused.stderr
+    finally:
+        host.send_signal(signal.SIGTERM)
+        host.communicate(timeout=20)
+    assert host.returncode == 0
+

@@ -53,7 +53,7 @@ from engine.errors import (
     RuntimeStopped,
     StoreFault,
 )
-from engine.hosting import holder_gone
+from engine.hosting import holder_gone, machine_name
 from engine.profiles import ConfigError, ProfileSet, load_profiles
 from engine.remote import CommandClient, RemoteRuntime, this_issuer
 from engine.results import InputAck, LifecycleAck
@@ -631,6 +631,7 @@ async def open_backend(
 
     `background`: return once the store is open and host at the first `hosted()`.
     """
+    machine_name()  # a bad AGENTDECK_HOST_NAME is refused (one line) before anything opens
     notices: list[str] = []
     observer_reason: str | None = None
     if read_only:

@@ -142,6 +142,19 @@ def build_parser() -> argparse.ArgumentParser:
     verify = sub.add_parser("verify", help="rebuild projections from the log and compare")
     verify.add_argument("--db", type=_address, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
+    copy = sub.add_parser(
+        "copy",
+        help="copy every event of a database into a new, empty one (SQLite to PostgreSQL...)",
+    )
+    copy.add_argument(
+        "--from", dest="source", type=_address, required=True,
+        help="the database to copy: a SQLite file or a postgresql:// URL (only read)",
+    )
+    copy.add_argument(
+        "--to", dest="target", type=_address, required=True,
+        help="an empty database to copy into: a postgresql:// URL or a SQLite file",
+    )
+
     demo = sub.add_parser("demo", help="host a runtime headless and drive demo workers")
     demo.add_argument("--db", type=_address, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     demo.add_argument("--config", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
@@ -154,13 +167,31 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--fail-rate", type=_fraction, default=0.1)
 
     host = sub.add_parser(
-        "host", help="host a runtime with no terminal (work that outlives any console)"
+        "host", help="host a runtime with no terminal (work that outlives any console)",
+        epilog="This machine is recorded as $AGENTDECK_HOST_NAME when set, else as its host "
+        "name: give each container its own when several share one. A host on another "
+        "machine is taken over once its heartbeat is 10 s old; on this one, once its pid "
+        "is gone.",
     )
     host.add_argument("--db", type=_address, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     host.add_argument("--config", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     host.add_argument(
-        "--runtime", default=argparse.SUPPRESS, help="the runtime to host (default: local)"
+        "--runtime", dest="runtimes", action="append", default=argparse.SUPPRESS,
+        metavar="NAME", help="a runtime to host (default: local); give it more than once to "
+        "host several, standing by for each one hosted elsewhere",
     )
+    host.add_argument(
+        "--standby", action="store_true",
+        help="a runtime hosted elsewhere is stood by for and taken over when its host is "
+        "gone, not refused (the default when --runtime is given more than once)",
+    )
+    host.add_argument(
+        "--standby-for", dest="standby_for", action="append", default=None, metavar="NAME",
+        help="a runtime only to stand by for (another machine's): taken over when its host "
+        "is gone, never hosted before a host of it was seen",
+    )
+    # How long a holder's heartbeat may be silent before it is taken over (tests).
+    host.add_argument("--stale-after", type=_positive_float, default=None, help=argparse.SUPPRESS)
     # Set by a console handing its runtime over (tui.handover): the token it passed
     # its lease on with, so this host takes over with no moment unhosted.
     host.add_argument("--lease-token", default=None, help=argparse.SUPPRESS)
@@ -170,6 +201,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", action="store_true", help="JSON only (no progress lines)")
     bench.add_argument(
         "--quick", action="store_true", help="small sizes; finishes in about a minute"
+    )
+    bench.add_argument(
+        "--db", dest="bench_db", default=None, metavar="URL",
+        help="store: a postgresql:// URL, to measure the same figures on that server",
     )
     return parser
 
@@ -182,17 +217,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _dispatch(args: argparse.Namespace) -> int:
     from engine.errors import EngineError, InvalidRequest
     from store.errors import FilterError, StoreError, UnusableDatabase
-    from store.open import address_label, chosen_address, is_server_address, unusable_server_error
+    from store.open import chosen_address, unusable_server_error
     from tui.shutdown import run_command
 
     args.db = chosen_address(getattr(args, "db", None), default_db_path())
     try:
-        if args.command == "verify" and is_server_address(args.db):
-            say(
-                f"{address_label(args.db)}: verify checks a SQLite database file; "
-                "it cannot check a PostgreSQL database yet"
-            )
-            return EXIT_UNUSABLE
         if args.command == "events":
             from tui.headless import events_command
 
@@ -203,6 +232,10 @@ def _dispatch(args: argparse.Namespace) -> int:
             from tui.headless import verify_command
 
             return run_command(lambda stop: verify_command(args))
+        if args.command == "copy":
+            from tui.headless import copy_command
+
+            return run_command(lambda stop: copy_command(args))
         if args.command == "demo":
             from tui.demo import demo_command
 
@@ -244,6 +277,7 @@ def _exec_bench(args: argparse.Namespace) -> int:
 
     argv = [sys.executable, "-m", "bench", args.suite]
     argv += ["--quick"] * bool(args.quick) + ["--json"] * bool(args.json)
+    argv += ["--db", args.bench_db] if args.bench_db else []
     sys.stdout.flush()
     sys.stderr.flush()
     os.execv(sys.executable, argv)  # the suite's exit status is agentdeck's

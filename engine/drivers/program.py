@@ -9,19 +9,18 @@ report (where to find it again, how it ended, how much it wrote).
 from __future__ import annotations
 
 import os
-import socket
 from typing import Any, Literal
 
 from engine.drivers.base import RunContext, RunFailed, WorkerContext
 from engine.drivers.output import OutputBudget
 from engine.drivers.process_group import GroupProcess, spawn_group, start_reason, working_folder
+from engine.hosting import machine_name
 from engine.messages import one_line
 from engine.profiles import CommandProfile
 from store.catalog import ProcessFacts
 
 MESSAGE_CHARS = 200
 _FACT_ARG_CHARS = 500
-_HOST_NAME = socket.gethostname()
 
 
 class Program:
@@ -59,7 +58,7 @@ class Program:
             argv=self.argv_facts(process.argv),
             pid=process.pid,
             pgid=process.pgid,
-            host=_HOST_NAME,
+            host=machine_name(),  # as the lease names this machine (AGENTDECK_HOST_NAME)
             cwd=process.cwd,
             mode=mode,
             **more,
