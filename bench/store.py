@@ -16,7 +16,11 @@ The figures:
 The big log (1M events; 50k with --quick) is built once with raw sqlite3, the
 real schema, projector and FTS indexer step, and cached under bench/data/.
 `python -m bench.store child DB COUNT RATE SEED` is the visibility figure's
-committing child.
+committing child (DB a path, or `-` for a URL in $AGENTDECK_BENCH_CHILD_DB).
+
+With `--db postgresql://…` the same figures run on that server instead, next
+to raw psycopg (bench.store_pg, built from this module's workloads,
+measurements and figure builders, which take either store).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import math
 import os
 import random
 import shutil
@@ -36,7 +41,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from uuid6 import uuid7
 
@@ -64,9 +69,13 @@ from store.database import open_reader
 from store.event_store import EventStore
 from store.filters import parse_filter
 from store.models import Capability, Event, NewEvent, Role, Severity, TaskIntent, WorkerSpec
+from store.open import is_server_address, open_store, parse_address
 from store.projector import Row
 from store.reader import EVENT_COLUMNS
 from store.schema import LATEST_VERSION
+
+if TYPE_CHECKING:
+    from store.open import AnyStore
 
 __all__ = ["Spec", "fresh_raw_db", "raw_insert", "run_store_bench"]  # bench.console imports these
 
@@ -78,6 +87,9 @@ READ_LIMIT = 1000
 MATCH_LIMIT = 100
 POLL_S = 0.001
 PROJECT_ROOT = str(Path(__file__).resolve().parent.parent)
+CHILD_DB_ENV = "AGENTDECK_BENCH_CHILD_DB"
+
+Address = str | Path  # a SQLite file, or a PostgreSQL URL (store.open)
 
 
 class Spec(NamedTuple):
@@ -359,19 +371,23 @@ def raw_append_throughput(
         conn.close()
 
 
-async def store_append_throughput(path: Path, load: Workload, index: bool) -> dict[str, float]:
+async def producers_rate(store: AnyStore, load: Workload) -> float:
+    """Events/s of `load`'s producers appending concurrently to `store`, setup untimed."""
     async def produce(runtime_id: str, appends: list[list[NewEvent]]) -> None:
         for events in appends:
             await store.append(runtime_id, None, events)
 
+    for rt, evs in load.setup:
+        await store.append(rt, None, evs)
+    start = now()
+    await asyncio.gather(*(produce(rt, appends) for rt, appends in load.producers))
+    return load.events / (now() - start)
+
+
+async def store_append_throughput(path: Path, load: Workload, index: bool) -> dict[str, float]:
     store = await EventStore.open(path, index=index)
     try:
-        for rt, evs in load.setup:
-            await store.append(rt, None, evs)
-        start = now()
-        await asyncio.gather(*(produce(rt, appends) for rt, appends in load.producers))
-        elapsed = now() - start
-        out = {"events_per_s": load.events / elapsed}
+        out = {"events_per_s": await producers_rate(store, load)}
         if index:
             out["unindexed_at_end"] = await store.last_position() - await store.indexed_position()
             start = now()
@@ -382,26 +398,40 @@ async def store_append_throughput(path: Path, load: Workload, index: bool) -> di
         await store.close()
 
 
-async def append_throughput(
-    work: Path, sizes: Sizes, progress: Progress
-) -> tuple[dict[str, Any], dict[str, Any]]:
+class ThroughputRows(NamedTuple):
+    """The throughput figure's workload, and its events as the raw baselines write them."""
+
+    load: Workload
+    setup: list[Row]
+    batches: list[list[Row]]  # RAW_BATCH rows each
+    # One transaction per round of appends, one per producer: the most the
+    # group-commit writer can gather when every producer awaits its append.
+    rounds: list[list[Row]]
+
+
+def throughput_rows(sizes: Sizes, progress: Progress) -> ThroughputRows:
     load = make_workload(
         producers=sizes.producers, tag="bench", seed=1, events_each=sizes.events_per_producer
     )
-    chunked = load.regrouped(CHUNKED_EVENTS)
     setup, appends = load.raw_rows()
     rows = [r for a in appends for r in a]
-    batches = [rows[i : i + RAW_BATCH] for i in range(0, len(rows), RAW_BATCH)]
-    # One transaction per round of appends, one per producer: the most the
-    # group-commit writer can gather when every producer awaits its append.
-    rounds = [
-        [r for a in appends[i : i + sizes.producers] for r in a]
-        for i in range(0, len(appends), sizes.producers)
-    ]
     progress(
         f"append throughput: {sizes.producers} producers, {load.events} events"
         f" in {load.appends} appends, {sizes.repeats} round(s)"
     )
+    return ThroughputRows(
+        load, setup, [rows[i : i + RAW_BATCH] for i in range(0, len(rows), RAW_BATCH)], [
+            [r for a in appends[i : i + sizes.producers] for r in a]
+            for i in range(0, len(appends), sizes.producers)
+        ],
+    )
+
+
+async def append_throughput(
+    work: Path, sizes: Sizes, progress: Progress
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    load, setup, batches, rounds = throughput_rows(sizes, progress)
+    chunked = load.regrouped(CHUNKED_EVENTS)
     raw: list[float] = []
     raw_proj: list[float] = []
     raw_rounds: list[float] = []
@@ -488,7 +518,7 @@ async def append_throughput(
 
 
 async def _paced(
-    store: EventStore, runtime_id: str, appends: list[list[NewEvent]], first_due: float,
+    store: AnyStore, runtime_id: str, appends: list[list[NewEvent]], first_due: float,
     interval: float, service: list[float], from_schedule: list[float],
 ) -> None:
     """Make each append on its schedule; record its service time and its lateness."""
@@ -503,76 +533,108 @@ async def _paced(
         from_schedule.append(end - due)
 
 
-def raw_append_latency(
-    path: Path, setup: list[Row], appends: list[list[Row]], interval: float
-) -> tuple[list[float], list[float], float]:
-    """One thread, one raw connection: each append its own BEGIN IMMEDIATE/INSERT/COMMIT."""
-    conn = fresh_raw_db(path)
+Paced = tuple[list[float], list[float], float]  # service times, lateness, achieved appends/s
+
+
+def raw_paced(
+    commit: Callable[[list[tuple[Any, ...]]], None], appends: list[list[Row]], interval: float
+) -> Paced:
+    """`commit` of each append's event values in turn, one every `interval` seconds."""
     service: list[float] = []
     from_schedule: list[float] = []
+    values = [[r.column_values() for r in a] for a in appends]
+    first_due = now() + 0.05
+    for k, rows in enumerate(values):
+        due = first_due + k * interval
+        if (delay := due - now()) > 0:
+            time.sleep(delay)
+        start = now()
+        commit(rows)
+        end = now()
+        service.append(end - start)
+        from_schedule.append(end - due)
+    return service, from_schedule, len(values) / (now() - first_due)
+
+
+def raw_append_latency(
+    path: Path, setup: list[Row], appends: list[list[Row]], interval: float
+) -> Paced:
+    """One thread, one raw connection: each append its own BEGIN IMMEDIATE/INSERT/COMMIT."""
+    conn = fresh_raw_db(path)
     try:
         raw_insert(conn, setup, projections=True)
-        values = [[r.column_values() for r in a] for a in appends]
-        first_due = now() + 0.05
-        for k, rows in enumerate(values):
-            due = first_due + k * interval
-            if (delay := due - now()) > 0:
-                time.sleep(delay)
-            start = now()
-            raw_commit(conn, rows)
-            end = now()
-            service.append(end - start)
-            from_schedule.append(end - due)
-        return service, from_schedule, len(values) / (now() - first_due)
+        return raw_paced(lambda rows: raw_commit(conn, rows), appends, interval)
     finally:
         conn.close()
 
 
 async def append_latency(work: Path, sizes: Sizes, progress: Progress) -> dict[str, Any]:
-    per_producer = max(1, int(sizes.latency_rate / sizes.latency_producers * sizes.latency_seconds))
-    load = make_workload(
-        producers=sizes.latency_producers, tag="lat", seed=2, appends_each=per_producer,
-        created_in_setup=True,
-    )
-    progress(
-        f"append latency: {sizes.latency_producers} producers, {sizes.latency_rate:.0f} appends/s"
-        f" for {sizes.latency_seconds:g}s"
-    )
-    interval = sizes.latency_producers / sizes.latency_rate
-    service: list[float] = []
-    from_schedule: list[float] = []
+    load = latency_workload(sizes, progress)
     store = await EventStore.open(work / "latency.db")
     try:
-        for rt, evs in load.setup:
-            await store.append(rt, None, evs)
-        first = now() + 0.05
-        await asyncio.gather(*(
-            _paced(store, rt, appends, first + i * interval / len(load.producers), interval,
-                   service, from_schedule)
-            for i, (rt, appends) in enumerate(load.producers)
-        ))
-        achieved = load.appends / (now() - first)
+        paced = await paced_appends(store, load, sizes)
     finally:
         await store.close()
     setup_rows, append_rows = load.raw_rows()
-    raw_service, raw_sched, raw_achieved = raw_append_latency(
+    raw = raw_append_latency(
         work / "latency-raw.db", setup_rows, append_rows, 1.0 / sizes.latency_rate
     )
     remove_db(work / "latency.db")
     remove_db(work / "latency-raw.db")
-    mine, base = latency_ms(service), latency_ms(raw_service)
-    return figure(
-        value=mine["p99"],
-        unit="ms (p99)",
-        desc=f"per-append latency (call to durable commit) of EventStore.append, defaults,"
-        f" {sizes.latency_producers} producers each pacing"
-        f" {sizes.latency_rate / sizes.latency_producers:g} appends/s on a fixed schedule"
-        " (1-2 events an append), each append awaited",
-        baseline=base["p99"],
+    return latency_figure(
+        paced, raw, load, sizes, store_desc="EventStore.append, defaults",
         baseline_desc="the same appends on the same 1,000/s schedule from one thread with one raw"
         " sqlite3 connection (store pragmas), each append its own BEGIN IMMEDIATE/INSERT/COMMIT"
         " (synchronous=FULL, so one fsync each), no projections: the floor for making one event"
         " durable without batching",
+    )
+
+
+def latency_workload(sizes: Sizes, progress: Progress) -> Workload:
+    """The latency figure's appends: `latency_producers` workers, created in the setup."""
+    per_producer = max(1, int(sizes.latency_rate / sizes.latency_producers * sizes.latency_seconds))
+    progress(
+        f"append latency: {sizes.latency_producers} producers, {sizes.latency_rate:.0f} appends/s"
+        f" for {sizes.latency_seconds:g}s"
+    )
+    return make_workload(
+        producers=sizes.latency_producers, tag="lat", seed=2, appends_each=per_producer,
+        created_in_setup=True,
+    )
+
+
+
+async def paced_appends(store: AnyStore, load: Workload, sizes: Sizes) -> Paced:
+    """`load`'s producers each appending on a fixed schedule, `latency_rate` in all."""
+    interval = sizes.latency_producers / sizes.latency_rate
+    service: list[float] = []
+    from_schedule: list[float] = []
+    for rt, evs in load.setup:
+        await store.append(rt, None, evs)
+    first = now() + 0.05
+    await asyncio.gather(*(
+        _paced(store, rt, appends, first + i * interval / len(load.producers), interval,
+               service, from_schedule)
+        for i, (rt, appends) in enumerate(load.producers)
+    ))
+    return service, from_schedule, load.appends / (now() - first)
+
+
+def latency_figure(
+    paced: Paced, raw: Paced, load: Workload, sizes: Sizes, *, store_desc: str,
+    baseline_desc: str,
+) -> dict[str, Any]:
+    (service, from_schedule, achieved), (raw_service, raw_sched, raw_achieved) = paced, raw
+    mine, base = latency_ms(service), latency_ms(raw_service)
+    return figure(
+        value=mine["p99"],
+        unit="ms (p99)",
+        desc=f"per-append latency (call to durable commit) of {store_desc},"
+        f" {sizes.latency_producers} producers each pacing"
+        f" {sizes.latency_rate / sizes.latency_producers:g} appends/s on a fixed schedule"
+        " (1-2 events an append), each append awaited",
+        baseline=base["p99"],
+        baseline_desc=baseline_desc,
         goal=None,
         p50=mine["p50"],
         p90=mine["p90"],
@@ -669,54 +731,70 @@ def ensure_dataset(events: int, progress: Progress) -> tuple[Path, float]:
 # ---------------------------------------------------------------------------
 
 
+READ_SQL = f"SELECT {EVENT_COLUMNS} FROM events e WHERE e.position > ? ORDER BY e.position LIMIT ?"
+
+RawFetch = Callable[[str, tuple[Any, ...]], list[Any]]  # (SQL with `?`, params) -> rows
+
+
 async def read_after(dataset: Path, sizes: Sizes, progress: Progress) -> dict[str, Any]:
-    progress(f"read_after(cursor, {READ_LIMIT}): {sizes.read_cursors} cursors")
     store = await EventStore.open(dataset, read_only=True, watch=False)
     raw = open_reader(dataset)
-    sql = (
-        f"SELECT {EVENT_COLUMNS} FROM events e WHERE e.position > ?"
-        " ORDER BY e.position LIMIT ?"
-    )
     try:
-        last = await store.last_position()
-        rng = random.Random(3)
-        cursors = [rng.randrange(0, max(1, last - READ_LIMIT)) for _ in range(sizes.read_cursors)]
-        mine: list[float] = []
-        base: list[float] = []
-        fetch_only: list[float] = []
-        for i, cursor in enumerate([*cursors[:3], *cursors]):
-            warm = i < 3
-            for which in ((0, 1, 2) if i % 2 else (2, 1, 0)):
-                start = now()
-                if which == 0:
-                    rows = raw.execute(sql, (cursor, READ_LIMIT + 1)).fetchall()
-                    assert len(rows) == READ_LIMIT + 1 or cursor + READ_LIMIT >= last
-                elif which == 1:
-                    batch = await store.read_after(cursor, READ_LIMIT)
-                    assert len(batch.events) == min(READ_LIMIT, last - cursor)
-                else:
-                    await store.fetchall(sql, (cursor, READ_LIMIT + 1))
-                if not warm:
-                    (base, mine, fetch_only)[which].append(now() - start)
+        return await read_after_figure(
+            store, lambda sql, params: raw.execute(sql, params).fetchall(), sizes, progress,
+            store_desc="read-only store",
+            baseline_desc="the same SELECT (store.reader.EVENT_COLUMNS, position > ?, LIMIT 1001)"
+            " fetchall on a raw read-only sqlite3 connection in this thread, interleaved with the"
+            " store's reads",
+            fetch_only_desc="the same SELECT through the store's aiosqlite connection"
+            " (Reader.fetchall: thread hop + rows to tuples), without building Event objects",
+        )
     finally:
         raw.close()
         await store.close()
+
+
+async def read_after_figure(
+    store: AnyStore, raw_fetch: RawFetch, sizes: Sizes, progress: Progress, *, store_desc: str,
+    baseline_desc: str, fetch_only_desc: str,
+) -> dict[str, Any]:
+    """`store.read_after(cursor, 1000)` at random cursors, interleaved with `raw_fetch` of the
+    same SELECT and with the store's own `fetchall` of it."""
+    progress(f"read_after(cursor, {READ_LIMIT}): {sizes.read_cursors} cursors")
+    sql = READ_SQL
+    last = await store.last_position()
+    rng = random.Random(3)
+    cursors = [rng.randrange(0, max(1, last - READ_LIMIT)) for _ in range(sizes.read_cursors)]
+    mine: list[float] = []
+    base: list[float] = []
+    fetch_only: list[float] = []
+    for i, cursor in enumerate([*cursors[:3], *cursors]):
+        warm = i < 3
+        for which in ((0, 1, 2) if i % 2 else (2, 1, 0)):
+            start = now()
+            if which == 0:
+                rows = raw_fetch(sql, (cursor, READ_LIMIT + 1))
+                assert len(rows) == READ_LIMIT + 1 or cursor + READ_LIMIT >= last
+            elif which == 1:
+                batch = await store.read_after(cursor, READ_LIMIT)
+                assert len(batch.events) == min(READ_LIMIT, last - cursor)
+            else:
+                await store.fetchall(sql, (cursor, READ_LIMIT + 1))
+            if not warm:
+                (base, mine, fetch_only)[which].append(now() - start)
     m, b, f = (median(x) * 1000 for x in (mine, base, fetch_only))
     return figure(
         value=m,
         unit="ms (median)",
-        desc=f"EventStore.read_after(cursor, {READ_LIMIT}) (read-only store) at {last:,} events,"
-        f" median over {len(cursors)} random cursors spread over the log",
+        desc=f"{type(store).__name__}.read_after(cursor, {READ_LIMIT}) ({store_desc}) at"
+        f" {last:,} events, median over {len(cursors)} random cursors spread over the log",
         baseline=b,
-        baseline_desc="the same SELECT (store.reader.EVENT_COLUMNS, position > ?, LIMIT 1001)"
-        " fetchall on a raw read-only sqlite3 connection in this thread, interleaved with the"
-        " store's reads",
+        baseline_desc=baseline_desc,
         goal=Goal("ratio", "<=", 1.5, "ratio <= 1.5"),
         p90=percentile([x * 1000 for x in mine], 90),
         baseline_p90=percentile([x * 1000 for x in base], 90),
         store_fetch_only_ms=f,
-        store_fetch_only_desc="the same SELECT through the store's aiosqlite connection"
-        " (Reader.fetchall: thread hop + rows to tuples), without building Event objects",
+        store_fetch_only_desc=fetch_only_desc,
         log_events=last,
     )
 
@@ -750,67 +828,91 @@ SEARCHES = (
 
 
 async def text_filter(dataset: Path, sizes: Sizes, progress: Progress) -> dict[str, Any]:
-    progress(f"free-text filter, newest {MATCH_LIMIT} matches: {len(SEARCHES)} queries")
     store = await EventStore.open(dataset, read_only=True, watch=False)
     raw = open_reader(dataset)
+
+    def newest(q: SearchQuery, before: int) -> list[Any]:
+        sql = (
+            f"SELECT {EVENT_COLUMNS} FROM events_fts f JOIN events e ON e.position = f.rowid"
+            f" WHERE events_fts MATCH ? AND f.rowid < ?{q.extra_sql}"
+            " ORDER BY f.rowid DESC LIMIT ?"
+        )
+        return raw.execute(sql, (q.fts, before, *q.extra_params, MATCH_LIMIT)).fetchall()
+
+    def count(q: SearchQuery) -> int:
+        sql = "SELECT count(*) FROM events_fts WHERE events_fts MATCH ?"
+        return int(raw.execute(sql, (q.fts,)).fetchone()[0])
+
     try:
-        last = await store.last_position()
-        per_query: list[dict[str, Any]] = []
-        for q in SEARCHES:
-            flt = parse_filter(q.text)
-            sql = (
-                f"SELECT {EVENT_COLUMNS} FROM events_fts f JOIN events e ON e.position = f.rowid"
-                f" WHERE events_fts MATCH ? AND f.rowid < ?{q.extra_sql}"
-                " ORDER BY f.rowid DESC LIMIT ?"
-            )
-            params = (q.fts, last + 1, *q.extra_params, MATCH_LIMIT)
-            mine: list[float] = []
-            base: list[float] = []
-            got: list[int] = []
-            want: list[int] = []
-            for _ in range(sizes.search_repeats):
-                start = now()
-                events = await store.read_before(last + 1, MATCH_LIMIT, flt)
-                mine.append(now() - start)
-                start = now()
-                rows = raw.execute(sql, params).fetchall()
-                base.append(now() - start)
-                got, want = [e.position for e in events], [r[0] for r in rows]
-            matches = raw.execute(
-                "SELECT count(*) FROM events_fts WHERE events_fts MATCH ?", (q.fts,)
-            ).fetchone()[0]
-            per_query.append({
-                "label": q.label,
-                "filter": q.text,
-                "ms": median(mine) * 1000,
-                "baseline_ms": median(base) * 1000,
-                "returned": len(got),
-                "word_matches_in_log": matches,
-                "same_answer_as_baseline": got == want,
-            })
-            progress(
-                f"  {q.text!r}: {per_query[-1]['ms']:.1f} ms (raw FTS {per_query[-1]['baseline_ms']:.1f}"
-                f" ms), {len(got)} returned, {matches:,} word matches"
-            )
+        return await text_filter_figure(
+            store, newest, count, sizes, progress, all_indexed=True,
+            baseline_desc="the hand-written best SQL for the same answer on a raw read-only"
+            " connection: events_fts MATCH joined to events, ORDER BY rowid DESC LIMIT 100"
+            " (structured terms as plain WHERE), for the same (worst) query",
+        )
     finally:
         raw.close()
         await store.close()
+
+
+async def text_filter_figure(
+    store: AnyStore, newest: Callable[[SearchQuery, int], list[Any]],
+    count: Callable[[SearchQuery], int], sizes: Sizes, progress: Progress, *,
+    all_indexed: bool, baseline_desc: str, budget_s: float = math.inf, **details: Any,
+) -> dict[str, Any]:
+    """Each of SEARCHES through `store.read_before`, then raw (`newest(q, before)`: the newest
+    matching rows; `count(q)`: the word matches in the log). A query is repeated
+    `search_repeats` times, or fewer once both sides have spent `budget_s` on it."""
+    progress(f"free-text filter, newest {MATCH_LIMIT} matches: {len(SEARCHES)} queries")
+    last = await store.last_position()
+    per_query: list[dict[str, Any]] = []
+    for q in SEARCHES:
+        flt = parse_filter(q.text)
+        mine: list[float] = []
+        base: list[float] = []
+        got: list[int] = []
+        want: list[int] = []
+        spent = now()
+        for _ in range(sizes.search_repeats):
+            start = now()
+            events = await store.read_before(last + 1, MATCH_LIMIT, flt)
+            mine.append(now() - start)
+            start = now()
+            rows = newest(q, last + 1)
+            base.append(now() - start)
+            got, want = [e.position for e in events], [r[0] for r in rows]
+            if now() - spent > budget_s:
+                break
+        matches = count(q)
+        per_query.append({
+            "label": q.label,
+            "filter": q.text,
+            "ms": median(mine) * 1000,
+            "baseline_ms": median(base) * 1000,
+            "repeats": len(mine),
+            "returned": len(got),
+            "word_matches_in_log": matches,
+            "same_answer_as_baseline": got == want,
+        })
+        progress(
+            f"  {q.text!r}: {per_query[-1]['ms']:.1f} ms (raw {per_query[-1]['baseline_ms']:.1f}"
+            f" ms), {len(got)} returned, {matches:,} word matches"
+        )
     worst = max(per_query, key=lambda x: float(x["ms"]))
     return figure(
         value=float(worst["ms"]),
         unit="ms (worst query's median)",
-        desc=f"read_before(last + 1, {MATCH_LIMIT}, parse_filter(...)) at {last:,} events, all"
-        " indexed: the newest matches first, as an operator scrolling back wants them; value ="
-        f" the slowest of {len(SEARCHES)} queries (each the median of {sizes.search_repeats}),"
-        f" worst: {worst['filter']!r}",
+        desc=f"read_before(last + 1, {MATCH_LIMIT}, parse_filter(...)) at {last:,} events"
+        f"{', all indexed' if all_indexed else ''}: the newest matches first, as an operator"
+        f" scrolling back wants them; value = the slowest of {len(SEARCHES)} queries (each the"
+        f" median of up to {sizes.search_repeats}), worst: {worst['filter']!r}",
         baseline=float(worst["baseline_ms"]),
-        baseline_desc="the hand-written best SQL for the same answer on a raw read-only"
-        " connection: events_fts MATCH joined to events, ORDER BY rowid DESC LIMIT 100"
-        " (structured terms as plain WHERE), for the same (worst) query",
+        baseline_desc=baseline_desc,
         goal=Goal("value", "<=", 20.0, "value <= 20 ms"),
         queries=per_query,
         all_same_answer=all(bool(x["same_answer_as_baseline"]) for x in per_query),
         log_events=last,
+        **details,
     )
 
 
@@ -820,12 +922,19 @@ async def text_filter(dataset: Path, sizes: Sizes, progress: Progress) -> dict[s
 
 
 async def _child_main(db: str, count: int, rate: float, seed: int) -> None:
-    """Commit `count` events at about `rate`/s; print `position monotonic_time` after each."""
+    """Commit `count` events at about `rate`/s; print `position monotonic_time` after each.
+
+    `db` is a path or a URL, or `-` for the address in $AGENTDECK_BENCH_CHILD_DB (a URL
+    that may hold a password is passed so, never in argv)."""
     rng = random.Random(seed)
-    store = await EventStore.open(db, watch=False, index=False)
+    address = parse_address(os.environ[CHILD_DB_ENV] if db == "-" else db)
+    store = await open_store(address, watch=False, index=False)
     try:
         rt = "xproc"
-        clock = lambda: datetime.now(UTC)  # noqa: E731
+
+        def clock() -> datetime:
+            return datetime.now(UTC)
+
         await store.append(rt, None, [runtime_started(rt, clock), *next(
             worker_script(rng, "w-1", rt, clock))])
         print("ready", flush=True)
@@ -842,10 +951,12 @@ async def _child_main(db: str, count: int, rate: float, seed: int) -> None:
         await store.close()
 
 
-async def _run_child(db: Path, count: int, rate: float, seed: int) -> dict[int, float]:
+async def _run_child(db: Address, count: int, rate: float, seed: int) -> dict[int, float]:
     """Start the committing child; return {position: commit time} once it has finished."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (PROJECT_ROOT, env.get("PYTHONPATH")) if p)
+    if is_server_address(db):
+        env[CHILD_DB_ENV], db = str(db), "-"
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bench.store", "child", str(db), str(count), str(rate), str(seed),
         stdout=asyncio.subprocess.PIPE, env=env,
@@ -869,9 +980,9 @@ async def _run_child(db: Path, count: int, rate: float, seed: int) -> dict[int, 
 
 
 @contextlib.asynccontextmanager
-async def _store_observer(db: Path, seen: dict[int, float]) -> AsyncIterator[None]:
-    """A read-only EventStore with watch=True, stamping each event its subscription yields."""
-    observer = await EventStore.open(db, read_only=True, watch=True)
+async def store_observer(db: Address, seen: dict[int, float]) -> AsyncIterator[None]:
+    """A read-only store with watch=True, stamping each event its subscription yields."""
+    observer = await open_store(db, read_only=True, watch=True)
 
     async def consume() -> None:
         with observer.subscribe(after=await observer.last_position()) as sub:
@@ -924,8 +1035,13 @@ async def _raw_poller(db: Path, seen: dict[int, float]) -> AsyncIterator[None]:
         await asyncio.to_thread(thread.join)
 
 
-async def _visibility(db: Path, sizes: Sizes, watch: Any) -> tuple[list[float], int]:
-    creator = await EventStore.open(db, watch=False, index=False)  # the schema, before watching
+Watcher = Callable[[Any, dict[int, float]], contextlib.AbstractAsyncContextManager[None]]
+Visibility = tuple[list[float], int]  # commit -> seen latencies (s), commits made
+
+
+async def visibility(db: Address, sizes: Sizes, watch: Watcher) -> Visibility:
+    """A child commits `visibility_samples` events to `db` while `watch` stamps what it sees."""
+    creator = await open_store(db, watch=False, index=False)  # the schema, before watching
     await creator.close()
     seen: dict[int, float] = {}
     async with watch(db, seen):
@@ -933,30 +1049,46 @@ async def _visibility(db: Path, sizes: Sizes, watch: Any) -> tuple[list[float], 
         deadline = now() + 5.0
         while now() < deadline and any(p not in seen for p in commits):
             await asyncio.sleep(0.01)
-    remove_db(db)
     return [seen[p] - t for p, t in commits.items() if p in seen], len(commits)
 
 
-async def cross_process(work: Path, sizes: Sizes, progress: Progress) -> dict[str, Any]:
+def visibility_progress(sizes: Sizes, progress: Progress, baseline: str) -> None:
     progress(
         f"cross-process visibility: {sizes.visibility_samples} commits by a child process at"
-        f" ~{sizes.visibility_rate:g}/s, store observer then raw poller"
+        f" ~{sizes.visibility_rate:g}/s, store observer then {baseline}"
     )
-    mine, sent = await _visibility(work / "xproc.db", sizes, _store_observer)
-    base, base_sent = await _visibility(work / "xproc-raw.db", sizes, _raw_poller)
-    m, b = latency_ms(mine), latency_ms(base)
-    fig = figure(
-        value=m["p99"],
-        unit="ms (p99)",
-        desc="a child process appends through its own EventStore and prints (position, time"
-        " after its append returned); this process, a read-only EventStore with watch=True,"
-        " stamps each event when its subscription yields it; latency = seen - committed"
-        " (CLOCK_MONOTONIC, system-wide)",
-        baseline=b["p99"],
+
+
+async def cross_process(work: Path, sizes: Sizes, progress: Progress) -> dict[str, Any]:
+    visibility_progress(sizes, progress, "raw poller")
+    mine = await visibility(work / "xproc.db", sizes, store_observer)
+    base = await visibility(work / "xproc-raw.db", sizes, _raw_poller)
+    remove_db(work / "xproc.db")
+    remove_db(work / "xproc-raw.db")
+    return visibility_figure(
+        mine, base, store_name="EventStore", watched_by="watchfiles",
         baseline_desc=f"a raw read-only sqlite3 connection in a thread polling PRAGMA"
         f" data_version every {POLL_S * 1000:g} ms and reading position > last on change"
         " (the floor for a polling reader; the store's watcher uses watchfiles and a 250 ms"
         " data_version poll instead of a busy poll)",
+    )
+
+
+def visibility_figure(
+    mine_sent: Visibility, base_sent: Visibility, *, store_name: str, watched_by: str,
+    baseline_desc: str,
+) -> dict[str, Any]:
+    (mine, sent), (base, base_sent_n) = mine_sent, base_sent
+    m, b = latency_ms(mine), latency_ms(base)
+    fig = figure(
+        value=m["p99"],
+        unit="ms (p99)",
+        desc=f"a child process appends through its own {store_name} and prints (position, time"
+        f" after its append returned); this process, a read-only {store_name} with watch=True"
+        f" ({watched_by}), stamps each event when its subscription yields it; latency = seen -"
+        " committed (CLOCK_MONOTONIC, system-wide)",
+        baseline=b["p99"],
+        baseline_desc=baseline_desc,
         goal=Goal("value", "<=", 30.0, "p99 <= 30 ms"),
         p50=m["p50"],
         p90=m["p90"],
@@ -967,7 +1099,7 @@ async def cross_process(work: Path, sizes: Sizes, progress: Progress) -> dict[st
         samples=len(mine),
         missed=sent - len(mine),
         missed_desc="commits this process had not seen 5 s after the child finished",
-        baseline_missed=base_sent - len(base),
+        baseline_missed=base_sent_n - len(base),
     )
     if sent > len(mine):
         fig["meets_goal"] = False  # a commit never seen misses any latency goal
@@ -979,8 +1111,16 @@ async def cross_process(work: Path, sizes: Sizes, progress: Progress) -> dict[st
 # ---------------------------------------------------------------------------
 
 
-async def run_store_bench(*, quick: bool, json_only: bool) -> int:
-    """Measure every figure and print the JSON object; 0 unless something broke."""
+async def run_store_bench(*, quick: bool, json_only: bool, db: str | None = None) -> int:
+    """Measure every figure and print the JSON object; 0 unless something broke.
+
+    `db`, a postgresql:// URL, measures them on that server instead (bench.store_pg)."""
+    if db is not None:
+        from bench.store_pg import run_pg_store_bench
+
+        return await run_pg_store_bench(
+            db, quick=quick, json_only=json_only, size=os.environ.get(SIZE_ENV)
+        )
     sizes = SIZES[os.environ.get(SIZE_ENV) or ("quick" if quick else "full")]
     progress = Progress(json_only)
     root = data_dir()
@@ -995,19 +1135,17 @@ async def run_store_bench(*, quick: bool, json_only: bool) -> int:
         visibility = await cross_process(work, sizes, progress)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return finish({
-        "suite": "store",
-        "quick": quick,
-        "size": sizes.name,
-        "machine": machine_info(root),
-        "dataset": {
+    return store_report(
+        quick, sizes, started, json_only,
+        machine=machine_info(root),
+        dataset={
             "events": sizes.dataset_events,
             "path": str(dataset),
             "bytes": dataset.stat().st_size,
             "built_now": build_s > 0,
             "build_s": build_s,
         },
-        "figures": {
+        figures={
             "append_throughput": throughput,
             "append_latency": latency,
             "read_after_1000": read,
@@ -1015,6 +1153,19 @@ async def run_store_bench(*, quick: bool, json_only: bool) -> int:
             "indexer_append_cost": indexer,
             "cross_process_visibility": visibility,
         },
+    )
+
+
+def store_report(
+    quick: bool, sizes: Sizes, started: float, json_only: bool, **parts: Any
+) -> int:
+    """Print the suite's JSON object: `parts` (machine, dataset, figures...) between what
+    was run and what it cost; 0."""
+    return finish({
+        "suite": "store",
+        "quick": quick,
+        "size": sizes.name,
+        **parts,
         "peak_rss_mb": peak_rss_mb(),
         "loadavg_1m_at_end": os.getloadavg()[0],
         "seconds": now() - started,

@@ -1,4 +1,5 @@
-"""Smoke test of `python -m bench store --quick --json` at a tiny size.
+"""Smoke test of `python -m bench store --quick --json` at a tiny size, on SQLite and on
+PostgreSQL (`--db URL`, against the tests' throwaway server).
 
 Benchmarks are programs, not timed tests: this only checks that the program
 runs end to end and prints every figure next to its baseline. No timing is
@@ -13,7 +14,9 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+import psycopg
 import pytest
 
 from bench import store as bench_store
@@ -30,6 +33,7 @@ FIGURES = (
     "indexer_append_cost",
     "cross_process_visibility",
 )
+PG_FIGURES = tuple(f for f in FIGURES if f != "indexer_append_cost")  # SQLite's FTS indexer
 
 
 @pytest.fixture
@@ -43,21 +47,57 @@ def _number(value: object) -> bool:
     return isinstance(value, int | float) and not math.isnan(float(value))
 
 
-def test_bench_store_prints_every_figure_with_its_baseline(tiny: Path) -> None:
+def _bench(*args: str) -> dict[str, Any]:
     # As `agentdeck bench store` runs it: a program of its own, from the repo root.
     done = subprocess.run(
-        [sys.executable, "-m", "bench", "store", "--quick", "--json"],
+        [sys.executable, "-m", "bench", "store", "--quick", "--json", *args],
         cwd=REPO_ROOT, env=dict(os.environ), capture_output=True, text=True, timeout=300,
     )
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""  # --json: no progress lines
-    result = json.loads(done.stdout)
+    result: dict[str, Any] = json.loads(done.stdout)
     assert result["suite"] == "store"
     assert result["quick"] is True
     assert result["size"] == "tiny"
     assert set(result["machine"]) >= {"python", "sqlite", "cpus"}
+    return result
+
+
+def test_bench_store_prints_every_figure_with_its_baseline(tiny: Path) -> None:
+    result = _bench()
     figures = result["figures"]
     assert set(figures) == set(FIGURES)
+    _check_figures(figures)
+    # The search results agree with the hand-written SQL.
+    assert figures["text_filter_first_100"]["all_same_answer"] is True
+    _check_dataset(Path(result["dataset"]["path"]), tiny)
+
+
+def test_bench_store_on_postgresql_prints_every_figure_with_its_baseline(
+    tiny: Path, pg_url: str
+) -> None:
+    result = _bench("--db", pg_url)
+    assert result["backend"] == "postgresql"
+    assert result["server"]["scratch_database_synchronous_commit"] == "on"
+    figures = result["figures"]
+    assert set(figures) == set(PG_FIGURES)
+    _check_figures(figures)
+    throughput = figures["append_throughput"]
+    assert throughput["baseline_copy"] > 0 and throughput["ratio_to_copy"] > 0
+    # The big log was copied into a database of its own, migrated to the latest schema.
+    dataset = result["dataset"]
+    assert dataset["built_now"] is True and dataset["events"] == 2000
+    assert figures["read_after_1000"]["log_events"] == 2000
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        names = {r[0] for r in conn.execute("SELECT datname FROM pg_database").fetchall()}
+    assert dataset["database"] in names
+    assert not [n for n in names if n.startswith("agentdeck_bench_scratch")]  # dropped
+    # A second run finds the copied log and keeps it.
+    again = _bench("--db", pg_url)
+    assert again["dataset"]["built_now"] is False
+
+
+def _check_figures(figures: dict[str, Any]) -> None:
     visibility = figures["cross_process_visibility"]
     assert visibility["missed"] == 0, "the observer never saw some of the child's commits"
     assert visibility["baseline_missed"] == 0
@@ -70,9 +110,6 @@ def test_bench_store_prints_every_figure_with_its_baseline(tiny: Path) -> None:
             assert fig["meets_goal"] is None, name
         else:
             assert isinstance(fig["meets_goal"], bool), name
-    # The search results agree with the hand-written SQL.
-    assert figures["text_filter_first_100"]["all_same_answer"] is True
-    _check_dataset(Path(result["dataset"]["path"]), tiny)
 
 
 def _check_dataset(dataset: Path, data: Path) -> None:
