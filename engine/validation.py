@@ -149,7 +149,28 @@ def _size_refusals(request: CreateWorkerRequest, limits: RequestLimits) -> Itera
             )
 
 
+# PostgreSQL's text cannot hold a NUL (SQLite's can): refused on both back ends
+# alike, before anything is written, rather than by one store's append.
+_NUL = "\x00"
+_NUL_ADVICE = "holds a NUL character (\\0), which cannot be stored; remove it"
+
+
+def _nul_fields(value: object, field: str) -> Iterator[str]:
+    """The dotted names of the strings in `value` (a request's model dump) holding a NUL."""
+    if isinstance(value, str):
+        if _NUL in value:
+            yield field
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _nul_fields(item, f"{field}.{key}" if field else str(key))
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _nul_fields(item, field)
+
+
 def _shape_refusals(request: CreateWorkerRequest) -> Iterator[Refusal | None]:
+    for field in _nul_fields(request.model_dump(), ""):
+        yield Refusal(field, f"{field} {_NUL_ADVICE}")
     intent = request.intent
     if isinstance(intent, TaskIntent) and not intent.objective.strip():
         yield Refusal("intent.objective", "task objective must not be empty")
@@ -223,6 +244,8 @@ def validate_input(content: str, role: str, limits: Limits) -> None:
         raise InvalidRequest(f"input role must be user or system, not {role[:40]!r}")
     if not content.strip():
         raise InvalidRequest("worker input content must not be empty")
+    if _NUL in content:
+        raise InvalidRequest(f"input {_NUL_ADVICE}")
     size = _size(content)
     if size > limits.max_input_bytes:
         raise InvalidRequest(

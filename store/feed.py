@@ -20,6 +20,7 @@ import contextlib
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 from store.filters import Filter
 from store.models import Event, Lag
@@ -30,6 +31,17 @@ DEFAULT_QUEUE = 20_000
 IDLE_HINT_S = 0.01
 
 Item = Event | Lag
+
+
+async def ended(task: asyncio.Task[Any]) -> None:
+    """Wait for `task` (cancelled by the caller) to end, whatever it raises.
+
+    Not `suppress(CancelledError): await task`: that would also swallow a cancel
+    of the caller itself (a close given up on), which must go on up.
+    """
+    await asyncio.wait({task})
+    if not task.cancelled():
+        task.exception()  # retrieved: a failure while stopping is of no use now
 
 
 class Subscription:
@@ -144,10 +156,9 @@ class Feed:
         for sub in list(self._subs):
             sub.close()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+            task, self._task = self._task, None
+            task.cancel()
+            await ended(task)
 
     def subscribe(
         self, after: int, flt: Filter | None = None, max_queue: int = DEFAULT_QUEUE
@@ -210,8 +221,12 @@ class Feed:
                     # nothing was most likely one of those, so let a burst of them
                     # coalesce instead of reading once per commit; a doorbell
                     # (another process did commit) ends the pause.
+                    # asyncio.timeout, not wait_for: on Python 3.11 wait_for drops a
+                    # cancel (close) that lands as the ring does, and close then waits
+                    # for this loop forever.
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._rung.wait(), IDLE_HINT_S)
+                        async with asyncio.timeout(IDLE_HINT_S):
+                            await self._rung.wait()
             except Exception:
                 # A transient read failure (locked, closing) only delays delivery:
                 # the next hint or poll retries from the same position.
@@ -244,12 +259,11 @@ class ChangeWatcher:
 
     async def close(self) -> None:
         self._stop.set()
-        for task in self._tasks:
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        self._tasks = []
+        for task in tasks:
+            await ended(task)
 
     async def _watch(self) -> None:
         from watchfiles import awatch

@@ -4,7 +4,8 @@ A program may print a hundred thousand lines a second. Forwarding each line as
 its own transcript entry would flood the log and stall the program behind the
 store, so lines are gathered for a short window (or up to a size) and sent as
 one chunk. Bytes are decoded leniently (invalid UTF-8 is replaced, never
-fatal) and the captured total per run is capped; past the cap the pipe is
+fatal; so is a NUL, which a PostgreSQL text column cannot hold, so a program's
+output is recorded alike on both back ends) and the captured total per run is capped; past the cap the pipe is
 still drained so the program never blocks on a full pipe.
 """
 
@@ -36,7 +37,7 @@ class LineSplitter:
         self._max_line = max_line_chars
 
     def feed(self, data: bytes) -> list[str]:
-        text = self._partial + self._decoder.decode(data)
+        text = self._partial + _storable(self._decoder.decode(data))
         lines = text.split("\n")
         self._partial = lines.pop()
         if len(self._partial) > self._max_line:
@@ -47,9 +48,13 @@ class LineSplitter:
 
     def finish(self) -> list[str]:
         """The last line at end of stream, if it did not end with a newline."""
-        rest = self._partial + self._decoder.decode(b"", final=True)
+        rest = self._partial + _storable(self._decoder.decode(b"", final=True))
         self._partial = ""
         return [rest.removesuffix("\r")] if rest else []
+
+
+def _storable(text: str) -> str:
+    return text.replace("\x00", "\ufffd")
 
 
 class OutputBudget:

@@ -8,11 +8,12 @@ database by its URL without the password (`safe_url`).
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
-from store.errors import ForeignDatabase, StoreError, UnusableDatabase
+from store.errors import DiskFull, ForeignDatabase, StoreError, UnusableDatabase
 
 
 def safe_url(url: str) -> str:
@@ -88,6 +89,20 @@ class AppendLockTimeout(ServerError):
         )
 
 
+class ServerDiskFull(DiskFull):
+    """SQLSTATE 53100: the server could not extend a file. A DiskFull, as SQLite's full
+    disk is, so the engine holds its work and resumes the same way once writes succeed."""
+
+    def __init__(self, url: str, detail: str) -> None:
+        self.url = safe_url(url)
+        StoreError.__init__(
+            self,
+            f"{self.url}: the server's disk is full, nothing was written ({detail}); "
+            "free some space on the server and retry",
+        )
+        self.path = Path(self.url)
+
+
 class ServerFailure(ServerError):
     """A server error no other class covers: its SQLSTATE and first line."""
 
@@ -132,6 +147,8 @@ def translate(exc: BaseException, url: str) -> BaseException:
         return PgDatabaseMissing(url, detail)
     if sqlstate == "42501" or (sqlstate is None and "permission denied" in lowered):
         return PermissionDenied(url, detail)
+    if sqlstate == "53100":
+        return ServerDiskFull(url, detail)
     if sqlstate == "55P03":
         return AppendLockTimeout(url, detail)
     if isinstance(exc, psycopg.OperationalError):

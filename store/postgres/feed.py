@@ -23,7 +23,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from store.feed import Feed
+from store.feed import Feed, ended
 from store.postgres.errors import translate
 from store.postgres.writer import CHANNEL
 
@@ -52,10 +52,9 @@ class PgListener:
 
     async def close(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-            self._task = None
+            task, self._task = self._task, None
+            task.cancel()
+            await ended(task)  # a cancel of the caller itself still goes on up
         await self._drop()
 
     async def _listen(self) -> psycopg.AsyncConnection[Any]:

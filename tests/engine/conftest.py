@@ -1,4 +1,4 @@
-"""Shared pieces of the engine tests: a real store in tmp_path, hosted runtimes, waits."""
+"""Shared pieces of the engine tests: a real store on each back end, hosted runtimes, waits."""
 
 from __future__ import annotations
 
@@ -9,15 +9,18 @@ import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pytest
 
 from engine.profiles import BuiltinProfile, CommandProfile, ProfileSet
 from engine.runtime import Runtime
-from store.event_store import EventStore
 from store.feed import Subscription
 from store.models import Event, RunRecord, RunStatus, WorkerRef
+from store.open import open_store
+
+if TYPE_CHECKING:
+    from store.open import AnyStore
 
 PROGRAMS = Path(__file__).parent / "programs"
 VENV_BIN = Path(sys.executable).parent
@@ -168,8 +171,9 @@ def db_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-async def store(db_path: Path) -> AsyncIterator[EventStore]:
-    opened = await EventStore.open(db_path)
+async def store(db_address: str | Path) -> AsyncIterator[AnyStore]:
+    """A writer store on a new database of each back end (tests/backends.py)."""
+    opened = await open_store(db_address)
     try:
         yield opened
     finally:
@@ -177,7 +181,7 @@ async def store(db_path: Path) -> AsyncIterator[EventStore]:
 
 
 @pytest.fixture
-async def host(store: EventStore) -> AsyncIterator[HostFactory]:
+async def host(store: AnyStore) -> AsyncIterator[HostFactory]:
     """Host runtimes on the test's store; every one is closed at the end."""
     hosted: list[Runtime] = []
 

@@ -7,13 +7,13 @@ from pathlib import Path
 
 from engine.results import CreateWorkerRequest
 from engine.runtime import Runtime
-from store.event_store import EventStore
 from store.models import RunStatus
+from store.open import open_store
 from tests.engine.conftest import wait_run
 
 
-async def test_input_whose_caller_is_cancelled_still_runs(tmp_path: Path) -> None:
-    store = await EventStore.open(tmp_path / "a.db", watch=False, index=False)
+async def test_input_whose_caller_is_cancelled_still_runs(db_address: str | Path) -> None:
+    store = await open_store(db_address, watch=False, index=False)
     runtime = await Runtime.host(store, "local")
     try:
         worker = await runtime.create_worker(CreateWorkerRequest())

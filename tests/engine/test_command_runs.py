@@ -23,6 +23,7 @@ from tests.engine.conftest import (
     program,
     run_events,
     run_kinds,
+    shell_profile,
     transcript_text,
     wait_run,
     wait_transcript,
@@ -205,6 +206,17 @@ async def test_invalid_utf8_is_replaced_never_fatal(host: HostFactory) -> None:
     entries = await transcript_text(rt, w.ref)
     assert said(entries, "assistant") == "café \ufffd\ufffd ok"
     assert said(entries, "tool") == "bad \ufffd( byte"
+
+
+async def test_a_nul_byte_in_the_output_is_replaced_never_fatal(host: HostFactory) -> None:
+    """PostgreSQL's text cannot hold a NUL: the run failed there, its output unrecorded."""
+    rt, w = await worker_with(host, shell_profile())
+    ack = await rt.send_input(w.ref, "printf 'a\\000b\\n'; printf 'c\\000d\\n' >&2")
+    run = await wait_run(rt, ack.run_id)
+    assert run.status is RunStatus.COMPLETED, run.error
+    entries = await transcript_text(rt, w.ref)
+    assert said(entries, "assistant") == "a\ufffdb"
+    assert said(entries, "tool") == "c\ufffdd"
 
 
 async def test_closing_the_runtime_ends_a_running_program(host: HostFactory) -> None:

@@ -10,6 +10,8 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import psycopg
+
 from tests.engine.conftest import AGENTDECK, eventually
 
 SUMMARY = re.compile(
@@ -32,8 +34,15 @@ async def start(*args: str, **kwargs: Any) -> asyncio.subprocess.Process:
     )
 
 
-def count_events(db: Path) -> int:
-    """Events in the file so far (0 while it is not there yet); a plain reader."""
+def count_events(db: str | Path) -> int:
+    """Events in the database so far (0 while it is not set up yet); a plain reader."""
+    if isinstance(db, str):
+        try:
+            with psycopg.connect(db, autocommit=True, connect_timeout=5) as conn:
+                row = conn.execute("SELECT count(*) FROM events").fetchone()
+                return int(row[0]) if row else 0
+        except psycopg.Error:  # no events table yet
+            return 0
     if not db.exists():
         return 0
     try:
@@ -46,10 +55,10 @@ def count_events(db: Path) -> int:
         return 0
 
 
-async def test_demo_runs_for_its_duration_and_prints_one_summary_line(db_path: Path) -> None:
+async def test_demo_runs_for_its_duration_and_prints_one_summary_line(db_address: str | Path) -> None:
     proc = await start(
         "--db",
-        str(db_path),
+        str(db_address),
         "demo",
         "--workers",
         "3",
@@ -70,21 +79,21 @@ async def test_demo_runs_for_its_duration_and_prints_one_summary_line(db_path: P
     assert (runtime, workers) == ("demo", "3")
     assert int(inputs) >= 3 and int(completed) >= 1 and int(events) > 20
     assert "Traceback" not in err.decode()
-    assert count_events(db_path) >= int(events)
+    assert count_events(db_address) >= int(events)
 
-    verify = await start("--db", str(db_path), "verify")
+    verify = await start("--db", str(db_address), "verify")
     vout, verr = await asyncio.wait_for(verify.communicate(), 30)
     assert verify.returncode == 0, (vout + verr).decode()
 
 
 async def test_ctrl_c_stops_the_demo_cleanly_while_a_follower_shows_its_events_live(
-    db_path: Path,
+    db_address: str | Path,
 ) -> None:
-    demo = await start("--db", str(db_path), "demo", "--workers", "2", "--rate", "200")
+    demo = await start("--db", str(db_address), "demo", "--workers", "2", "--rate", "200")
     follower: asyncio.subprocess.Process | None = None
     try:
-        await eventually(lambda: count_events(db_path) > 5, 15, "the demo to write events")
-        follower = await start("--db", str(db_path), "events", "--follow", "--json")
+        await eventually(lambda: count_events(db_address) > 5, 15, "the demo to write events")
+        follower = await start("--db", str(db_address), "events", "--follow", "--json")
         assert follower.stdout is not None
         seen: list[dict[str, Any]] = []
 
@@ -112,7 +121,7 @@ async def test_ctrl_c_stops_the_demo_cleanly_while_a_follower_shows_its_events_l
         assert SUMMARY.fullmatch(out.decode().strip()), out.decode()
 
         # Everything the demo wrote, up to its last event, reaches the follower.
-        total = count_events(db_path)
+        total = count_events(db_address)
         await read_until(lambda: seen[-1]["position"] >= total)
         positions = [e["position"] for e in seen]
         assert positions == list(range(1, total + 1))
@@ -127,6 +136,6 @@ async def test_ctrl_c_stops_the_demo_cleanly_while_a_follower_shows_its_events_l
                 proc.kill()
                 await proc.wait()
 
-    verify = await start("--db", str(db_path), "verify")
+    verify = await start("--db", str(db_address), "verify")
     vout, verr = await asyncio.wait_for(verify.communicate(), 30)
     assert verify.returncode == 0, (vout + verr).decode()

@@ -12,16 +12,17 @@ from engine.clock import CountingIds, SteppingClock
 from engine.errors import RuntimeBusy
 from engine.results import CreateWorkerRequest
 from engine.runtime import Runtime
-from store.event_store import EventStore
 from store.models import RoleIntent, RunStatus
+from store.open import open_store
 from tests.engine.conftest import all_events, demo_profile, profile_set, wait_run
+from tests.pg import PgServer
 
 
-async def scenario(db: Path) -> list[dict[str, Any]]:
+async def scenario(db: str | Path) -> list[dict[str, Any]]:
     """Workers, inputs, a demo run, a stop, a cancel, a close and a reopen."""
     clock, ids = SteppingClock(), CountingIds()
     profiles = profile_set(demo_profile(pace=0.03, steps=4))
-    store = await EventStore.open(db)
+    store = await open_store(db)
     try:
         # A quick heartbeat: whatever the lease does must not touch the event clock.
         settings: dict[str, Any] = {
@@ -55,9 +56,18 @@ async def scenario(db: Path) -> list[dict[str, Any]]:
     return [e.to_json_dict() for e in events]
 
 
-async def test_the_same_scenario_gives_identical_events(tmp_path: Path) -> None:
-    first = await scenario(tmp_path / "one.db")
-    second = await scenario(tmp_path / "two.db")
+async def test_the_same_scenario_gives_identical_events(
+    db_address: str | Path, backend: str, tmp_path: Path, pg_server: PgServer
+) -> None:
+    first = await scenario(db_address)
+    if backend == "postgres":  # a second database on the same server, dropped after
+        name = pg_server.create_database("determinism")
+        try:
+            second = await scenario(pg_server.url(name))
+        finally:
+            pg_server.drop_database(name)
+    else:
+        second = await scenario(tmp_path / "two.db")
     assert len(first) > 40
     assert first == second
     ids = [e["event_id"] for e in first]
@@ -68,11 +78,11 @@ async def test_the_same_scenario_gives_identical_events(tmp_path: Path) -> None:
 
 
 async def test_the_lease_runs_on_wall_time_whatever_clock_stamps_events(
-    db_path: Path,
+    db_address: str | Path,
 ) -> None:
     # The test clock is far from now; a host using it is still alive and beating.
-    first_store = await EventStore.open(db_path)
-    second_store = await EventStore.open(db_path)
+    first_store = await open_store(db_address)
+    second_store = await open_store(db_address)
     try:
         rt = await Runtime.host(first_store, "local", clock=SteppingClock(), stale_after_s=10)
         try:

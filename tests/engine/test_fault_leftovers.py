@@ -18,16 +18,16 @@ from typing import Any
 from engine.leftovers import MARK_VAR, end_leftovers, find_leftovers, host_mark
 from engine.profiles import CommandProfile
 from engine.runtime import Runtime
-from store.event_store import EventStore
 from store.models import RunStatus
+from store.open import open_store
 from tests.engine.conftest import PROGRAMS, kill_quietly, pid_gone, profile_set, run_events
 
 
-async def start_family_host(db_path: Path) -> tuple[asyncio.subprocess.Process, dict[str, Any]]:
+async def start_family_host(db_address: str | Path) -> tuple[asyncio.subprocess.Process, dict[str, Any]]:
     child = await asyncio.create_subprocess_exec(
         sys.executable,
         str(PROGRAMS / "host_child.py"),
-        str(db_path),
+        str(db_address),
         "local",
         "family",
         stdout=asyncio.subprocess.PIPE,
@@ -68,9 +68,9 @@ def family_profiles() -> Any:
     return profile_set(sh)
 
 
-async def test_a_new_host_ends_what_a_killed_host_left_running(db_path: Path) -> None:
+async def test_a_new_host_ends_what_a_killed_host_left_running(db_address: str | Path) -> None:
     """Issue 7 item 2: after SIGKILL, the next host on this machine ends the leftovers."""
-    child, ready = await start_family_host(db_path)
+    child, ready = await start_family_host(db_address)
     pids = [ready["sh"], ready["bg"], ready["session"]]
     # Someone else's program that happens to look alike must survive the takeover.
     bystander = await sleeper(host_mark("another host"), "sleep", "300")
@@ -80,7 +80,7 @@ async def test_a_new_host_ends_what_a_killed_host_left_running(db_path: Path) ->
         await asyncio.sleep(0.2)
         assert not any(has_ended(pid) for pid in pids), "the SIGKILL itself ended the programs"
 
-        store = await EventStore.open(db_path)
+        store = await open_store(db_address)
         try:
             rt = await Runtime.host(store, "local", profiles=family_profiles())
             try:

@@ -1,24 +1,24 @@
 """Issue 7 item 13: a host does not trust projections that disagree with the log.
 
 The damage is made the way it happens: another program edits the database
-file with plain sqlite3 while no one hosts the runtime.
+with a plain connection of its own (sqlite3, psycopg) while no one hosts the runtime.
 """
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 from engine.results import CreateWorkerRequest
 from engine.runtime import Runtime
-from store.event_store import EventStore
 from store.models import RunStatus, WorkerRef
+from store.open import open_store
 from tests.engine.conftest import profile_set, shell_profile, transcript_text, wait_run
+from tests.store.support import behind_the_store
 
 
-async def test_a_lost_worker_row_is_rebuilt_from_the_log_before_hosting(db_path: Path) -> None:
+async def test_a_lost_worker_row_is_rebuilt_from_the_log_before_hosting(db_address: str | Path) -> None:
     """Issue 7 item 13: the worker comes back with its transcript; its id is not reused."""
-    store = await EventStore.open(db_path, watch=False)
+    store = await open_store(db_address, watch=False)
     try:
         rt = await Runtime.host(store, "local", profiles=profile_set(shell_profile()))
         first = await rt.create_worker(CreateWorkerRequest(profile="sh"))
@@ -29,14 +29,9 @@ async def test_a_lost_worker_row_is_rebuilt_from_the_log_before_hosting(db_path:
     finally:
         await store.close()
 
-    damage = sqlite3.connect(db_path)
-    try:
-        with damage:
-            damage.execute("DELETE FROM workers WHERE worker_id = 'w-1'")
-    finally:
-        damage.close()
+    assert behind_the_store(db_address, "DELETE FROM workers WHERE worker_id = 'w-1'") == 1
 
-    store = await EventStore.open(db_path, watch=False)
+    store = await open_store(db_address, watch=False)
     try:
         rt = await Runtime.host(store, "local", profiles=profile_set(shell_profile()))
         try:
@@ -57,9 +52,9 @@ async def test_a_lost_worker_row_is_rebuilt_from_the_log_before_hosting(db_path:
         await store.close()
 
 
-async def test_consistent_projections_are_left_alone(db_path: Path) -> None:
+async def test_consistent_projections_are_left_alone(db_address: str | Path) -> None:
     """Issue 7 item 13: no rebuild and no diagnostic when the check finds nothing."""
-    store = await EventStore.open(db_path, watch=False)
+    store = await open_store(db_address, watch=False)
     try:
         rt = await Runtime.host(store, "local", profiles=profile_set(shell_profile()))
         worker = await rt.create_worker(CreateWorkerRequest(profile="sh"))

@@ -17,8 +17,8 @@ import pytest
 from engine.clock import SteppingClock
 from engine.results import CreateWorkerRequest
 from engine.runtime import Runtime
-from store.event_store import EventStore
 from store.models import RunStatus
+from store.open import open_store
 from tests.engine.conftest import (
     HostFactory,
     all_events,
@@ -73,17 +73,19 @@ async def test_output_written_just_before_exit_is_all_recorded(host: HostFactory
 
 
 async def test_closing_starts_no_queued_run_and_the_next_host_resumes_them(
-    db_path: Path,
+    db_address: str | Path,
 ) -> None:
     """Issue 7 item 4: after close, queued runs stay `created` and the next host runs them."""
     profiles = profile_set(shell_profile())
-    store = await EventStore.open(db_path, watch=False)
+    store = await open_store(db_address, watch=False)
     try:
         rt = await Runtime.host(store, "local", profiles=profiles)
         workers = [await rt.create_worker(CreateWorkerRequest(profile="sh")) for _ in range(8)]
-        acks = [
-            await rt.send_input(w.ref, "sleep 0.02; echo done") for _ in range(30) for w in workers
-        ]
+        # Sent together (one group commit, not 240 round trips): on a loaded machine or a
+        # server, one by one took long enough for every run to finish before the close.
+        acks = await asyncio.gather(
+            *(rt.send_input(w.ref, "sleep 0.02; echo done") for _ in range(30) for w in workers)
+        )
         # Close while runs are finishing one after the other.
         await asyncio.sleep(0.15)
         await rt.close()
@@ -115,10 +117,10 @@ async def test_closing_starts_no_queued_run_and_the_next_host_resumes_them(
 
 
 async def test_event_times_never_run_backwards_under_a_clock_that_is_behind(
-    db_path: Path,
+    db_address: str | Path,
 ) -> None:
     """Issue 7 item 14: a host whose clock is behind stamps no event before the last one."""
-    store = await EventStore.open(db_path, watch=False)
+    store = await open_store(db_address, watch=False)
     try:
         ahead = SteppingClock()
         rt = await Runtime.host(store, "local", clock=ahead, profiles=profile_set(shell_profile()))

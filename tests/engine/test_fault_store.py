@@ -2,7 +2,9 @@
 
 SQLite's own limit (`PRAGMA max_page_count` on the writer's connection) makes
 the store full for real, anywhere; `test_fault_full_disk.py` does the same
-with a real full file system where the machine allows mounting one.
+with a real full file system where the machine allows mounting one. On
+PostgreSQL a trigger makes the server answer every append with the SQLSTATE
+of its full disk (53100, disk_full): the same error a real full disk gives.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import os
 import signal
 import sqlite3
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -23,6 +26,7 @@ from engine.runtime import Runtime
 from store.errors import DiskFull
 from store.event_store import EventStore
 from store.models import RunStatus, WorkerRef
+from store.open import open_store
 from tests.engine.conftest import (
     HostFactory,
     eventually,
@@ -35,12 +39,31 @@ from tests.engine.conftest import (
 )
 from tests.store.support import new_event
 
+if TYPE_CHECKING:
+    from store.open import AnyStore
+
 TICKER = "echo pid=$$; i=0; while [ $i -lt 400 ]; do echo tick $i; i=$((i+1)); sleep 0.02; done"
 
 
 
-async def fill(store: EventStore) -> None:
-    """Let the database grow by no page from now on: SQLite then answers SQLITE_FULL."""
+# On PostgreSQL: every insert into the log refused as a server whose disk is full refuses it.
+PG_FULL = """
+CREATE FUNCTION agentdeck_test_full() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'could not extend file: No space left on device' USING ERRCODE = 'disk_full';
+END $$;
+CREATE TRIGGER agentdeck_test_full BEFORE INSERT ON events
+    FOR EACH ROW EXECUTE FUNCTION agentdeck_test_full();
+"""
+PG_ROOM = "DROP TRIGGER agentdeck_test_full ON events; DROP FUNCTION agentdeck_test_full();"
+
+
+async def fill(store: AnyStore) -> None:
+    """Let the database grow by no page from now on: SQLite then answers SQLITE_FULL
+    (PostgreSQL: disk_full for every append)."""
+    if not isinstance(store, EventStore):
+        await store.run_job(lambda conn: conn.execute(PG_FULL))
+        return
 
     def freeze(conn: sqlite3.Connection) -> None:
         pages = conn.execute("PRAGMA page_count").fetchone()[0]
@@ -49,17 +72,22 @@ async def fill(store: EventStore) -> None:
     await store.run_job(freeze)
 
 
-async def fill_up(store: EventStore) -> None:
+async def fill_up(store: AnyStore) -> None:
     """`fill`, then use the free space left in the last pages too (another runtime's log),
     so that even a single small event of the runtime under test is refused."""
     await fill(store)
+    if not isinstance(store, EventStore):
+        return  # the trigger refuses every append already
     for size in (4000, 400, 40, 1):
         with contextlib.suppress(DiskFull):
             for _ in range(10_000):
                 await store.append("filler", None, [new_event(message="x" * size)])
 
 
-async def make_room(store: EventStore) -> None:
+async def make_room(store: AnyStore) -> None:
+    if not isinstance(store, EventStore):
+        await store.run_job(lambda conn: conn.execute(PG_ROOM))
+        return
     await store.run_job(lambda c: c.execute("PRAGMA max_page_count = 1073741823").fetchone())
 
 
@@ -75,7 +103,7 @@ async def program_pid(rt: Runtime, ref: WorkerRef) -> int:
 
 
 async def test_a_full_database_holds_work_says_so_and_catches_up_when_space_returns(
-    host: HostFactory, store: EventStore
+    host: HostFactory, store: AnyStore
 ) -> None:
     """Issue 7 item 5: a diagnostic, a notice, nothing new started, the lost run failed later."""
     rt = await host(profiles=profile_set(shell_profile()))
@@ -125,9 +153,9 @@ async def test_a_full_database_holds_work_says_so_and_catches_up_when_space_retu
     assert (await wait_run(rt, after.run_id)).status is RunStatus.COMPLETED
 
 
-async def test_still_full_at_close_loses_nothing_acknowledged(db_path: Path) -> None:
+async def test_still_full_at_close_loses_nothing_acknowledged(db_address: str | Path) -> None:
     """Issue 7 item 5: closing while full writes nothing; the next host tells the truth."""
-    store = await EventStore.open(db_path, watch=False)
+    store = await open_store(db_address, watch=False)
     try:
         rt = await Runtime.host(store, "local", profiles=profile_set(shell_profile()))
         worker = await rt.create_worker(CreateWorkerRequest(profile="sh"))
@@ -140,8 +168,9 @@ async def test_still_full_at_close_loses_nothing_acknowledged(db_path: Path) -> 
         assert pid_gone(pid)
     finally:
         await store.close()
-    store = await EventStore.open(db_path, watch=False)
+    store = await open_store(db_address, watch=False)
     try:
+        await make_room(store)  # PostgreSQL's trigger outlives the session that made it
         rt = await Runtime.host(store, "local", profiles=profile_set(shell_profile()))
         try:
             failed = await store.run("local", first.run_id)
@@ -156,7 +185,7 @@ async def test_still_full_at_close_loses_nothing_acknowledged(db_path: Path) -> 
 
 
 async def test_a_session_that_dies_while_the_store_is_full_starts_afresh_after(
-    host: HostFactory, store: EventStore
+    host: HostFactory, store: AnyStore
 ) -> None:
     """Issue 7 item 5: a session worker is not left dead by restart events that could not
     be written: once the store takes writes again, its next input starts a new session."""

@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-import sqlite3
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -17,14 +17,18 @@ from engine.errors import ReadOnlyRuntime, RuntimeBusy
 from engine.results import CreateWorkerRequest
 from engine.runtime import Runtime
 from store.codec import us_from_dt
-from store.event_store import EventStore
+from store.open import open_store
+from store.projector import Connection
 from tests.engine.conftest import PROGRAMS, HostFactory, all_events, eventually
+
+if TYPE_CHECKING:
+    from store.open import AnyStore
 
 HOST = socket.gethostname()
 
 
 async def write_holder(
-    store: EventStore,
+    store: AnyStore,
     runtime_id: str,
     *,
     pid: int,
@@ -35,7 +39,7 @@ async def write_holder(
     """Put a holder row in `hosts` as another process would have left it."""
     at = us_from_dt(heartbeat or datetime.now(UTC))
 
-    def job(conn: sqlite3.Connection) -> None:
+    def job(conn: Connection) -> None:
         conn.execute(
             "INSERT INTO hosts (runtime_id, pid, host_name, token, started_at, heartbeat_at)"
             " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (runtime_id) DO UPDATE SET pid = excluded.pid,"
@@ -54,12 +58,12 @@ def dead_pid() -> int:
 
 
 async def test_a_second_process_is_refused_naming_the_holder_until_it_closes(
-    db_path: Path,
+    db_address: str | Path,
 ) -> None:
     child = await asyncio.create_subprocess_exec(
         sys.executable,
         str(PROGRAMS / "host_child.py"),
-        str(db_path),
+        str(db_address),
         "shared",
         "hold",
         stdin=asyncio.subprocess.PIPE,
@@ -72,7 +76,7 @@ async def test_a_second_process_is_refused_naming_the_holder_until_it_closes(
         assert line.startswith("hosting "), line
         holder_pid = int(line.split()[1])
         assert holder_pid == child.pid
-        store = await EventStore.open(db_path)
+        store = await open_store(db_address)
         try:
             with pytest.raises(RuntimeBusy) as refused:
                 await Runtime.host(store, "shared")
@@ -106,15 +110,15 @@ async def test_a_second_process_is_refused_naming_the_holder_until_it_closes(
             await child.wait()
 
 
-async def test_a_second_host_in_this_process_is_refused_too(db_path: Path) -> None:
-    first_store = await EventStore.open(db_path)
-    second_store = await EventStore.open(db_path)
+async def test_a_second_host_in_this_process_is_refused_too(db_address: str | Path) -> None:
+    first_store = await open_store(db_address)
+    second_store = await open_store(db_address)
     try:
         first = await Runtime.host(first_store, "local")
         with pytest.raises(RuntimeBusy) as refused:
             await Runtime.host(second_store, "local")
         assert refused.value.holder.pid == os.getpid()
-        # Another runtime in the same file is another lease.
+        # Another runtime in the same database is another lease.
         other = await Runtime.host(second_store, "other")
         await other.close()
         await first.close()
@@ -125,7 +129,7 @@ async def test_a_second_host_in_this_process_is_refused_too(db_path: Path) -> No
         await first_store.close()
 
 
-async def test_a_clean_close_releases_the_lease(store: EventStore) -> None:
+async def test_a_clean_close_releases_the_lease(store: AnyStore) -> None:
     rt = await Runtime.host(store, "local")
     hosts = await store.hosts()
     assert hosts["local"].pid == os.getpid() and hosts["local"].host_name == HOST
@@ -133,7 +137,7 @@ async def test_a_clean_close_releases_the_lease(store: EventStore) -> None:
     assert "local" not in await store.hosts()
 
 
-async def test_a_live_holder_with_a_fresh_heartbeat_is_refused(store: EventStore) -> None:
+async def test_a_live_holder_with_a_fresh_heartbeat_is_refused(store: AnyStore) -> None:
     alive = os.getppid()
     await write_holder(store, "local", pid=alive)
     with pytest.raises(RuntimeBusy) as refused:
@@ -142,7 +146,7 @@ async def test_a_live_holder_with_a_fresh_heartbeat_is_refused(store: EventStore
     assert (await store.hosts())["local"].pid == alive, "the holder's row is untouched"
 
 
-async def test_a_holder_with_a_stale_heartbeat_is_taken_over(store: EventStore) -> None:
+async def test_a_holder_with_a_stale_heartbeat_is_taken_over(store: AnyStore) -> None:
     alive = os.getppid()  # alive, but it stopped beating an hour ago
     await write_holder(store, "local", pid=alive, heartbeat=datetime.now(UTC) - timedelta(hours=1))
     rt = await Runtime.host(store, "local", stale_after_s=10)
@@ -152,7 +156,7 @@ async def test_a_holder_with_a_stale_heartbeat_is_taken_over(store: EventStore) 
         await rt.close()
 
 
-async def test_a_holder_whose_pid_is_gone_on_this_host_is_taken_over(store: EventStore) -> None:
+async def test_a_holder_whose_pid_is_gone_on_this_host_is_taken_over(store: AnyStore) -> None:
     await write_holder(store, "local", pid=dead_pid())
     rt = await Runtime.host(store, "local", stale_after_s=3600)
     try:
@@ -162,7 +166,7 @@ async def test_a_holder_whose_pid_is_gone_on_this_host_is_taken_over(store: Even
 
 
 async def test_a_holder_on_another_host_is_judged_by_its_heartbeat_only(
-    store: EventStore,
+    store: AnyStore,
 ) -> None:
     gone = dead_pid()  # not alive here, but that says nothing about another machine
     await write_holder(store, "local", pid=gone, host_name="elsewhere.example")
@@ -175,7 +179,7 @@ async def test_a_holder_on_another_host_is_judged_by_its_heartbeat_only(
     await rt.close()
 
 
-async def test_the_holder_keeps_its_heartbeat_fresh(host: HostFactory, store: EventStore) -> None:
+async def test_the_holder_keeps_its_heartbeat_fresh(host: HostFactory, store: AnyStore) -> None:
     rt = await host(heartbeat_s=0.05)
     first = (await store.hosts())["local"].heartbeat_at
 
@@ -187,7 +191,7 @@ async def test_the_holder_keeps_its_heartbeat_fresh(host: HostFactory, store: Ev
 
 
 async def test_a_host_that_lost_its_lease_refuses_changes(
-    host: HostFactory, store: EventStore
+    host: HostFactory, store: AnyStore
 ) -> None:
     rt = await host(heartbeat_s=0.05)
     w = await rt.create_worker(CreateWorkerRequest())
@@ -213,10 +217,10 @@ async def test_a_host_that_lost_its_lease_refuses_changes(
     assert (await store.hosts())["local"].pid == os.getppid(), "closing did not release theirs"
 
 
-async def test_a_read_only_store_cannot_host(db_path: Path) -> None:
-    writer = await EventStore.open(db_path)
+async def test_a_read_only_store_cannot_host(db_address: str | Path) -> None:
+    writer = await open_store(db_address)
     rt = await Runtime.host(writer, "local")
-    observer = await EventStore.open(db_path, read_only=True, watch=False)
+    observer = await open_store(db_address, read_only=True, watch=False)
     try:
         with pytest.raises(ReadOnlyRuntime):
             await Runtime.host(observer, "local")

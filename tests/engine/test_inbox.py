@@ -1,6 +1,6 @@
 """The command inbox: a runtime operated by a process that does not host it.
 
-The issuer always has a store of its own on the same file (as another process
+The issuer always has a store of its own on the same database (as another process
 would), so every command and outcome crosses through the database and its
 change feed. Hosts killed mid-way are real processes killed with SIGKILL.
 """
@@ -15,6 +15,7 @@ import subprocess
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 from uuid import UUID, uuid4
 
 import pytest
@@ -35,8 +36,8 @@ from engine.runtime import Runtime
 from store import catalog
 from store.catalog import CommandIssued, SendInputCommand
 from store.errors import LimitTooLarge
-from store.event_store import EventStore
 from store.models import Event, Limits, RunStatus, WorkerRef, WorkerStatus
+from store.open import open_store
 from tests.engine.conftest import (
     HostFactory,
     all_events,
@@ -47,11 +48,14 @@ from tests.engine.conftest import (
     wait_transcript,
 )
 
+if TYPE_CHECKING:
+    from store.open import AnyStore
+
 
 @pytest.fixture
-async def issuer_store(db_path: Path, store: EventStore) -> AsyncIterator[EventStore]:
-    """A second store on the same file: the issuing console's (`store` made the file)."""
-    opened = await EventStore.open(db_path)
+async def issuer_store(db_address: str | Path, store: AnyStore) -> AsyncIterator[AnyStore]:
+    """A second store on the same database: the issuing console's (`store` made it)."""
+    opened = await open_store(db_address)
     try:
         yield opened
     finally:
@@ -59,7 +63,7 @@ async def issuer_store(db_path: Path, store: EventStore) -> AsyncIterator[EventS
 
 
 @pytest.fixture
-async def client(issuer_store: EventStore) -> AsyncIterator[CommandClient]:
+async def client(issuer_store: AnyStore) -> AsyncIterator[CommandClient]:
     made = CommandClient(issuer_store, issuer=this_issuer("console-test"))
     try:
         yield made
@@ -180,7 +184,7 @@ async def test_a_retry_with_the_same_id_runs_once_and_gets_the_first_answer(
 
 
 async def test_no_live_host_fails_fast_and_writes_nothing(
-    store: EventStore, client: CommandClient
+    store: AnyStore, client: CommandClient
 ) -> None:
     runtime = await Runtime.host(store, "local", heartbeat_s=0.2)
     worker = await runtime.create_worker(CreateWorkerRequest())
@@ -194,7 +198,7 @@ async def test_no_live_host_fails_fast_and_writes_nothing(
 
 
 async def test_a_command_to_a_stopped_runtime_is_refused(
-    store: EventStore, host: HostFactory, client: CommandClient
+    store: AnyStore, host: HostFactory, client: CommandClient
 ) -> None:
     runtime = await host("local", heartbeat_s=0.2)
     worker = await runtime.create_worker(CreateWorkerRequest())
@@ -212,7 +216,7 @@ async def test_a_command_to_a_stopped_runtime_is_refused(
 
 
 async def append_command(
-    store: EventStore, runtime_id: str, request: SendInputCommand, *, ttl_s: float = 30.0
+    store: AnyStore, runtime_id: str, request: SendInputCommand, *, ttl_s: float = 30.0
 ) -> str:
     """Append a command.issued as an issuer would, without waiting for its answer."""
     command_id = str(uuid4())
@@ -226,7 +230,7 @@ async def append_command(
     return command_id
 
 
-async def wait_outcome(store: EventStore, command_id: str, timeout: float = 10.0) -> Event:
+async def wait_outcome(store: AnyStore, command_id: str, timeout: float = 10.0) -> Event:
     async def settled() -> Event | None:
         state = await store.command_state(command_id)
         return state.outcome if state is not None else None
@@ -238,7 +242,7 @@ async def wait_outcome(store: EventStore, command_id: str, timeout: float = 10.0
 # -- hosts in other processes -----------------------------------------------------------
 
 
-def start_host(db: Path, runtime_id: str = "local") -> subprocess.Popen[str]:
+def start_host(db: str | Path, runtime_id: str = "local") -> subprocess.Popen[str]:
     """programs/host_child.py `hold`: hosts the runtime (heartbeat 0.1 s) until stdin ends."""
     child = subprocess.Popen(
         program("host_child.py", str(db), runtime_id, "hold"),
@@ -249,7 +253,7 @@ def start_host(db: Path, runtime_id: str = "local") -> subprocess.Popen[str]:
     return child
 
 
-async def unhosted_worker(store: EventStore) -> WorkerRef:
+async def unhosted_worker(store: AnyStore) -> WorkerRef:
     """A worker of runtime `local`, left with no host."""
     first = await Runtime.host(store, "local", heartbeat_s=0.2)
     worker = await first.create_worker(CreateWorkerRequest())
@@ -258,11 +262,11 @@ async def unhosted_worker(store: EventStore) -> WorkerRef:
 
 
 async def pending_at_a_dead_host(
-    db_path: Path, store: EventStore, client: CommandClient, ref: WorkerRef, text: str
+    db_address: str | Path, store: AnyStore, client: CommandClient, ref: WorkerRef, text: str
 ) -> asyncio.Task[InputAck]:
     """Send `text` to a host in another process that dies (SIGKILL) after the command
     committed and before it ran; the issuer's call, still waiting for an answer."""
-    child = start_host(db_path)
+    child = start_host(db_address)
     try:
         # Frozen, the host cannot run the command; its heartbeat is still fresh,
         # so the issuer sees a live host and commits the command.
@@ -277,10 +281,10 @@ async def pending_at_a_dead_host(
 
 
 async def test_a_command_committed_before_its_host_died_runs_under_the_next_host(
-    db_path: Path, store: EventStore, client: CommandClient
+    db_address: str | Path, store: AnyStore, client: CommandClient
 ) -> None:
     ref = await unhosted_worker(store)
-    waiting = await pending_at_a_dead_host(db_path, store, client, ref, "survive")
+    waiting = await pending_at_a_dead_host(db_address, store, client, ref, "survive")
     # Between the commit and its execution the host died: the next one runs it.
     second = await Runtime.host(store, "local", heartbeat_s=0.2)
     try:
@@ -294,12 +298,12 @@ async def test_a_command_committed_before_its_host_died_runs_under_the_next_host
 
 
 async def test_an_expired_command_is_refused_with_the_reason_and_never_runs(
-    db_path: Path, store: EventStore, issuer_store: EventStore
+    db_address: str | Path, store: AnyStore, issuer_store: AnyStore
 ) -> None:
     ref = await unhosted_worker(store)
     client = CommandClient(issuer_store, ttl_s=0.5)
     try:
-        waiting = await pending_at_a_dead_host(db_path, store, client, ref, "too late")
+        waiting = await pending_at_a_dead_host(db_address, store, client, ref, "too late")
         await asyncio.sleep(0.8)  # past its expiry before any host could run it
         second = await Runtime.host(store, "local", heartbeat_s=0.2)
         try:
@@ -315,14 +319,14 @@ async def test_an_expired_command_is_refused_with_the_reason_and_never_runs(
 
 
 async def test_a_hundred_commands_from_five_processes_each_run_once(
-    db_path: Path, store: EventStore
+    db_address: str | Path, store: AnyStore
 ) -> None:
     runtime = await Runtime.host(store, "local", heartbeat_s=0.2)
     try:
         worker = await runtime.create_worker(CreateWorkerRequest())
         issuers = [
             subprocess.Popen(  # noqa: ASYNC220 - started together before any awaits
-                program("issuer.py", str(db_path), "local", worker.worker_id, "20", f"p{n}"),
+                program("issuer.py", str(db_address), "local", worker.worker_id, "20", f"p{n}"),
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
             )
             for n in range(5)
@@ -356,7 +360,7 @@ async def test_a_hundred_commands_from_five_processes_each_run_once(
 
 
 async def test_a_command_issued_during_a_hand_over_waits_for_the_new_host(
-    store: EventStore, client: CommandClient
+    store: AnyStore, client: CommandClient
 ) -> None:
     first = await Runtime.host(store, "local", heartbeat_s=0.2)
     worker = await first.create_worker(CreateWorkerRequest())

@@ -8,7 +8,7 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -17,8 +17,8 @@ from engine.errors import RuntimeStopped
 from engine.profiles import CommandProfile
 from engine.results import CreateWorkerRequest
 from engine.runtime import Runtime
-from store.event_store import EventStore
 from store.models import RunStatus, WorkerRef, WorkerStatus
+from store.open import open_store
 from tests.engine.conftest import (
     AGENTDECK,
     PROGRAMS,
@@ -32,6 +32,9 @@ from tests.engine.conftest import (
     transcript_text,
     wait_run,
 )
+
+if TYPE_CHECKING:
+    from store.open import AnyStore
 
 
 def child_profiles() -> Any:
@@ -54,11 +57,11 @@ async def agentdeck(*args: str) -> tuple[int, str, str]:
     return proc.returncode, out.decode(), err.decode()
 
 
-async def test_a_host_killed_mid_run_is_taken_over_and_nothing_is_lost(db_path: Path) -> None:
+async def test_a_host_killed_mid_run_is_taken_over_and_nothing_is_lost(db_address: str | Path) -> None:
     child = await asyncio.create_subprocess_exec(
         sys.executable,
         str(PROGRAMS / "host_child.py"),
-        str(db_path),
+        str(db_address),
         "local",
         "crash",
         stdout=asyncio.subprocess.PIPE,
@@ -76,7 +79,7 @@ async def test_a_host_killed_mid_run_is_taken_over_and_nothing_is_lost(db_path: 
         assert await child.wait() == -signal.SIGKILL
         committed = {seq: event_id for seq, event_id in ready["events"]}
 
-        store = await EventStore.open(db_path)
+        store = await open_store(db_address)
         try:
             # Same host, dead pid: taken over at once, however fresh its last heartbeat.
             rt = await Runtime.host(store, "local", profiles=child_profiles())
@@ -94,7 +97,7 @@ async def test_a_host_killed_mid_run_is_taken_over_and_nothing_is_lost(db_path: 
         if program_pid:
             kill_quietly(program_pid)  # the dead host's program is an orphan now
 
-    code, out, err = await agentdeck("--db", str(db_path), "verify")
+    code, out, err = await agentdeck("--db", str(db_address), "verify")
     assert code == 0, out + err
 
 
@@ -137,7 +140,7 @@ async def check_takeover(rt: Runtime, committed: dict[int, str]) -> None:
 
 
 async def test_a_clean_close_fails_the_current_run_and_the_next_host_runs_the_queue(
-    store: EventStore, host: HostFactory, tmp_path: Path
+    store: AnyStore, host: HostFactory, tmp_path: Path
 ) -> None:
     gates = tmp_path / "gates"
     gates.mkdir()

@@ -26,6 +26,7 @@ from store.models import (
     TaskIntent,
 )
 from tests.engine.conftest import HostFactory
+from tests.store.support import query
 
 MIB = 1024 * 1024
 L = REQUEST_LIMITS
@@ -265,7 +266,7 @@ def test_a_2_mib_input_is_refused_naming_its_size_and_the_limit() -> None:
 
 
 async def test_the_runtime_refuses_oversized_requests_and_writes_nothing(
-    host: HostFactory, db_path: Path
+    host: HostFactory, db_address: str | Path
 ) -> None:
     """Issue 7 item 8: over-limit creates and a 2 MiB input leave the database as it was."""
     rt = await host()
@@ -285,4 +286,30 @@ async def test_the_runtime_refuses_oversized_requests_and_writes_nothing(
     page = await rt.transcript_page(worker.ref, 0, 10)
     assert page.total_items == 0
     # The three refused megabytes did not reach the file (the bug made 8.4 MB).
-    assert sum(p.stat().st_size for p in db_path.parent.glob(db_path.name + "*")) < MIB
+    if isinstance(db_address, Path):
+        assert sum(p.stat().st_size for p in db_address.parent.glob(db_address.name + "*")) < MIB
+    else:  # a server keeps no file of ours: the tables' size, TOAST included
+        sizes = query(db_address, "SELECT sum(pg_total_relation_size(oid)) FROM pg_class"
+                      " WHERE relname IN ('events', 'workers', 'transcript')")
+        assert sizes[0][0] < MIB
+
+
+@pytest.mark.parametrize(("field", "label", "limit", "build"), FIELDS, ids=IDS)
+def test_a_nul_in_any_create_field_is_refused_naming_it(
+    field: str, label: str, limit: int, build: Callable[[str], CreateWorkerRequest]
+) -> None:
+    """PostgreSQL's text cannot hold a NUL: refused on both back ends, before anything is written."""
+    refusal = worker_request_refusal(build("a\x00b"))
+    assert refusal is not None and refusal.field.startswith(field.split(".")[0])
+    assert "NUL" in refusal.message and "remove it" in refusal.message
+
+
+async def test_the_runtime_refuses_a_nul_alike_on_both_back_ends(host: HostFactory) -> None:
+    rt = await host()
+    worker = await rt.create_worker(CreateWorkerRequest())
+    last = await rt.store.last_seq("local")
+    with pytest.raises(InvalidRequest, match="NUL"):
+        await rt.send_input(worker.ref, "before\x00after")
+    with pytest.raises(InvalidRequest, match=r"intent\.objective holds a NUL"):
+        await rt.create_worker(CreateWorkerRequest(intent=TaskIntent(objective="x\x00")))
+    assert await rt.store.last_seq("local") == last

@@ -1,13 +1,21 @@
-"""Fixtures of the store tests: a real database file in tmp_path."""
+"""Fixtures of the store tests: a real database on each back end (see tests/backends.py).
+
+`store` asks for `db_address`, so every test using it runs on SQLite and PostgreSQL;
+`db_path` stays for the tests that need the SQLite file itself.
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from store.event_store import EventStore
+from store.open import open_store
+
+if TYPE_CHECKING:
+    from store.open import AnyStore
 
 
 @pytest.fixture
@@ -16,9 +24,9 @@ def db_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-async def store(db_path: Path) -> AsyncIterator[EventStore]:
-    """A writer store on a new file, without the folder watcher (in-process tests)."""
-    opened = await EventStore.open(db_path, watch=False)
+async def store(db_address: str | Path) -> AsyncIterator[AnyStore]:
+    """A writer store on a new database, without the folder watcher (in-process tests)."""
+    opened = await open_store(db_address, watch=False)
     try:
         yield opened
     finally:

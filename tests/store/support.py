@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -148,6 +149,39 @@ async def read_all(store: EventStore) -> list[Event]:
         position = batch.cursor.position
         if not batch.has_more:
             return out
+
+
+def behind_the_store(address: str | Path, sql: str, params: tuple[Any, ...] = ()) -> int:
+    """Run `sql` (`?` placeholders) on the database at `address` with a plain connection of
+    its own, as another program would behind the store's back; return the rows it changed."""
+    if isinstance(address, str):
+        import psycopg
+
+        from store.postgres.adapter import to_pyformat
+
+        with psycopg.connect(address, autocommit=True) as pg:
+            return pg.execute(to_pyformat(sql) if params else sql, params or None).rowcount
+    conn = sqlite3.connect(address, isolation_level=None)
+    try:
+        return conn.execute(sql, params).rowcount
+    finally:
+        conn.close()
+
+
+def query(address: str | Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """The rows of a read with a plain connection of its own (`?` placeholders)."""
+    if isinstance(address, str):
+        import psycopg
+
+        from store.postgres.adapter import to_pyformat
+
+        with psycopg.connect(address, autocommit=True) as pg:
+            return list(pg.execute(to_pyformat(sql) if params else sql, params or None).fetchall())
+    conn = sqlite3.connect(f"file:{address}?mode=ro", uri=True)
+    try:
+        return conn.execute(sql, params).fetchall()
+    finally:
+        conn.close()
 
 
 def sidecars(path: Path) -> dict[str, bool]:

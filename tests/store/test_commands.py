@@ -47,9 +47,16 @@ from store.models import Event, NewEvent, WorkerSpec
 from store.projector import INSERT_EVENT, Row, project
 from store.rebuild import RebuildFailed
 from store.schema import APPLICATION_ID, LATEST_VERSION, MIGRATIONS
-from store.verify import verify_file
-from tests.store.support import new_event, read_all
-from tests.store.test_rebuild import Log, damage, insert_raw_event, projections, whole_file
+from store.verify import verify_address, verify_file
+from tests.store.support import behind_the_store, new_event, query, read_all
+from tests.store.test_rebuild import (
+    Log,
+    damage,
+    insert_raw_event,
+    projections,
+    verified,
+    whole_file,
+)
 
 BASE = datetime(2026, 11, 29, 9, 0, tzinfo=UTC)
 ISSUER = Issuer(console_id="console-7", pid=4242, host_name="laptop")
@@ -183,17 +190,15 @@ async def test_a_failed_outcome_settles_the_command_as_failed(store: EventStore)
     assert await store.command_state(str(uuid7())) is None  # never issued
 
 
-async def test_the_commands_row_is_what_the_log_says(store: EventStore, db_path: Path) -> None:
-    """The projection's columns, read with plain sqlite3."""
+async def test_the_commands_row_is_what_the_log_says(
+    store: EventStore, db_address: str | Path
+) -> None:
+    """The projection's columns, read with a plain connection (sqlite3, psycopg)."""
     inbox = Inbox()
     command = inbox.issue(SendInputCommand(worker_id="w-2", content="hello"), worker_id="w-2")
     [issued] = await store.append("rt", None, [command])
     [answer] = await store.append("rt", None, [inbox.completed(command, transcript_sequence=3)])
-    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
-    try:
-        row = conn.execute("SELECT * FROM commands").fetchone()
-    finally:
-        conn.close()
+    [row] = query(db_address, "SELECT * FROM commands")
     assert row == (
         str(command.event_id), "rt", "send_input", "completed", "w-2", issued.position,
         answer.position, us_from_dt(command.at + timedelta(minutes=5)), us_from_dt(command.at),
@@ -411,6 +416,9 @@ async def test_a_fenced_append_does_not_hurt_its_neighbours(store: EventStore) -
         await store.append("rt", 1, [new_event()], fence="mine")
 
 
+# sqlite_only: counts statements through sqlite3's trace callback; the batching it
+# checks (store.hosts, store.group_commit) is the same code on PostgreSQL.
+@pytest.mark.sqlite_only
 async def test_the_lease_is_read_once_per_runtime_per_batch(store: EventStore) -> None:
     await _lease(store, "a", "ta")
     await _lease(store, "b", "tb")
@@ -565,7 +573,9 @@ async def fill_commands(store: EventStore) -> dict[str, NewEvent]:
     return c
 
 
-async def test_a_log_with_commands_verifies_clean(store: EventStore, db_path: Path) -> None:
+async def test_a_log_with_commands_verifies_clean(
+    store: EventStore, db_address: str | Path
+) -> None:
     await fill_commands(store)
     report = await store.verify()
     assert report.ok, report.problems
@@ -573,29 +583,27 @@ async def test_a_log_with_commands_verifies_clean(store: EventStore, db_path: Pa
     for runtime_id in ("rt", "other"):
         assert await store.projection_problems(runtime_id) == []
         assert await store.repair_projections(runtime_id) is None
-    assert len(projections(db_path)["commands"]) == 5
+    assert len(projections(db_address)["commands"]) == 5
 
 
-async def test_rebuild_restores_the_commands_rows(store: EventStore, db_path: Path) -> None:
+async def test_rebuild_restores_the_commands_rows(
+    store: EventStore, db_address: str | Path
+) -> None:
     await fill_commands(store)
-    before = projections(db_path)
-    damage(db_path, "DELETE FROM commands WHERE runtime_id = 'other'")
-    conn = sqlite3.connect(db_path, isolation_level=None)
-    try:
-        assert conn.execute("DELETE FROM commands WHERE runtime_id = 'rt'").rowcount == 4
-    finally:
-        conn.close()
-    assert not verify_file(db_path).ok
+    before = projections(db_address)
+    damage(db_address, "DELETE FROM commands WHERE runtime_id = 'other'")
+    assert behind_the_store(db_address, "DELETE FROM commands WHERE runtime_id = 'rt'") == 4
+    assert not verified(db_address)
 
     report = await store.rebuild_projections("rt")
     assert report.changed == {"commands": (0, 4)}
     assert report.remaining == ()
-    assert projections(db_path, "rt")["commands"] == [r for r in before["commands"]
-                                                      if r[1] == "rt"]
-    assert projections(db_path, "other")["commands"] == []  # not rt's to rebuild
+    assert projections(db_address, "rt")["commands"] == [r for r in before["commands"]
+                                                         if r[1] == "rt"]
+    assert projections(db_address, "other")["commands"] == []  # not rt's to rebuild
     await store.rebuild_projections("other")
-    assert projections(db_path) == before
-    assert verify_file(db_path).ok
+    assert projections(db_address) == before
+    assert verified(db_address)
     assert len(await store.pending_commands("rt")) == 2
 
 
@@ -627,19 +635,19 @@ COMMAND_DAMAGE = [
 
 @pytest.mark.parametrize(("sql", "which", "expected"), COMMAND_DAMAGE)
 async def test_the_check_finds_damaged_commands_and_repair_restores_them(
-    store: EventStore, db_path: Path, sql: str, which: str, expected: str
+    store: EventStore, db_address: str | Path, sql: str, which: str, expected: str
 ) -> None:
     commands = await fill_commands(store)
-    before = projections(db_path)
-    damage(db_path, sql, (str(commands[which].event_id),))
-    assert any(p.startswith("commands:") for p in verify_file(db_path).problems)
+    before = projections(db_address)
+    damage(db_address, sql, (str(commands[which].event_id),))
+    assert any(p.startswith("commands:") for p in verify_address(db_address).problems)
 
     assert expected in await store.projection_problems("rt")
     assert await store.projection_problems("other") == []
     report = await store.repair_projections("rt")
     assert report is not None and report.remaining == ()
-    assert projections(db_path) == before
-    assert verify_file(db_path).ok
+    assert projections(db_address) == before
+    assert verified(db_address)
 
 
 async def test_a_second_outcome_written_by_hand_is_named_by_verify_and_rebuild(

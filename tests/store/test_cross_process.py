@@ -1,4 +1,4 @@
-"""Two real processes on one file: the change feed, and racing appends."""
+"""Two real processes on one database (each back end): the change feed, and racing appends."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 from store.event_store import EventStore
 from store.feed import ChangeWatcher
 from store.models import Event
+from store.open import open_store
 from tests.store.support import collect, new_event, read_all, spawn, step_event, wait_for_line
 
 
@@ -26,9 +27,9 @@ def _finish(proc: subprocess.Popen[str], timeout: float = 30) -> str:
     return out
 
 
-async def test_another_process_commits_arrive_interleaved_in_order(db_path: Path) -> None:
-    async with await EventStore.open(db_path, watch=True) as store:
-        child = spawn("appender.py", db_path, "child", 200, 0.002)
+async def test_another_process_commits_arrive_interleaved_in_order(db_address: str | Path) -> None:
+    async with await open_store(db_address, watch=True) as store:
+        child = spawn("appender.py", db_address, "child", 200, 0.002)
         try:
             await asyncio.to_thread(wait_for_line, child, "ready")
             with store.subscribe(0) as sub:
@@ -56,16 +57,17 @@ async def test_another_process_commits_arrive_interleaved_in_order(db_path: Path
     assert any(first_mine < e.position < last_mine for e in theirs)
 
 
-async def test_a_read_only_observer_sees_another_process_live(db_path: Path) -> None:
-    async with await EventStore.open(db_path, watch=False) as writer:
+async def test_a_read_only_observer_sees_another_process_live(db_address: str | Path) -> None:
+    async with await open_store(db_address, watch=False) as writer:
         await writer.append("seed", None, [new_event() for _ in range(3)])
-    async with await EventStore.open(db_path, read_only=True, watch=True) as observer:
-        child = spawn("appender.py", db_path, "child", 120, 0.005)
+    async with await open_store(db_address, read_only=True, watch=True) as observer:
+        child = spawn("appender.py", db_address, "child", 120, 0.005)
         try:
             await asyncio.to_thread(wait_for_line, child, "ready")
             with observer.subscribe(3) as sub:
                 _go(child)
-                # Nothing in this process writes: only the change watcher can wake the feed.
+                # Nothing in this process writes: only the change watcher (PostgreSQL: LISTEN)
+                # can wake the feed.
                 events, _ = await collect(sub, 120, timeout=20)
             await asyncio.to_thread(_finish, child)
         finally:
@@ -82,6 +84,7 @@ class _PollOnly(ChangeWatcher):
         return
 
 
+# SQLite's own fallback (PRAGMA data_version); PostgreSQL is told by LISTEN/NOTIFY.
 async def test_data_version_polling_alone_finds_foreign_commits(db_path: Path) -> None:
     async with await EventStore.open(db_path, read_only=False, watch=False) as store:
         watcher = _PollOnly(store.path, store.feed, store, poll_s=0.05)
@@ -100,14 +103,14 @@ async def test_data_version_polling_alone_finds_foreign_commits(db_path: Path) -
     assert [e.position for e in events] == list(range(1, 41))
 
 
-def test_two_processes_racing_on_one_runtime_win_each_seq_once(db_path: Path) -> None:
+def test_two_processes_racing_on_one_runtime_win_each_seq_once(db_address: str | Path) -> None:
     target = 300
     async def create() -> None:
-        async with await EventStore.open(db_path, watch=False):
+        async with await open_store(db_address, watch=False):
             pass
 
     asyncio.run(create())
-    racers = [spawn("seq_racer.py", db_path, "race", name, target) for name in ("left", "right")]
+    racers = [spawn("seq_racer.py", db_address, "race", name, target) for name in ("left", "right")]
     try:
         for racer in racers:
             wait_for_line(racer, "ready")
@@ -119,7 +122,7 @@ def test_two_processes_racing_on_one_runtime_win_each_seq_once(db_path: Path) ->
                 racer.kill()
 
     async def read() -> tuple[list[Event], bool]:
-        async with await EventStore.open(db_path, watch=False) as store:
+        async with await open_store(db_address, watch=False) as store:
             return await read_all(store), (await store.verify()).ok
 
     log, ok = asyncio.run(read())

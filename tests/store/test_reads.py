@@ -62,6 +62,7 @@ async def test_limits_above_the_maximum_are_refused(store: EventStore) -> None:
         await store.read_after(0, 0)
 
 
+# SQLite's free-text indexer (index=False holds it back); PostgreSQL has none to hold.
 async def test_free_text_search_is_exact_before_and_after_indexing(db_path: Path) -> None:
     words = ["alpha timeout", "beta", "gamma timeout here", "delta"]
     flt = parse_filter("timeout")
@@ -85,6 +86,7 @@ async def _indexed_all(store: EventStore) -> bool:
     return await store.indexed_position() == await store.last_position() > 0
 
 
+# Tampers with the file through raw sqlite3.
 async def test_verify_reports_a_gap_and_tampered_projections(db_path: Path) -> None:
     async with await EventStore.open(db_path, watch=False) as store:
         await store.append("a", None, [new_event("worker.created", worker_id="w-1", payload={"spec": {}})])

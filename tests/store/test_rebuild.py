@@ -1,9 +1,15 @@
 """Projections that disagree with the log: the cheap check and the rebuild (store.rebuild).
 
-Damage is done the way an operator or a bad restore would do it: plain
-sqlite3 on the database file, behind the store's back. Every example runs on
-a real file; "restored exactly" means equal, row for row, to a copy of the
-projections taken before the damage, and `verify` (a whole-log replay) ok.
+Damage is done the way an operator or a bad restore would do it: a plain
+connection of its own (sqlite3, psycopg) behind the store's back. Every example
+runs on a real database; "restored exactly" means equal, row for row, to a copy
+of the projections taken before the damage, and `verify` (a whole-log replay) ok.
+
+The tests asking for `db_address` run on both back ends. Those on `db_path` stay
+on SQLite: they write log rows by hand with SQLite's statements
+(`insert_raw_event`), run store.rebuild on a raw sqlite3 connection (`run_job`
+hands PostgreSQL's jobs a psycopg one), or check as an observer (on PostgreSQL
+the check is a writer job, test_pg_store covers it).
 """
 
 from __future__ import annotations
@@ -23,11 +29,12 @@ from uuid6 import uuid7
 from store.errors import AppendRejected, ReadOnlyDatabase, StoreError
 from store.event_store import EventStore
 from store.models import NewEvent
+from store.open import open_store
 from store.projector import INSERT_EVENT
 from store.rebuild import RebuildFailed, rebuild_projections, repair_projections
 from store.schema import PROJECTIONS
-from store.verify import verify_file
-from tests.store.support import new_event
+from store.verify import verify_address, verify_file
+from tests.store.support import behind_the_store, new_event, query
 from tests.store.test_properties import EngineModel, draw_operations
 
 BASE = datetime(2026, 11, 29, 9, 0, tzinfo=UTC)
@@ -138,40 +145,31 @@ async def fill(store: EventStore) -> None:
         await store.append(rt, None, events)
 
 
-def projections(path: Path, runtime_id: str | None = None) -> Snapshot:
+def projections(address: str | Path, runtime_id: str | None = None) -> Snapshot:
     """Every projection table's rows (of one runtime, or all), in verify's order."""
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        where = "WHERE runtime_id = ?" if runtime_id else ""
-        params = (runtime_id,) if runtime_id else ()
-        return {
-            table: conn.execute(
-                f"SELECT * FROM {table} {where} ORDER BY {order}", params
-            ).fetchall()
-            for table, order in PROJECTIONS.items()
-        }
-    finally:
-        conn.close()
+    where = "WHERE runtime_id = ?" if runtime_id else ""
+    params = (runtime_id,) if runtime_id else ()
+    return {
+        table: query(address, f"SELECT * FROM {table} {where} ORDER BY {order}", params)
+        for table, order in PROJECTIONS.items()
+    }
 
 
-def whole_file(path: Path) -> Snapshot:
+def whole_file(address: str | Path) -> Snapshot:
     """The log and every projection: what 'nothing changed' compares."""
-    snap = projections(path)
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        snap["events"] = conn.execute("SELECT * FROM events ORDER BY position").fetchall()
-    finally:
-        conn.close()
+    snap = projections(address)
+    snap["events"] = query(address, "SELECT * FROM events ORDER BY position")
     return snap
 
 
-def damage(path: Path, sql: str, params: tuple[Any, ...] = ()) -> None:
-    """Change the file behind the store's back, and insist that it changed something."""
-    conn = sqlite3.connect(path, isolation_level=None)
-    try:
-        assert conn.execute(sql, params).rowcount == 1, sql
-    finally:
-        conn.close()
+def damage(address: str | Path, sql: str, params: tuple[Any, ...] = ()) -> None:
+    """Change the database behind the store's back, and insist that it changed something."""
+    assert behind_the_store(address, sql, params) == 1, sql
+
+
+def verified(address: str | Path) -> bool:
+    """`agentdeck verify`'s verdict on the database (a whole-log replay)."""
+    return verify_address(address).ok
 
 
 def insert_raw_event(
@@ -211,27 +209,29 @@ def insert_raw_event(
 # ---------------------------------------------------------------------------
 
 
-async def test_consistent_database_reports_no_problems(store: EventStore, db_path: Path) -> None:
+async def test_consistent_database_reports_no_problems(
+    store: EventStore, db_address: str | Path
+) -> None:
     """Issue 7 item 13: a log written through the store passes the check, and repair leaves it be."""
     await fill(store)
-    before = whole_file(db_path)
+    before = whole_file(db_address)
     for runtime_id in ("alpha", "beta", "never-started"):
         assert await store.projection_problems(runtime_id) == []
         assert await store.repair_projections(runtime_id) is None
-    assert whole_file(db_path) == before
+    assert whole_file(db_address) == before
 
 
 async def test_forced_rebuild_of_a_consistent_runtime_changes_nothing(
-    store: EventStore, db_path: Path
+    store: EventStore, db_address: str | Path
 ) -> None:
     """Issue 7 item 13: rebuilding agreeing projections writes back exactly the same rows."""
     await fill(store)
-    before = whole_file(db_path)
+    before = whole_file(db_address)
     report = await store.rebuild_projections("alpha")
     assert report.problems == () and report.remaining == ()
-    assert report.events == len(before["events"]) - sum(
-        1 for e in before["events"] if e[1] == "beta"
-    )
+    assert [report.events] == [
+        n for (n,) in query(db_address, "SELECT count(*) FROM events WHERE runtime_id = 'alpha'")
+    ]
     assert report.changed == {}
     assert report.rows_after == {
         "runtimes": 1,
@@ -241,7 +241,7 @@ async def test_forced_rebuild_of_a_consistent_runtime_changes_nothing(
         "diagnostics": 1,
         "commands": 0,
     }
-    assert whole_file(db_path) == before
+    assert whole_file(db_address) == before
 
 
 # ---------------------------------------------------------------------------
@@ -302,14 +302,14 @@ DAMAGE = [
 
 @pytest.mark.parametrize(("sql", "expected"), DAMAGE)
 async def test_check_names_the_damage_and_rebuild_restores_it(
-    store: EventStore, db_path: Path, sql: str, expected: str
+    store: EventStore, db_address: str | Path, sql: str, expected: str
 ) -> None:
     """Issue 7 item 13: one damaged projection row is named by the check and undone by the rebuild."""
     await fill(store)
-    before = projections(db_path)
+    before = projections(db_address)
     assert (await store.projection_problems("alpha")) == []
-    damage(db_path, sql)
-    assert not verify_file(db_path).ok  # the damage is real, not a no-op
+    damage(db_address, sql)
+    assert not verified(db_address)  # the damage is real, not a no-op
 
     problems = await store.projection_problems("alpha")
     assert expected in problems
@@ -319,19 +319,21 @@ async def test_check_names_the_damage_and_rebuild_restores_it(
     assert report is not None
     assert expected in report.problems
     assert report.remaining == ()
-    assert projections(db_path) == before
-    assert verify_file(db_path).ok
+    assert projections(db_address) == before
+    assert verified(db_address)
     assert await store.projection_problems("alpha") == []
 
 
-async def test_the_issue_a_deleted_worker_row_no_longer_frees_its_id(db_path: Path) -> None:
+async def test_the_issue_a_deleted_worker_row_no_longer_frees_its_id(
+    db_address: str | Path,
+) -> None:
     """Issue 7 item 13: after w-1's row is deleted, restore finds it and w-1 cannot be created again."""
-    async with await EventStore.open(db_path, watch=False) as store:
-        await fill(store)
-    damage(db_path, "DELETE FROM workers WHERE runtime_id = 'alpha' AND worker_id = 'w-1'")
+    async with await open_store(db_address, watch=False) as store:
+        await fill(store)  # type: ignore[arg-type]
+    damage(db_address, "DELETE FROM workers WHERE runtime_id = 'alpha' AND worker_id = 'w-1'")
 
     # The next host: check, then rebuild, before reading the workers.
-    async with await EventStore.open(db_path, watch=False) as store:
+    async with await open_store(db_address, watch=False) as store:
         problems = await store.projection_problems("alpha")
         assert problems[0].startswith("workers: the log created w-1 but")
         report = await store.rebuild_projections("alpha")
@@ -347,26 +349,28 @@ async def test_the_issue_a_deleted_worker_row_no_longer_frees_its_id(db_path: Pa
         with pytest.raises(AppendRejected):
             await store.append("alpha", None, Log("alpha").created("w-1"))
         await store.append("alpha", None, Log("alpha").created("w-3"))
-    assert verify_file(db_path).ok
+    assert verified(db_address)
 
 
-async def test_rebuild_leaves_other_runtimes_alone(store: EventStore, db_path: Path) -> None:
+async def test_rebuild_leaves_other_runtimes_alone(
+    store: EventStore, db_address: str | Path
+) -> None:
     """Issue 7 item 13: rebuilding alpha neither repairs nor rewrites beta's rows."""
     await fill(store)
-    alpha_before = projections(db_path, "alpha")
-    damage(db_path, "DELETE FROM workers WHERE runtime_id = 'alpha' AND worker_id = 'w-2'")
-    damage(db_path, "DELETE FROM transcript WHERE runtime_id = 'beta' AND sequence = 2")
-    beta_damaged = projections(db_path, "beta")
+    alpha_before = projections(db_address, "alpha")
+    damage(db_address, "DELETE FROM workers WHERE runtime_id = 'alpha' AND worker_id = 'w-2'")
+    damage(db_address, "DELETE FROM transcript WHERE runtime_id = 'beta' AND sequence = 2")
+    beta_damaged = projections(db_address, "beta")
 
     report = await store.rebuild_projections("alpha")
     assert report.remaining == ()
-    assert projections(db_path, "alpha") == alpha_before
-    assert projections(db_path, "beta") == beta_damaged  # still damaged: not alpha's to fix
+    assert projections(db_address, "alpha") == alpha_before
+    assert projections(db_address, "beta") == beta_damaged  # still damaged: not alpha's to fix
     assert await store.projection_problems("beta") == [
         "transcript: entries and transcript_len disagree: w-1 1 entries, transcript_len 2"
     ]
     await store.rebuild_projections("beta")
-    assert verify_file(db_path).ok
+    assert verified(db_address)
 
 
 @pytest.mark.parametrize("chunk", [1, 2, 3, 7, 5000])

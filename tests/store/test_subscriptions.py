@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import random
 
+import pytest
+
+import store.feed as feed_module
 from store.event_store import EventStore
 from store.filters import parse_filter
 from store.models import Event, Lag
@@ -137,3 +140,20 @@ async def test_iteration_ends_when_the_subscription_closes(store: EventStore) ->
 
     await asyncio.wait_for(consume(), 5)
     assert seen == [1, 2, 3]
+
+
+@pytest.mark.parametrize("steps", [0, 1, 2, 3])
+async def test_closing_the_feed_as_another_process_rings_does_not_hang(
+    store: EventStore, monkeypatch: pytest.MonkeyPatch, steps: int
+) -> None:
+    """The feed's idle pause waited with asyncio.wait_for, which on Python 3.11 drops a
+    cancel that lands as the awaited ring does: close then waited for the loop forever."""
+    monkeypatch.setattr(feed_module, "IDLE_HINT_S", 30.0)  # a pause long enough to land in
+    feed = store.feed
+    feed.hint()  # nothing new: the loop reads, finds nothing, and pauses for a ring
+    await asyncio.sleep(0.2)
+    feed.rung()
+    for _ in range(steps):
+        await asyncio.sleep(0)
+    async with asyncio.timeout(5):
+        await feed.close()

@@ -19,6 +19,7 @@ from store.errors import (
 )
 from store.event_store import EventStore
 from store.models import Event, NewEvent
+from store.open import open_store
 from tests.store.support import eventually, new_event, read_all, step_event
 
 
@@ -221,8 +222,8 @@ async def test_a_transcript_sequence_clash_is_rejected_alone(store: EventStore) 
     assert (await store.verify()).ok
 
 
-async def test_results_are_durable(db_path: Path) -> None:
-    async with await EventStore.open(db_path, watch=False) as store:
+async def test_results_are_durable(db_address: str | Path) -> None:
+    async with await open_store(db_address, watch=False) as store:
         sent = [
             new_event(
                 "run.failed", worker_id="w-3", run_id="r-1", run_seq=i + 1,
@@ -235,7 +236,7 @@ async def test_results_are_durable(db_path: Path) -> None:
             for i in range(5)
         ]
         got = (await store.append("ci", 0, sent[:2])) + (await store.append("ci", 2, sent[2:]))
-    async with await EventStore.open(db_path, watch=False) as reopened:
+    async with await open_store(db_address, watch=False) as reopened:
         assert await read_all(reopened) == got
         for event, new in zip(got, sent, strict=True):
             assert (event.event_id, event.kind, event.payload, event.at) == (
@@ -246,8 +247,8 @@ async def test_results_are_durable(db_path: Path) -> None:
         assert (await reopened.verify()).ok
 
 
-async def test_append_after_close_is_refused(db_path: Path) -> None:
-    store = await EventStore.open(db_path, watch=False)
+async def test_append_after_close_is_refused(db_address: str | Path) -> None:
+    store = await open_store(db_address, watch=False)
     await store.close()
     with pytest.raises(StoreClosed):
         await store.append("rt", None, [new_event()])
@@ -268,3 +269,22 @@ async def test_the_wal_is_checkpointed_when_idle(db_path: Path, monkeypatch: pyt
         await eventually(lambda: wal.stat().st_size == 0, timeout=5, what="an idle checkpoint")
         assert len(await read_all(store)) == 400  # everything is in the main file now
     assert wal.stat().st_size == 0
+
+
+async def test_a_nul_in_a_message_is_kept_by_sqlite_and_refused_alone_by_postgresql(
+    store: EventStore, backend: str
+) -> None:
+    # PostgreSQL's text cannot hold a NUL (SQLite's can): there the append is refused with
+    # its reason, and only it; engine.drivers.output keeps NULs out of program output.
+    futures = [
+        store.submit("rt", None, [new_event(message="before")]),
+        store.submit("rt", None, [new_event(message="a\x00b")]),
+        store.submit("rt", None, [new_event(message="after")]),
+    ]
+    results = await asyncio.gather(*futures, return_exceptions=True)
+    if backend == "postgres":
+        assert isinstance(results[1], AppendRejected) and "NUL" in str(results[1])
+        assert [e.message for e in await read_all(store)] == ["before", "after"]
+    else:
+        assert [e.message for e in await read_all(store)] == ["before", "a\x00b", "after"]
+    assert (await store.verify()).ok

@@ -23,8 +23,8 @@ from pathlib import Path
 from engine.profiles import CommandProfile, ProfileSet
 from engine.results import CreateWorkerRequest
 from engine.runtime import Runtime
-from store.event_store import EventStore
 from store.models import Event
+from store.open import open_store, parse_address
 
 AGENT = Path(__file__).with_name("agent.py")
 
@@ -37,7 +37,7 @@ def profiles() -> ProfileSet:
 
 
 async def hold(db: str, name: str) -> None:
-    store = await EventStore.open(db)
+    store = await open_store(parse_address(db))
     runtime = await Runtime.host(store, name, heartbeat_s=0.1)
     print(f"hosting {os.getpid()}", flush=True)
     await asyncio.to_thread(sys.stdin.read)
@@ -47,7 +47,7 @@ async def hold(db: str, name: str) -> None:
 
 
 async def crash(db: str, name: str) -> None:
-    store = await EventStore.open(db)
+    store = await open_store(parse_address(db))
     runtime = await Runtime.host(store, name, profiles=profiles(), heartbeat_s=0.1)
     worker = await runtime.create_worker(CreateWorkerRequest(profile="agent"))
     with await runtime.subscribe_run(f"{worker.worker_id}.r1") as sub:
@@ -88,7 +88,7 @@ def family_profiles() -> ProfileSet:
 
 
 async def family(db: str, name: str) -> None:
-    store = await EventStore.open(db)
+    store = await open_store(parse_address(db))
     runtime = await Runtime.host(store, name, profiles=family_profiles(), heartbeat_s=0.1)
     runner = await runtime.create_worker(CreateWorkerRequest(profile="sh"))
     talker = await runtime.create_worker(CreateWorkerRequest(profile="chat"))

@@ -12,12 +12,12 @@ import json
 import sys
 
 from engine.remote import CommandClient, this_issuer
-from store.event_store import EventStore
 from store.models import WorkerRef
+from store.open import open_store, parse_address
 
 
 async def main(db: str, runtime_id: str, worker_id: str, count: int, tag: str) -> None:
-    store = await EventStore.open(db)
+    store = await open_store(parse_address(db))
     client = CommandClient(store, issuer=this_issuer(f"issuer-{tag}"))
     remote = client.runtime(runtime_id)
     ref = WorkerRef(runtime_id=runtime_id, worker_id=worker_id)

@@ -15,12 +15,12 @@ from datetime import UTC, datetime
 
 from uuid6 import uuid7
 
-from store.event_store import EventStore
 from store.models import NewEvent
+from store.open import open_store, parse_address
 
 
 async def main(db: str, runtime_id: str, count: int, pause: float) -> None:
-    store = await EventStore.open(db, watch=False, index=False)
+    store = await open_store(parse_address(db), watch=False, index=False)
     try:
         print("ready", flush=True)
         await asyncio.to_thread(sys.stdin.readline)

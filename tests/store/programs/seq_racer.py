@@ -18,12 +18,12 @@ from datetime import UTC, datetime
 from uuid6 import uuid7
 
 from store.errors import SequenceConflict
-from store.event_store import EventStore
 from store.models import NewEvent
+from store.open import open_store, parse_address
 
 
 async def main(db: str, runtime_id: str, name: str, target: int) -> None:
-    store = await EventStore.open(db, watch=False, index=False)
+    store = await open_store(parse_address(db), watch=False, index=False)
     wins: list[int] = []
     conflicts = 0
     try:
