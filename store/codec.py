@@ -26,6 +26,29 @@ def dump_payload(payload: dict[str, Any]) -> str:
     return json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
 
+def holds_nul(message: str, payload: Any) -> bool:
+    """Whether an event's message or any string in its payload holds a NUL character.
+
+    PostgreSQL's text cannot hold one (SQLite's can), and projections copy
+    payload strings into text columns, so both stores refuse such an event
+    alike rather than one keeping what the other cannot.
+    """
+    if "\x00" in message:
+        return True
+    pending = [payload]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                return True
+        elif isinstance(value, dict):
+            pending.extend(value.keys())
+            pending.extend(value.values())
+        elif isinstance(value, list | tuple):
+            pending.extend(value)
+    return False
+
+
 def load_payload(text: str) -> dict[str, Any]:
     """A stored payload back as a dict (a JSON value that is not an object as {"value": ...}).
 

@@ -21,8 +21,8 @@ from typing import Any, Generic, TypeVar
 
 from store import catalog, records
 from store.catalog import Payload
-from store.codec import dump_payload, us_from_dt
-from store.errors import ReadOnlyDatabase, StoreClosed
+from store.codec import dump_payload, holds_nul, us_from_dt
+from store.errors import InvalidEvent, ReadOnlyDatabase, StoreClosed
 from store.models import Event, NewEvent
 from store.projector import Row
 
@@ -139,11 +139,15 @@ class GroupCommitWriter(Generic[C]):
         """Queue an append now (synchronously, so callers fix their order); await the future.
 
         Raises InvalidEvent at once, queuing nothing, if any of `events` is not
-        in the event catalog or its payload does not fit its kind.
+        in the event catalog, its payload does not fit its kind, or it holds a
+        NUL character (store.codec.holds_nul).
         """
         if self._closing or self._task is None:
             raise StoreClosed()
         typed = [catalog.check(ev.kind, ev.payload) for ev in events]
+        for ev in events:
+            if holds_nul(ev.message, ev.payload):  # ids: NewEvent's own pattern refuses one
+                raise InvalidEvent(ev.kind, "it holds a NUL character, which PostgreSQL cannot store (refused on SQLite alike)")
         future: asyncio.Future[list[Event]] = asyncio.get_running_loop().create_future()
         self._pending.append(Append(runtime_id, expected_seq, events, typed, future, fence))
         self._wake.set()
