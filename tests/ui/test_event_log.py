@@ -23,6 +23,7 @@ from textual.widgets import Footer
 from store.event_store import EventStore
 from store.filters import parse_filter
 from store.models import Event, Lag, NewEvent
+from tests.ui.waits import until
 from tui.feed import ConsoleFeed, FeedBatch
 from tui.live_buffer import LiveBuffer
 from tui.widgets.event_log import LAG_NOTICE, EventLog
@@ -172,13 +173,6 @@ def screen_text(app: App[Any]) -> str:
     )
     return console.export_text()
 
-
-async def until(pilot: Pilot[Any], condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        assert loop.time() < deadline, "timed out waiting for the event log"
-        await pilot.pause(0.01)
 
 
 def positions(log: EventLog) -> list[int]:

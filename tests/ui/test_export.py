@@ -10,7 +10,7 @@ import asyncio
 import csv
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from textual.widgets import Input, Select
 from store.event_store import EventStore
 from store.filters import parse_filter
 from tests.store.support import new_event
+from tests.ui.waits import until
 from tui.app import AgentDeckApp
 from tui.backend import open_backend
 from tui.export import CSV_COLUMNS, export_events
@@ -102,13 +103,6 @@ def test_export_refuses_a_symlink_planted_at_the_part_name(tmp_path: Path) -> No
 
 # -- the dialog -------------------------------------------------------------------------
 
-
-async def until(pilot: Pilot[Any], condition: Callable[[], bool], timeout: float = 8.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        assert loop.time() < deadline, "timed out"
-        await pilot.pause(0.02)
 
 
 async def retype(pilot: Pilot[Any], path: Path) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Callable
 from datetime import UTC, timedelta, timezone
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from engine.runtime import Runtime
 from store.models import AssistantIntent, WorkerRecord, WorkerRef
 from tests.ui.fake_backend import FakeBackend
 from tests.ui.rendered import content_rows, pane_border, pane_rows
+from tests.ui.waits import until
 from tui.app import AgentDeckApp
 from tui.backend import HostedBackend, open_backend
 from tui.screens.create_worker import CreateWorkerScreen
@@ -45,14 +45,6 @@ def fake_console(backend: FakeBackend) -> AgentDeckApp:
 
     return AgentDeckApp(open_fake, settings_file=None, tz=UTC)
 
-
-async def until(pilot: Pilot[int], condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError("condition not met in time")
-        await pilot.pause(0.05)
 
 
 async def started(app: AgentDeckApp, pilot: Pilot[int]) -> None:

@@ -12,16 +12,15 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
-from textual.pilot import Pilot
 from textual.widgets import Select, TextArea
 
 from store.open import open_store
 from store.postgres.event_store import PgEventStore
 from tests.store.support import child_env, read_all
 from tests.ui.rendered import content_rows, pane_rows
+from tests.ui.waits import until
 from tui.app import AgentDeckApp
 from tui.backend import HostedBackend, open_backend
 from tui.screens.create_worker import CreateWorkerScreen
@@ -30,14 +29,6 @@ from tui.screens.send_input import SendInputScreen
 AGENTDECK = Path(sys.executable).parent / "agentdeck"
 SHELL_PROFILE = '[profiles.sh]\ncommand = ["sh", "-c"]\ninput = "argument"\ngrace = 0.3\n'
 
-
-async def until(pilot: Pilot[int], condition: Callable[[], bool], timeout: float = 15.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError("condition not met in time")
-        await pilot.pause(0.05)
 
 
 async def test_the_console_hosts_a_shell_worker_on_postgresql(
