@@ -28,8 +28,11 @@ def to_pyformat(sql: str) -> str:
 class PgConnection:
     """sqlite3.Connection's `execute` / `executemany` over a psycopg connection."""
 
-    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+    def __init__(
+        self, conn: psycopg.Connection[Any], pipeline: psycopg.Pipeline | None = None
+    ) -> None:
         self.raw = conn
+        self.pipeline = pipeline  # set while `conn` is in pipeline mode (conn.pipeline())
 
     def execute(self, sql: str, parameters: Any = (), /) -> psycopg.Cursor[Any]:
         # The SQL comes from this code base, never from input: not a `LiteralString`.
@@ -38,6 +41,8 @@ class PgConnection:
             cur.execute(to_pyformat(sql), tuple(parameters))
         else:  # no parameters: psycopg sends the text as is (a `%` stays single)
             cur.execute(sql)
+        if self.pipeline is not None:
+            return _Answered(cur, self.pipeline)  # type: ignore[return-value]
         return cur
 
     def executemany(self, sql: str, parameters: Iterable[Any], /) -> psycopg.Cursor[Any]:
@@ -46,3 +51,27 @@ class PgConnection:
         if params:
             cur.executemany(to_pyformat(sql), params)
         return cur
+
+
+class _Answered:
+    """A cursor of a pipelined statement whose `rowcount` waits for its answer.
+
+    In pipeline mode psycopg sends a statement without waiting; a fetch waits
+    by itself, but `rowcount` is -1 until the server has answered, so it syncs
+    first (the fold reads it to settle a command exactly once).
+    """
+
+    def __init__(self, cur: psycopg.Cursor[Any], pipeline: psycopg.Pipeline) -> None:
+        self._cur = cur
+        self._pipeline = pipeline
+
+    @property
+    def rowcount(self) -> int:
+        self._pipeline.sync()
+        return self._cur.rowcount
+
+    def fetchone(self) -> Any:
+        return self._cur.fetchone()
+
+    def fetchall(self) -> list[Any]:
+        return self._cur.fetchall()

@@ -249,8 +249,12 @@ class PgWriter(GroupCommitWriter[PgConnection]):
             last_seq[item.runtime_id] = current + len(rows)
             outcomes.append(Outcome(rows=rows))
         if not isolate and accepted:
-            _insert_events(conn, accepted)
-            project(conn, accepted)
+            # Pipeline mode: the fold's writes go out without waiting for each answer
+            # (a read, or a rowcount, waits for what was sent before it).
+            with raw.pipeline() as pipeline:
+                pipelined = PgConnection(raw, pipeline)
+                _insert_events(pipelined, accepted)
+                project(pipelined, accepted)
         return outcomes
 
 
