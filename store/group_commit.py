@@ -5,8 +5,11 @@ their own future. The writer task takes everything that has gathered and
 hands it to the back end's `_commit` as one batch, in a dedicated thread, so
 one commit (one fsync) serves a burst and a batch of dozens of statements
 costs one thread hop, not one per statement. Each append gets its own answer
-(`Outcome`). A back end (store.writer for SQLite, store.postgres.writer) says
-only how to open, commit a batch, run a job, idle and close.
+(`Outcome`). What a batch does inside its transaction (the fence, the
+expected seq, numbering, the rows and their fold, one bad append failing
+alone) is `_apply`, here, once. A back end (store.writer for SQLite,
+store.postgres.writer) says only how to open, begin and commit a batch, run a
+job, write rows, tell its errors apart, idle and close.
 """
 
 from __future__ import annotations
@@ -22,9 +25,18 @@ from typing import Any, Generic, TypeVar
 from store import catalog, records
 from store.catalog import Payload
 from store.codec import dump_payload, holds_nul, us_from_dt
-from store.errors import InvalidEvent, ReadOnlyDatabase, StoreClosed
+from store.errors import (
+    AppendRejected,
+    DuplicateEvent,
+    HostFenced,
+    InvalidEvent,
+    ReadOnlyDatabase,
+    SequenceConflict,
+    StoreClosed,
+    StoreError,
+)
 from store.models import Event, NewEvent
-from store.projector import Row
+from store.projector import Connection, Row
 
 T = TypeVar("T")
 C = TypeVar("C")  # what a job is given: the back end's connection
@@ -100,6 +112,100 @@ class GroupCommitWriter(Generic[C]):
     def _close(self) -> None:
         raise NotImplementedError
 
+    # The database driver's errors, and those of them that are one append's own
+    # rows (a constraint, bad data) rather than the connection's or the disk's.
+    DB_ERRORS: tuple[type[Exception], ...] = ()
+    APPEND_ERRORS: tuple[type[Exception], ...] = ()
+
+    def _write(self, conn: Connection, rows: list[Row], *, batch: bool) -> None:
+        """INSERT `rows` and fold them into the projections (`batch`: a whole batch's)."""
+        raise NotImplementedError
+
+    def _is_duplicate_event(self, exc: Exception) -> bool:
+        """Whether `exc` is the unique event id refusing a row."""
+        raise NotImplementedError
+
+    # -- a batch inside its transaction (in the writer thread) ----------------
+
+    def _own_fault(self, exc: Exception) -> bool:
+        """Whether `exc` may be one append's fault (replay the batch append by append),
+        rather than the database's (the batch fails as a whole)."""
+        return not isinstance(exc, self.DB_ERRORS) or isinstance(exc, self.APPEND_ERRORS)
+
+    def _apply(self, conn: Connection, batch: list[Append], isolate: bool) -> list[Outcome]:
+        """Number and write `batch` (in the caller's write transaction); one outcome each.
+
+        `isolate`: each append in a savepoint of its own, so one that the database
+        or the fold refuses fails alone (the replay after a batch failed).
+        """
+        # Read inside the write transaction: the previous commit is visible, no other.
+        next_position = (
+            conn.execute("SELECT coalesce(max(position), 0) FROM events").fetchone()[0] + 1
+        )
+        last_seq: dict[str, int] = {}
+        tokens: dict[str, str | None] = {}  # each fenced runtime's lease token, read once
+        outcomes: list[Outcome] = []
+        accepted: list[Row] = []
+        for item in batch:
+            if item.fence is not None and _lease_token(conn, tokens, item.runtime_id) != item.fence:
+                outcomes.append(Outcome(error=HostFenced(item.runtime_id)))
+                continue
+            current = last_seq.get(item.runtime_id)
+            if current is None:
+                current = last_seq[item.runtime_id] = conn.execute(
+                    "SELECT coalesce(max(seq), 0) FROM events WHERE runtime_id = ?",
+                    (item.runtime_id,),
+                ).fetchone()[0]
+            if item.expected_seq is not None and item.expected_seq != current:
+                outcomes.append(
+                    Outcome(error=SequenceConflict(item.runtime_id, item.expected_seq, current))
+                )
+                continue
+            try:
+                rows = rows_of(item, next_position, current)
+            except (TypeError, ValueError) as exc:
+                # A payload JSON cannot encode (a datetime, a set) is this append's
+                # error, not one that kills the writer task.
+                outcomes.append(Outcome(error=AppendRejected(f"append rejected: {exc}")))
+                continue
+            if isolate:
+                conn.execute("SAVEPOINT one_append")
+                try:
+                    self._write(conn, rows, batch=False)
+                except Exception as exc:
+                    if not self._own_fault(exc):
+                        raise
+                    conn.execute("ROLLBACK TO SAVEPOINT one_append")
+                    conn.execute("RELEASE SAVEPOINT one_append")
+                    outcomes.append(Outcome(error=self._rejection(exc, rows)))
+                    continue
+                conn.execute("RELEASE SAVEPOINT one_append")
+            else:
+                accepted.extend(rows)
+            next_position += len(rows)
+            last_seq[item.runtime_id] = current + len(rows)
+            outcomes.append(Outcome(rows=rows))
+        if not isolate and accepted:
+            self._write(conn, accepted, batch=True)
+        return outcomes
+
+    def _rejection(self, exc: Exception, rows: list[Row]) -> StoreError:
+        """What to tell the appender whose rows `exc` refused (in an isolated replay)."""
+        if isinstance(exc, AppendRejected):
+            # A fold's own refusal (a command settled twice, an id that does not fit)
+            # already says what happened: the appender matches on its class.
+            return exc
+        if self._is_duplicate_event(exc):
+            seen = {r.event_id for r in rows}
+            return DuplicateEvent(next(iter(seen)) if len(seen) == 1 else ", ".join(sorted(seen)))
+        if not isinstance(exc, self.DB_ERRORS):
+            kinds = ", ".join(sorted({r.kind for r in rows}))
+            return AppendRejected(
+                f"append rejected: its {kinds} event(s) cannot be stored ({exc!r})"
+            )
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return AppendRejected(f"append rejected by the store: {detail}")
+
     # -- producers ---------------------------------------------------------
 
     async def start(self) -> None:
@@ -147,7 +253,10 @@ class GroupCommitWriter(Generic[C]):
         typed = [catalog.check(ev.kind, ev.payload) for ev in events]
         for ev in events:
             if holds_nul(ev.message, ev.payload):  # ids: NewEvent's own pattern refuses one
-                raise InvalidEvent(ev.kind, "it holds a NUL character, which PostgreSQL cannot store (refused on SQLite alike)")
+                raise InvalidEvent(
+                    ev.kind,
+                    "it holds a NUL character, which PostgreSQL cannot store (refused on SQLite alike)",
+                )
         future: asyncio.Future[list[Event]] = asyncio.get_running_loop().create_future()
         self._pending.append(Append(runtime_id, expected_seq, events, typed, future, fence))
         self._wake.set()
@@ -224,6 +333,19 @@ class GroupCommitWriter(Generic[C]):
             settle(job.future, error=exc)
         else:
             settle(job.future, result=result)
+
+
+def _lease_token(conn: Connection, tokens: dict[str, str | None], runtime_id: str) -> str | None:
+    """The token of `runtime_id`'s host lease (None: no host), read once per batch.
+
+    Read inside the batch's write transaction (SQLite's write lock, PostgreSQL's
+    append lock, which lease jobs take too), so no claim can commit between this
+    check and the rows; nothing in a batch changes `hosts`, so one read serves it.
+    """
+    if runtime_id not in tokens:
+        row = conn.execute("SELECT token FROM hosts WHERE runtime_id = ?", (runtime_id,)).fetchone()
+        tokens[runtime_id] = None if row is None else str(row[0])
+    return tokens[runtime_id]
 
 
 def rows_of(item: Append, first_position: int, last_seq: int) -> list[Row]:

@@ -19,16 +19,11 @@ from typing import TypeVar
 
 from store.database import OpenOptions, close_quietly, open_writer, translate
 from store.errors import (
-    AppendRejected,
-    DuplicateEvent,
-    HostFenced,
-    SequenceConflict,
     StoreClosed,
-    StoreError,
 )
-from store.group_commit import MAX_BATCH_EVENTS, Append, GroupCommitWriter, Outcome, rows_of
+from store.group_commit import MAX_BATCH_EVENTS, Append, GroupCommitWriter, Outcome
 from store.models import Event
-from store.projector import INSERT_EVENT, Row, project
+from store.projector import INSERT_EVENT, Connection, Row, project
 
 T = TypeVar("T")
 
@@ -67,7 +62,10 @@ class Writer(GroupCommitWriter[sqlite3.Connection]):
         return CHECKPOINT_EVERY_S  # read when idle, so a test may shorten it
 
     def _idle(self) -> None:
-        if time.monotonic() - self._last_checkpoint >= CHECKPOINT_EVERY_S and self._conn is not None:
+        if (
+            time.monotonic() - self._last_checkpoint >= CHECKPOINT_EVERY_S
+            and self._conn is not None
+        ):
             self._checkpoint(self._conn)
 
     # -- in the writer thread ---------------------------------------------
@@ -107,7 +105,7 @@ class Writer(GroupCommitWriter[sqlite3.Connection]):
                 # without a worker id) is found by replaying append by append, so it
                 # fails alone instead of killing the writer task and leaving every
                 # caller waiting.
-                if isinstance(exc, sqlite3.Error) and not isinstance(exc, sqlite3.IntegrityError):
+                if not self._own_fault(exc):
                     raise
                 conn.execute("ROLLBACK")
                 conn.execute("BEGIN IMMEDIATE")
@@ -123,63 +121,15 @@ class Writer(GroupCommitWriter[sqlite3.Connection]):
             error = translate(exc, self._path, self._options.busy_timeout_s)
             return [Outcome(error=error) for _ in batch]
 
-    def _apply(
-        self, conn: sqlite3.Connection, batch: list[Append], isolate: bool
-    ) -> list[Outcome]:
-        next_position = (
-            conn.execute("SELECT coalesce(max(position), 0) FROM events").fetchone()[0] + 1
-        )
-        last_seq: dict[str, int] = {}
-        tokens: dict[str, str | None] = {}  # each fenced runtime's lease token, read once
-        outcomes: list[Outcome] = []
-        accepted: list[Row] = []
-        for item in batch:
-            if item.fence is not None and _lease_token(conn, tokens, item.runtime_id) != item.fence:
-                outcomes.append(Outcome(error=HostFenced(item.runtime_id)))
-                continue
-            current = last_seq.get(item.runtime_id)
-            if current is None:
-                current = conn.execute(
-                    "SELECT coalesce(max(seq), 0) FROM events WHERE runtime_id = ?",
-                    (item.runtime_id,),
-                ).fetchone()[0]
-                last_seq[item.runtime_id] = current
-            if item.expected_seq is not None and item.expected_seq != current:
-                outcomes.append(
-                    Outcome(error=SequenceConflict(item.runtime_id, item.expected_seq, current))
-                )
-                continue
-            try:
-                rows = rows_of(item, next_position, current)
-            except (TypeError, ValueError) as exc:
-                # A payload JSON cannot encode (a datetime, a set) is this append's
-                # error, not one that kills the writer task.
-                outcomes.append(Outcome(error=AppendRejected(f"append rejected: {exc}")))
-                continue
-            if isolate:
-                conn.execute("SAVEPOINT one_append")
-                try:
-                    conn.executemany(INSERT_EVENT, [r.column_values() for r in rows])
-                    project(conn, rows)
-                except Exception as exc:
-                    if isinstance(exc, sqlite3.Error) and not isinstance(
-                        exc, sqlite3.IntegrityError
-                    ):
-                        raise
-                    conn.execute("ROLLBACK TO one_append")
-                    conn.execute("RELEASE one_append")
-                    outcomes.append(Outcome(error=_rejection(exc, rows)))
-                    continue
-                conn.execute("RELEASE one_append")
-            else:
-                accepted.extend(rows)
-            next_position += len(rows)
-            last_seq[item.runtime_id] = current + len(rows)
-            outcomes.append(Outcome(rows=rows))
-        if not isolate and accepted:
-            conn.executemany(INSERT_EVENT, [r.column_values() for r in accepted])
-            project(conn, accepted)
-        return outcomes
+    DB_ERRORS = (sqlite3.Error,)
+    APPEND_ERRORS = (sqlite3.IntegrityError,)
+
+    def _write(self, conn: Connection, rows: list[Row], *, batch: bool) -> None:
+        conn.executemany(INSERT_EVENT, [r.column_values() for r in rows])
+        project(conn, rows)
+
+    def _is_duplicate_event(self, exc: Exception) -> bool:
+        return isinstance(exc, sqlite3.IntegrityError) and "events.event_id" in str(exc)
 
     def _checkpoint(self, conn: sqlite3.Connection) -> None:
         # TRUNCATE waits for readers; an idle moment and a short wait keep it
@@ -199,32 +149,3 @@ class Writer(GroupCommitWriter[sqlite3.Connection]):
         if self._conn is None:
             raise StoreClosed()
         return self._conn
-
-
-def _lease_token(
-    conn: sqlite3.Connection, tokens: dict[str, str | None], runtime_id: str
-) -> str | None:
-    """The token of `runtime_id`'s host lease (None: no host), read once per batch.
-
-    Read inside the commit's write transaction, so no claim can slip between
-    the check and the rows; nothing in a batch changes `hosts` (leases are
-    writer jobs, committed between batches), so one read serves the batch.
-    """
-    if runtime_id not in tokens:
-        row = conn.execute("SELECT token FROM hosts WHERE runtime_id = ?", (runtime_id,)).fetchone()
-        tokens[runtime_id] = None if row is None else str(row[0])
-    return tokens[runtime_id]
-
-
-def _rejection(exc: Exception, rows: list[Row]) -> StoreError:
-    if isinstance(exc, AppendRejected):
-        # A fold's own refusal (a command settled twice, an id that does not fit)
-        # already says what happened: the appender matches on its class.
-        return exc
-    if isinstance(exc, sqlite3.IntegrityError) and "events.event_id" in str(exc):
-        seen = {r.event_id for r in rows}
-        return DuplicateEvent(next(iter(seen)) if len(seen) == 1 else ", ".join(sorted(seen)))
-    if not isinstance(exc, sqlite3.Error):
-        kinds = ", ".join(sorted({r.kind for r in rows}))
-        return AppendRejected(f"append rejected: its {kinds} event(s) cannot be stored ({exc!r})")
-    return AppendRejected(f"append rejected by the store: {exc}")

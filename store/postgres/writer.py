@@ -42,20 +42,15 @@ import psycopg
 from psycopg import errors as pg_errors
 
 from store.errors import (
-    AppendRejected,
-    DuplicateEvent,
-    HostFenced,
-    SequenceConflict,
     StoreClosed,
-    StoreError,
 )
-from store.group_commit import MAX_BATCH_EVENTS, Append, GroupCommitWriter, Outcome, rows_of
+from store.group_commit import MAX_BATCH_EVENTS, Append, GroupCommitWriter, Outcome
 from store.models import Event
 from store.postgres import search
 from store.postgres.adapter import PgConnection
 from store.postgres.errors import translate
 from store.postgres.schema import APPEND_LOCK_KEY, migrate
-from store.projector import Row, project
+from store.projector import Connection, Row, project
 
 T = TypeVar("T")
 
@@ -65,10 +60,6 @@ CHANNEL = "agentdeck"
 LOCK_TIMEOUT_S = 30.0  # longest wait for the append lock before an append fails
 IDLE_IN_TXN_S = 15.0  # the server ends a writer session idle this long inside a transaction
 INSERT_CHUNK = 1000  # rows per INSERT: 13,000 parameters, under PostgreSQL's 65,535
-
-# Errors of one append's rows (not of the connection or the server): replayed
-# one by one, they fail that append alone.
-_PER_APPEND_ERRORS = (psycopg.IntegrityError, psycopg.DataError)
 
 
 def connect(url: str, lock_timeout_s: float = LOCK_TIMEOUT_S) -> psycopg.Connection[Any]:
@@ -174,16 +165,16 @@ class PgWriter(GroupCommitWriter[PgConnection]):
         try:
             self._begin(conn)
             try:
-                outcomes = self._apply(conn, batch, isolate=False)
+                outcomes = self._apply(PgConnection(conn), batch, isolate=False)
             except Exception as exc:
                 # A constraint, bad data or a fold's refusal somewhere in the batch:
                 # replay append by append so it fails alone. A server or connection
                 # error fails the batch (below).
-                if isinstance(exc, psycopg.Error) and not isinstance(exc, _PER_APPEND_ERRORS):
+                if not self._own_fault(exc):
                     raise
                 conn.execute("ROLLBACK")
                 self._begin(conn)
-                outcomes = self._apply(conn, batch, isolate=True)
+                outcomes = self._apply(PgConnection(conn), batch, isolate=True)
             last = max((o.rows[-1].position for o in outcomes if o.rows), default=None)
             if last is not None:
                 # Delivered at COMMIT, in commit order (= position order), to LISTENers.
@@ -199,66 +190,30 @@ class PgWriter(GroupCommitWriter[PgConnection]):
             error = translate(exc, self._url)
             return [Outcome(error=error) for _ in batch]
 
-    def _apply(
-        self, raw: psycopg.Connection[Any], batch: list[Append], isolate: bool
-    ) -> list[Outcome]:
-        conn = PgConnection(raw)
-        # Read after the append lock is held: the previous holder's commit is visible.
-        next_position = _scalar(conn, "SELECT coalesce(max(position), 0) FROM events") + 1
-        last_seq: dict[str, int] = {}
-        tokens: dict[str, str | None] = {}
-        outcomes: list[Outcome] = []
-        accepted: list[Row] = []
-        for item in batch:
-            if item.fence is not None and _lease_token(conn, tokens, item.runtime_id) != item.fence:
-                outcomes.append(Outcome(error=HostFenced(item.runtime_id)))
-                continue
-            current = last_seq.get(item.runtime_id)
-            if current is None:
-                current = last_seq[item.runtime_id] = _scalar(
-                    conn,
-                    "SELECT coalesce(max(seq), 0) FROM events WHERE runtime_id = ?",
-                    (item.runtime_id,),
-                )
-            if item.expected_seq is not None and item.expected_seq != current:
-                outcomes.append(
-                    Outcome(error=SequenceConflict(item.runtime_id, item.expected_seq, current))
-                )
-                continue
-            try:
-                rows = rows_of(item, next_position, current)
-            except (TypeError, ValueError) as exc:
-                outcomes.append(Outcome(error=AppendRejected(f"append rejected: {exc}")))
-                continue
-            if isolate:
-                conn.execute("SAVEPOINT one_append")
-                try:
-                    _insert_events(conn, rows)
-                    project(conn, rows)
-                except Exception as exc:
-                    if isinstance(exc, psycopg.Error) and not isinstance(exc, _PER_APPEND_ERRORS):
-                        raise
-                    conn.execute("ROLLBACK TO SAVEPOINT one_append")
-                    conn.execute("RELEASE SAVEPOINT one_append")
-                    outcomes.append(Outcome(error=_rejection(exc, rows)))
-                    continue
-                conn.execute("RELEASE SAVEPOINT one_append")
-            else:
-                accepted.extend(rows)
-            next_position += len(rows)
-            last_seq[item.runtime_id] = current + len(rows)
-            outcomes.append(Outcome(rows=rows))
-        if not isolate and accepted:
-            # Pipeline mode: the fold's writes go out without waiting for each answer
-            # (a read, or a rowcount, waits for what was sent before it).
-            with raw.pipeline() as pipeline:
-                pipelined = PgConnection(raw, pipeline)
-                _insert_events(pipelined, accepted)
-                project(pipelined, accepted)
-        return outcomes
+    DB_ERRORS = (psycopg.Error,)
+    APPEND_ERRORS = (psycopg.IntegrityError, psycopg.DataError)
+
+    def _write(self, conn: Connection, rows: list[Row], *, batch: bool) -> None:
+        if not batch:
+            _insert_events(conn, rows)
+            project(conn, rows)
+            return
+        # A whole batch in pipeline mode: the fold's writes go out without waiting
+        # for each answer (a read, or a rowcount, waits for what was sent before it).
+        assert isinstance(conn, PgConnection)
+        with conn.raw.pipeline() as pipeline:
+            pipelined = PgConnection(conn.raw, pipeline)
+            _insert_events(pipelined, rows)
+            project(pipelined, rows)
+
+    def _is_duplicate_event(self, exc: Exception) -> bool:
+        return (
+            isinstance(exc, pg_errors.UniqueViolation)
+            and exc.diag.constraint_name == "events_event_id_key"
+        )
 
 
-def _insert_events(conn: PgConnection, rows: list[Row]) -> None:
+def _insert_events(conn: Connection, rows: list[Row]) -> None:
     """INSERT the rows as multi-row statements: one round trip per INSERT_CHUNK rows.
 
     Not executemany: psycopg pipelines that, and a duplicate event id then
@@ -271,38 +226,3 @@ def _insert_events(conn: PgConnection, rows: list[Row]) -> None:
         values = ", ".join([search.INSERT_VALUES_ROW] * len(chunk))
         params = [v for r in chunk for v in search.insert_values(r)]
         conn.execute(f"INSERT INTO events ({search.INSERT_COLUMNS}) VALUES {values}", params)
-
-
-def _scalar(conn: PgConnection, sql: str, params: tuple[Any, ...] = ()) -> int:
-    row = conn.execute(sql, params).fetchone()
-    assert row is not None  # an aggregate always answers one row
-    return int(row[0])
-
-
-def _lease_token(conn: PgConnection, tokens: dict[str, str | None], runtime_id: str) -> str | None:
-    """The token of `runtime_id`'s host lease (None: no host), read once per batch.
-
-    Read under the append lock, which lease jobs take too: no claim can commit
-    between this check and the batch's rows.
-    """
-    if runtime_id not in tokens:
-        row = conn.execute("SELECT token FROM hosts WHERE runtime_id = ?", (runtime_id,)).fetchone()
-        tokens[runtime_id] = None if row is None else str(row[0])
-    return tokens[runtime_id]
-
-
-def _rejection(exc: Exception, rows: list[Row]) -> StoreError:
-    if isinstance(exc, AppendRejected):
-        return exc
-    if isinstance(exc, pg_errors.UniqueViolation) and (
-        exc.diag.constraint_name == "events_event_id_key"
-    ):
-        seen = {r.event_id for r in rows}
-        return DuplicateEvent(next(iter(seen)) if len(seen) == 1 else ", ".join(sorted(seen)))
-    if not isinstance(exc, psycopg.Error):
-        kinds = ", ".join(sorted({r.kind for r in rows}))
-        return AppendRejected(f"append rejected: its {kinds} event(s) cannot be stored ({exc!r})")
-    detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return AppendRejected(f"append rejected by the store: {detail}")
-
-
