@@ -138,6 +138,13 @@ class Reader:
                 f" ORDER BY e.position {order} LIMIT ?",
                 (position, limit),
             )
+        return await self._filtered_rows(position, limit, flt, newest_first=newest_first)
+
+    async def _filtered_rows(
+        self, position: int, limit: int, flt: Filter, *, newest_first: bool
+    ) -> list[tuple[Any, ...]]:
+        """`_log_rows` for a filter with terms (the back end's own way to search)."""
+        cmp, order = ("<", "DESC") if newest_first else (">", "ASC")
         indexed = await self.indexed_position() if flt.has_words else 0
         match = flt.fts_match
         if match is None:

@@ -137,17 +137,11 @@ class PgReader(Reader):
                 raise translate(exc, self.url) from None
         raise AssertionError("unreachable")  # the last attempt returns or raises
 
-    async def _log_rows(
-        self, position: int, limit: int, flt: Filter | None, *, newest_first: bool
+    async def _filtered_rows(
+        self, position: int, limit: int, flt: Filter, *, newest_first: bool
     ) -> list[tuple[Any, ...]]:
-        """Rows after (or before) `position` that match `flt`, in log order (or reversed)."""
+        """store.reader's `_log_rows` for a filter with terms, in PostgreSQL's SQL."""
         cmp, order = ("<", "DESC") if newest_first else (">", "ASC")
-        if flt is None or flt.is_empty:
-            return await self.fetchall(
-                f"SELECT {EVENT_COLUMNS} FROM events e WHERE e.position {cmp} ?"
-                f" ORDER BY e.position {order} LIMIT ?",
-                (position, limit),
-            )
         # Field terms in SQL (globs as LIKE), free words through the tsvector index
         # (store.postgres.search); where that index cannot say exactly, or for an
         # UNINDEXED row, `flt.matches_words` (SQLite's predicate) decides row by row.
