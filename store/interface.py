@@ -29,6 +29,8 @@ from store.models import (
     WorkerRef,
     WorkerStatus,
 )
+from store.past import PastView
+from store.pictures import FleetPicture, WorkerPicture
 from store.rebuild import RebuildReport
 
 if TYPE_CHECKING:
@@ -120,6 +122,24 @@ class EventLog(Protocol):
     async def command_state(self, command_id: str) -> CommandState | None: ...
 
     async def repair_projections(self, runtime_id: str) -> RebuildReport | None: ...
+
+    # -- pictures (store.pictures) -------------------------------------------------
+
+    async def fleet_picture(self, now_us: int) -> FleetPicture: ...
+
+    async def worker_picture(
+        self, ref: WorkerRef, now_us: int, limit: int = 60
+    ) -> WorkerPicture: ...
+
+    # -- the past (store.past, store.checkpoints) ------------------------------------
+
+    async def open_past(self, position: int) -> PastView:
+        """The state just after the event at `position` (clamped to the log)."""
+        ...
+
+    async def position_at(self, at_us: int) -> int:
+        """The last position committed at or before `at_us` (0 if none)."""
+        ...
 
     # -- host leases ----------------------------------------------------------------
 

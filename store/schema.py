@@ -166,6 +166,58 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "CREATE INDEX commands_pending ON commands (runtime_id, issued_position)"
         " WHERE status = 'pending'",
     ),
+    3: (
+        # Pictures (store.pictures). `activity`: events per runtime, second and
+        # level, a projection the fold keeps in the append's transaction (one
+        # upsert per key per batch), so the strip draws the last minutes from a few
+        # hundred rows instead of counting the log. Backfilled from the log here.
+        """
+        CREATE TABLE activity (
+            second     INTEGER NOT NULL,
+            runtime_id TEXT    NOT NULL,
+            level      INTEGER NOT NULL,
+            events     INTEGER NOT NULL,
+            PRIMARY KEY (second, runtime_id, level)
+        ) WITHOUT ROWID
+        """,
+        "INSERT INTO activity (second, runtime_id, level, events)"
+        " SELECT at / 1000000, runtime_id, level, count(*) FROM events GROUP BY 1, 2, 3",
+        # When a run reached its terminal state (the event that made it terminal);
+        # NULL while it is open. Durations per profile and per worker read it.
+        "ALTER TABLE runs ADD COLUMN ended_at INTEGER",
+        """
+        UPDATE runs SET ended_at = (
+            SELECT e.at FROM events e
+            WHERE e.runtime_id = runs.runtime_id AND e.run_id = runs.run_id
+              AND e.kind IN ('run.completed', 'run.failed', 'run.cancelled')
+            ORDER BY e.run_seq LIMIT 1)
+        WHERE status IN ('completed', 'failed', 'cancelled')
+        """,
+        "CREATE INDEX runs_by_end ON runs (ended_at) WHERE ended_at IS NOT NULL",
+        # Checkpoints of the fold (store.checkpoints): every N events, the rows of
+        # the mutable projections that changed since the previous checkpoint, so
+        # the state at a past position is the newest version of each row at or
+        # before a checkpoint, plus a fold of the events after it.
+        """
+        CREATE TABLE checkpoints (
+            position   INTEGER PRIMARY KEY,
+            rows       INTEGER NOT NULL,
+            digest     TEXT    NOT NULL,
+            written_at INTEGER NOT NULL
+        )
+        """,
+        """
+        CREATE TABLE checkpoint_rows (
+            tbl      TEXT    NOT NULL,
+            key      TEXT    NOT NULL,
+            position INTEGER NOT NULL,
+            row      TEXT    NOT NULL,
+            digest   TEXT    NOT NULL,
+            PRIMARY KEY (tbl, key, position)
+        ) WITHOUT ROWID
+        """,
+        "CREATE INDEX checkpoint_rows_at ON checkpoint_rows (position)",
+    ),
 }
 
 LATEST_VERSION = max(MIGRATIONS)
@@ -178,6 +230,7 @@ PROJECTIONS: dict[str, str] = {
     "transcript": "runtime_id, worker_id, sequence",
     "diagnostics": "id",
     "commands": "command_id",
+    "activity": "second, runtime_id, level",
 }
 
 

@@ -198,6 +198,49 @@ MIGRATIONS: dict[int, tuple[Step, ...]] = {
         "CREATE INDEX events_by_worker_id ON events (worker_id, position)"
         " WHERE worker_id IS NOT NULL",
     ),
+    4: (
+        # Pictures and checkpoints, as in store.schema migration 3.
+        """
+        CREATE TABLE activity (
+            second     BIGINT  NOT NULL,
+            runtime_id TEXT COLLATE "C" NOT NULL,
+            level      INTEGER NOT NULL,
+            events     BIGINT  NOT NULL,
+            PRIMARY KEY (second, runtime_id, level)
+        )
+        """,
+        "INSERT INTO activity (second, runtime_id, level, events)"
+        " SELECT at / 1000000, runtime_id, level, count(*) FROM events GROUP BY 1, 2, 3",
+        "ALTER TABLE runs ADD COLUMN ended_at BIGINT",
+        """
+        UPDATE runs SET ended_at = (
+            SELECT e.at FROM events e
+            WHERE e.runtime_id = runs.runtime_id AND e.run_id = runs.run_id
+              AND e.kind IN ('run.completed', 'run.failed', 'run.cancelled')
+            ORDER BY e.run_seq LIMIT 1)
+        WHERE status IN ('completed', 'failed', 'cancelled')
+        """,
+        "CREATE INDEX runs_by_end ON runs (ended_at) WHERE ended_at IS NOT NULL",
+        """
+        CREATE TABLE checkpoints (
+            position   BIGINT PRIMARY KEY,
+            rows       BIGINT NOT NULL,
+            digest     TEXT COLLATE "C" NOT NULL,
+            written_at BIGINT NOT NULL
+        )
+        """,
+        """
+        CREATE TABLE checkpoint_rows (
+            tbl      TEXT COLLATE "C" NOT NULL,
+            key      TEXT COLLATE "C" NOT NULL,
+            position BIGINT NOT NULL,
+            row      TEXT COLLATE "C" NOT NULL,
+            digest   TEXT COLLATE "C" NOT NULL,
+            PRIMARY KEY (tbl, key, position)
+        )
+        """,
+        "CREATE INDEX checkpoint_rows_at ON checkpoint_rows (position)",
+    ),
 }
 
 LATEST_VERSION = max(MIGRATIONS)
