@@ -62,6 +62,9 @@ class FleetPicture:
     """Runs that ended in the last DURATION_WINDOW_S, by status (completed, failed, cancelled)."""
     durations: tuple[ProfileDurations, ...]
     """Per profile (sorted by name), over runs that ended in the last DURATION_WINDOW_S."""
+    ended_span_s: int = DURATION_WINDOW_S
+    """How far back `runs_ended` and `durations` reach: DURATION_WINDOW_S, or less when
+    more runs ended in it than a picture reads (the newest only; store.picture_reads)."""
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ then fails that event's append alone, with that error.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple, Protocol, TypeVar
 
@@ -90,6 +91,13 @@ def stored_row(raw: Sequence[Any]) -> Row:
 
 def project(conn: Connection, rows: Sequence[Row]) -> None:
     """Apply the projection changes of `rows` (in log order) to `conn`'s tables."""
+    fold_rows(conn, rows)
+    roll_up(conn, rows)
+
+
+def fold_rows(conn: Connection, rows: Sequence[Row]) -> None:
+    """Every projection but the `activity` rollup (`project` without `roll_up`: what
+    `agentdeck bench store` compares the whole fold with)."""
     runtime_touch: dict[str, tuple[int, int]] = {}
     worker_touch: dict[tuple[str, str], tuple[int, int]] = {}
     run_touch: dict[tuple[str, str], tuple[int, int]] = {}
@@ -117,6 +125,19 @@ def project(conn: Connection, rows: Sequence[Row]) -> None:
         "UPDATE runs SET last_run_seq = CASE WHEN last_run_seq < ? THEN ? ELSE last_run_seq END,"
         " updated_at = ? WHERE runtime_id = ? AND run_id = ?",
         [(seq, seq, at, rt, r) for (rt, r), (seq, at) in run_touch.items()],
+    )
+
+
+def roll_up(conn: Connection, rows: Sequence[Row]) -> None:
+    """Count `rows` into the `activity` rollup (store.pictures): events per second,
+    runtime and level. A batch's events fall in a few such keys (a group commit at
+    10k events/s: a handful), so one upsert per key, not one per event."""
+    activity = Counter((row.at // 1_000_000, row.runtime_id, row.level) for row in rows)
+    conn.executemany(
+        "INSERT INTO activity (second, runtime_id, level, events) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT (second, runtime_id, level)"
+        " DO UPDATE SET events = activity.events + excluded.events",
+        [(second, rt, level, n) for (second, rt, level), n in activity.items()],
     )
 
 
@@ -233,7 +254,9 @@ def _run_status(conn: Connection, row: Row) -> None:
     if status is None:
         return  # terminal states stick: a late completion after a cancel changes nothing
     result = error = None
+    ended_at = None  # set once, by the event that makes the run terminal (terminal sticks)
     if status.terminal:
+        ended_at = row.at
         p = _payload(row)
         # As the log states them: a completion without a result leaves result_text
         # NULL (not ""), a failure without an error text falls back to its reason.
@@ -245,8 +268,9 @@ def _run_status(conn: Connection, row: Row) -> None:
             error = p.reason
     conn.execute(
         "UPDATE runs SET status = ?, result_text = coalesce(?, result_text),"
-        " error = coalesce(?, error) WHERE runtime_id = ? AND run_id = ?",
-        (status.value, result, error, row.runtime_id, row.run_id),
+        " error = coalesce(?, error), ended_at = coalesce(?, ended_at)"
+        " WHERE runtime_id = ? AND run_id = ?",
+        (status.value, result, error, ended_at, row.runtime_id, row.run_id),
     )
     if previous is RunStatus.CREATED:
         conn.execute(

@@ -32,6 +32,7 @@ from store.models import (
     WorkerRef,
     WorkerStatus,
 )
+from store.picture_reads import PictureReads
 from store.records import (
     construct,
     diagnostics_from_rows,
@@ -70,8 +71,9 @@ def _connector(path: Path, options: OpenOptions) -> Any:
     return connect
 
 
-class Reader:
-    """Bounded, indexed reads of the log and the projections."""
+class Reader(PictureReads):
+    """Bounded, indexed reads of the log and the projections (and the pictures:
+    store.picture_reads)."""
 
     def __init__(
         self,
@@ -86,6 +88,8 @@ class Reader:
         self.max_transcript = max_transcript
         self._conn: aiosqlite.Connection | None = None
         self._has_commands = False  # the file has reached schema 2 (it never goes back)
+        self._has_activity = False  # ... schema 3 (store.picture_reads)
+        self._profiles: dict[tuple[str, str], str] = {}  # a worker's profile never changes
 
     async def start(self) -> None:
         try:
@@ -388,6 +392,16 @@ class Reader:
             )
             self._has_commands = found is not None
         return self._has_commands
+
+    async def _activity_table(self) -> bool:
+        """Whether the file has the pictures' schema (3) yet: `activity`, `runs.ended_at`
+        (an observer does not migrate a file an older agentdeck still writes)."""
+        if not self._has_activity:
+            found = await self.fetchone(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'activity'"
+            )
+            self._has_activity = found is not None
+        return self._has_activity
 
     async def hosts(self) -> dict[str, HostLease]:
         rows = await self.fetchall(

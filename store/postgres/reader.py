@@ -67,6 +67,8 @@ class PgReader(Reader):
         self._pool: AsyncConnectionPool[Any] | None = None
         self._has_commands = False
         self._has_search = False  # events.search (schema 3) is there (it never goes away)
+        self._has_activity = False  # ... activity and runs.ended_at (schema 4)
+        self._profiles: dict[tuple[str, str], str] = {}  # a worker's profile never changes
 
     async def start(self) -> None:
         # Connect once first: a server that is down, a refused login or a missing database
@@ -196,6 +198,14 @@ class PgReader(Reader):
             )
             self._has_search = found is not None
         return self._has_search
+
+    async def _activity_table(self) -> bool:
+        """Whether the database has the pictures' schema (4) yet: an observer may watch a
+        database an older agentdeck still writes."""
+        if not self._has_activity:
+            found = await self.fetchone("SELECT to_regclass('activity') IS NOT NULL")
+            self._has_activity = bool(found and found[0])
+        return self._has_activity
 
     async def _commands_table(self) -> bool:
         """Whether the database has the `commands` table (schema 2) yet: an observer may
