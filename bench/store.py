@@ -64,6 +64,8 @@ from bench.common import (
     remove_db,
     row_of,
 )
+from bench.store_checkpoints import checkpoint_figures
+from bench.store_pictures import pictures_figures
 from store import catalog as c
 from store.database import open_reader
 from store.event_store import EventStore
@@ -1133,6 +1135,8 @@ async def run_store_bench(*, quick: bool, json_only: bool, db: str | None = None
         read = await read_after(dataset, sizes, progress)
         search = await text_filter(dataset, sizes, progress)
         visibility = await cross_process(work, sizes, progress)
+        checkpoints = await checkpoint_figures(dataset, work, sizes, progress)
+        pictures = await pictures_figures(dataset, work, sizes, progress)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return store_report(
@@ -1152,6 +1156,8 @@ async def run_store_bench(*, quick: bool, json_only: bool, db: str | None = None
             "text_filter_first_100": search,
             "indexer_append_cost": indexer,
             "cross_process_visibility": visibility,
+            **checkpoints,
+            **pictures,  # bench.store_pictures
         },
     )
 

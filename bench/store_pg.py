@@ -353,7 +353,12 @@ def copy_sqlite_tables(sqlite_path: Path, conn: psycopg.Connection[Any], progres
             "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")}
         total = 0
         for table in sorted((lite_tables & pg_tables) - {"agentdeck_meta"}):
-            columns = [r[1] for r in lite.execute(f"PRAGMA table_info({table})")]
+            # The columns both have: the dataset is at SQLite's latest schema, the copy at
+            # COPY_AT_VERSION, and the later migrations fill the columns they add.
+            theirs = {r[0] for r in conn.execute(
+                "SELECT column_name FROM information_schema.columns"
+                " WHERE table_schema = current_schema() AND table_name = %s", (table,))}
+            columns = [r[1] for r in lite.execute(f"PRAGMA table_info({table})") if r[1] in theirs]
             names = sql.SQL(", ").join(sql.Identifier(c) for c in columns)
             statement = sql.SQL("COPY {} ({}) FROM STDIN").format(sql.Identifier(table), names)
             done = 0

@@ -12,12 +12,15 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from store.database import OpenOptions, prepare
+from store.checkpoints import Checkpointer
+from store.database import OpenOptions, close_quietly, open_reader, prepare
 from store.doorbell import Doorbell
 from store.feed import DEFAULT_QUEUE, ChangeWatcher, Feed, Subscription
 from store.filters import Filter
 from store.hosts import HostLeases
 from store.models import Event
+from store.past_view import StorePast, open_past, position_at
+from store.projector import Connection
 from store.reader import Reader
 from store.rebuild import RebuildReport, problems_in_file, rebuild_projections, repair_projections
 from store.search import Indexer
@@ -35,6 +38,7 @@ class EventStore(Reader, HostLeases):
         self.feed = Feed(self)
         self._writer: Writer | None = None
         self._indexer: Indexer | None = None
+        self._checkpointer: Checkpointer | None = None
         self._watcher: ChangeWatcher | None = None
         self._bell = Doorbell(self.path)
 
@@ -47,8 +51,13 @@ class EventStore(Reader, HostLeases):
         watch: bool = True,
         index: bool = True,
         options: OpenOptions | None = None,
+        checkpoints: bool = True,
     ) -> EventStore:
-        """Open (creating if needed) the database at `path`; raise a typed StoreError if unusable."""
+        """Open (creating if needed) the database at `path`; raise a typed StoreError if unusable.
+
+        A writable store keeps the free-text index (`index`) and the checkpoints of
+        the fold (`checkpoints`, store.checkpoints) behind the log.
+        """
         opts = options or OpenOptions(read_only=read_only)
         if read_only and not opts.read_only:
             opts = OpenOptions(
@@ -58,13 +67,13 @@ class EventStore(Reader, HostLeases):
         resolved = await asyncio.to_thread(prepare, path, opts)
         store = cls(resolved, opts)
         try:
-            await store._start(watch=watch, index=index)
+            await store._start(watch=watch, index=index, checkpoints=checkpoints)
         except BaseException:
             await store.close()
             raise
         return store
 
-    async def _start(self, *, watch: bool, index: bool) -> None:
+    async def _start(self, *, watch: bool, index: bool, checkpoints: bool) -> None:
         await self.start()
         if not self.read_only:
             self._writer = Writer(self.path, self.options, self._committed)
@@ -73,6 +82,12 @@ class EventStore(Reader, HostLeases):
                 self._indexer = Indexer(self._writer)
                 self.feed.add_listener(self._indexer.nudge)
                 self._indexer.start()
+            if checkpoints:
+                self._checkpointer = Checkpointer(
+                    self._source_connection, _close_source, self._writer.run_job
+                )
+                self.feed.add_listener(self._checkpointer.nudge)
+                self._checkpointer.start()
         await self.feed.start()
         if watch:
             # The bell first: a process that commits from now on wakes this feed at once.
@@ -90,6 +105,9 @@ class EventStore(Reader, HostLeases):
             await self._watcher.close()
             self._watcher = None
         await self.feed.close()
+        if self._checkpointer is not None:
+            await self._checkpointer.close()
+            self._checkpointer = None
         if self._indexer is not None:
             await self._indexer.close()
             self._indexer = None
@@ -126,6 +144,30 @@ class EventStore(Reader, HostLeases):
         if self._indexer is not None:
             await self._indexer.catch_up()
 
+    async def checkpoint_now(self) -> None:
+        """Check the checkpoints, repair damage and write every one due (tests, benchmarks)."""
+        if self._checkpointer is not None:
+            await self._checkpointer.catch_up()
+
+    @property
+    def checkpointer(self) -> Checkpointer | None:
+        return self._checkpointer
+
+    # -- the past (store.past_view) ------------------------------------------
+
+    def _source_connection(self) -> Connection:
+        return open_reader(self.path, self.options)
+
+    async def open_past(self, position: int) -> StorePast:
+        """The state just after the event at `position` (clamped to the log); close it."""
+        return await open_past(
+            self, self._source_connection, _close_source, position, attach_file=self.path
+        )
+
+    async def position_at(self, at_us: int) -> int:
+        """The last position committed at or before `at_us` (0 if none)."""
+        return await position_at(self, at_us)
+
     # -- following ---------------------------------------------------------
 
     def subscribe(
@@ -161,3 +203,7 @@ class EventStore(Reader, HostLeases):
         one transaction, so no append of this process can slip between them.
         """
         return await self.run_job(lambda conn: repair_projections(conn, runtime_id))
+
+
+def _close_source(conn: Connection) -> None:
+    close_quietly(conn)  # type: ignore[arg-type]  # open_reader's sqlite3.Connection

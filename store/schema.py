@@ -182,22 +182,43 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         """,
         "INSERT INTO activity (second, runtime_id, level, events)"
         " SELECT at / 1000000, runtime_id, level, count(*) FROM events GROUP BY 1, 2, 3",
+        # Errors per minute over an hour read only the seconds that had errors: one
+        # entry per runtime and erring second (an upsert of an existing row, which
+        # changes only `events`, leaves it alone).
+        "CREATE INDEX activity_errors ON activity (second) WHERE level = 2",
         # When a run reached its terminal state (the event that made it terminal);
         # NULL while it is open. Durations per profile and per worker read it.
+        # The backfill picks what the fold (store.projector._run_status) sets: the
+        # first terminal event after the run's run.created, in log order (terminal
+        # states stick, and the fold ignores a run's events before it exists).
+        # Pinned to the run's own events: without statistics the planner walked
+        # every run.created of the log (events_by_kind) for each run.
         "ALTER TABLE runs ADD COLUMN ended_at INTEGER",
         """
         UPDATE runs SET ended_at = (
-            SELECT e.at FROM events e
+            SELECT e.at FROM events e INDEXED BY events_by_run
             WHERE e.runtime_id = runs.runtime_id AND e.run_id = runs.run_id
               AND e.kind IN ('run.completed', 'run.failed', 'run.cancelled')
-            ORDER BY e.run_seq LIMIT 1)
+              AND e.position > (
+                SELECT min(c.position) FROM events c INDEXED BY events_by_run
+                WHERE c.runtime_id = runs.runtime_id AND c.run_id = runs.run_id
+                  AND c.kind = 'run.created')
+            ORDER BY e.position LIMIT 1)
         WHERE status IN ('completed', 'failed', 'cancelled')
         """,
-        "CREATE INDEX runs_by_end ON runs (ended_at) WHERE ended_at IS NOT NULL",
-        # Checkpoints of the fold (store.checkpoints): every N events, the rows of
-        # the mutable projections that changed since the previous checkpoint, so
-        # the state at a past position is the newest version of each row at or
-        # before a checkpoint, plus a fold of the events after it.
+        # Covering (with the key, runtime_id and run_id, that every entry of a
+        # WITHOUT ROWID table's index holds) what the fleet picture reads of the
+        # runs that ended in the last hour. Written once per run: an ended run's
+        # columns here never change again.
+        "CREATE INDEX runs_by_end ON runs (ended_at, status, worker_id, created_at)"
+        " WHERE ended_at IS NOT NULL",
+        # Checkpoints of the fold (store.checkpoints): every N events, a header and,
+        # in checkpoint_<table>, a version of each row of the mutable projections
+        # that changed since the previous checkpoint (the table's columns, typed, so
+        # loading one is an INSERT ... SELECT), so the state at a past position is
+        # the newest version of each row at or before a checkpoint, plus a fold of
+        # the events after it. A migration adding a column to runtimes, workers,
+        # runs or commands adds it to its checkpoint table too.
         """
         CREATE TABLE checkpoints (
             position   INTEGER PRIMARY KEY,
@@ -207,16 +228,79 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         )
         """,
         """
-        CREATE TABLE checkpoint_rows (
-            tbl      TEXT    NOT NULL,
-            key      TEXT    NOT NULL,
+        CREATE TABLE checkpoint_runtimes (
             position INTEGER NOT NULL,
-            row      TEXT    NOT NULL,
-            digest   TEXT    NOT NULL,
-            PRIMARY KEY (tbl, key, position)
+            runtime_id TEXT NOT NULL,
+            status TEXT,
+            last_seq INTEGER,
+            display_name TEXT,
+            limits TEXT,
+            created_at INTEGER,
+            updated_at INTEGER,
+            digest TEXT NOT NULL,
+            PRIMARY KEY (runtime_id, position)
         ) WITHOUT ROWID
         """,
-        "CREATE INDEX checkpoint_rows_at ON checkpoint_rows (position)",
+        "CREATE INDEX checkpoint_runtimes_at ON checkpoint_runtimes (position)",
+        """
+        CREATE TABLE checkpoint_workers (
+            position INTEGER NOT NULL,
+            runtime_id TEXT NOT NULL,
+            worker_id TEXT NOT NULL,
+            worker_no INTEGER,
+            status TEXT,
+            spec TEXT,
+            transcript_len INTEGER,
+            queued INTEGER,
+            current_run_id TEXT,
+            current_run_status TEXT,
+            terminal_event_id TEXT,
+            last_seq INTEGER,
+            created_at INTEGER,
+            updated_at INTEGER,
+            digest TEXT NOT NULL,
+            PRIMARY KEY (runtime_id, worker_id, position)
+        ) WITHOUT ROWID
+        """,
+        "CREATE INDEX checkpoint_workers_at ON checkpoint_workers (position)",
+        """
+        CREATE TABLE checkpoint_runs (
+            position INTEGER NOT NULL,
+            runtime_id TEXT NOT NULL,
+            run_id TEXT NOT NULL,
+            worker_id TEXT,
+            status TEXT,
+            prompt TEXT,
+            input_sequence INTEGER,
+            result_text TEXT,
+            error TEXT,
+            last_run_seq INTEGER,
+            created_at INTEGER,
+            updated_at INTEGER,
+            ended_at INTEGER,
+            digest TEXT NOT NULL,
+            PRIMARY KEY (runtime_id, run_id, position)
+        ) WITHOUT ROWID
+        """,
+        "CREATE INDEX checkpoint_runs_at ON checkpoint_runs (position)",
+        """
+        CREATE TABLE checkpoint_commands (
+            position INTEGER NOT NULL,
+            command_id TEXT NOT NULL,
+            runtime_id TEXT,
+            op TEXT,
+            status TEXT,
+            worker_id TEXT,
+            issued_position INTEGER,
+            outcome_position INTEGER,
+            expires_at INTEGER,
+            issued_at INTEGER,
+            updated_at INTEGER,
+            digest TEXT NOT NULL,
+            PRIMARY KEY (command_id, position)
+        ) WITHOUT ROWID
+        """,
+        "CREATE INDEX checkpoint_commands_at ON checkpoint_commands (position)",
     ),
 }
 

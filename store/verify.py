@@ -2,7 +2,13 @@
 
 The rebuild runs the writer's own fold (store.projector) over the log into a
 scratch in-memory database with the same schema, so "projection equals the
-log" is checked by construction rather than by a second implementation.
+log" is checked by construction rather than by a second implementation. The
+checkpoints of the fold (store.checkpoints) are checked on the way: the rebuild
+stops at each one's position and compares (store.checkpoints.Audit).
+
+An observer does not migrate, so the database may be at an older schema: a
+table it lacks is not compared (nor the checkpoints, if it has none), and a
+column it lacks (runs.ended_at before schema 3) is left out of the comparison.
 """
 
 from __future__ import annotations
@@ -15,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from store import catalog
+from store.checkpoints import TABLES as CHECKPOINTED
+from store.checkpoints import Audit, checkpoint_table
 from store.database import OpenOptions, close_quietly, open_reader, prepare, translate
 from store.errors import CommandAlreadySettled, InvalidEvent
 from store.open import is_server_address
@@ -58,7 +66,7 @@ def verify_file(path: Path, options: OpenOptions | None = None) -> VerifyReport:
         # the log and the projections disagree between the two reads.
         source.execute("BEGIN")
         try:
-            return check_log(source, lambda table: _has_table(source, table))
+            return check_log(source, lambda table: _columns(source, table))
         finally:
             source.execute("COMMIT")
     except sqlite3.Error as exc:
@@ -78,24 +86,38 @@ def verify_address(address: str | Path) -> VerifyReport:
     return verify_file(prepare(address, options), options)
 
 
-def check_log(source: Connection, has_table: Callable[[str], bool]) -> VerifyReport:
+def check_log(source: Connection, table_columns: Callable[[str], set[str]]) -> VerifyReport:
     """The whole check on `source`, a connection to either back end (`?` placeholders)
     already inside one read snapshot: sequences, the rebuild into a scratch SQLite
-    database, and every projection compared with the rebuilt one.
+    database, every projection compared with the rebuilt one, and the checkpoints.
 
-    `has_table` says whether the source has a projection table (an older schema may not).
+    `table_columns` gives the columns the source's table has (none: it has no such
+    table, as an older schema may not).
     """
     report = VerifyReport()
     scratch = sqlite3.connect(":memory:", isolation_level=None)
     try:
         create_projection_tables(scratch)
         _check_sequences(source, report)
-        _rebuild(source, scratch, report)
+        audit = None
+        if table_columns("checkpoints") and all(
+            table_columns(checkpoint_table(t)) for t in CHECKPOINTED
+        ):
+            audit = Audit(source, scratch)
+        _rebuild(source, scratch, report, audit)
         for table, order in PROJECTIONS.items():
-            _compare(table, order, source, scratch, report, has_table(table))
+            _compare(table, order, source, scratch, report, table_columns(table))
+        if audit is not None:
+            _list(report, audit.problems)
     finally:
         close_quietly(scratch)
     return report
+
+
+def _list(report: VerifyReport, problems: list[str]) -> None:
+    report.problems.extend(problems[:MAX_REPORTED])
+    if len(problems) > MAX_REPORTED:
+        report.problems.append(f"checkpoints: and {len(problems) - MAX_REPORTED} more problems")
 
 
 def _check_sequences(source: Connection, report: VerifyReport) -> None:
@@ -116,15 +138,31 @@ def _check_sequences(source: Connection, report: VerifyReport) -> None:
         )
 
 
-def _rebuild(source: Connection, scratch: sqlite3.Connection, report: VerifyReport) -> None:
+def _rebuild(
+    source: Connection, scratch: sqlite3.Connection, report: VerifyReport, audit: Audit | None
+) -> None:
     after = 0
+    stops = list(audit.stops) if audit is not None else []
     scratch.execute("BEGIN")
     while True:
+        # A chunk ends at the next checkpoint's position, where the audit compares.
+        upto = min([after + CHUNK, *stops[:1]])
         raw = source.execute(
-            f"SELECT {STORED_COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?",
-            (after, CHUNK),
+            f"SELECT {STORED_COLUMNS} FROM events WHERE position > ? AND position <= ?"
+            " ORDER BY position",
+            (after, upto),
         ).fetchall()
         if not raw:
+            # A hole in the log (reported): go on past it while the log goes on.
+            last = int(source.execute("SELECT coalesce(max(position), 0) FROM events").fetchone()[0])
+            if upto < last:
+                after = upto
+                _audit_stops(audit, stops, after)
+                continue
+            for position in stops:
+                report.problems.append(
+                    f"checkpoints: a checkpoint at position {position}, past the log's end"
+                )
             break
         rows = [stored_row(r) for r in raw]
         scratch.executemany(INSERT_EVENT, [r.column_values() for r in rows])
@@ -143,8 +181,15 @@ def _rebuild(source: Connection, scratch: sqlite3.Connection, report: VerifyRepo
             break
         finally:
             scratch.execute("RELEASE chunk")
-        after = rows[-1].position
+        after = upto
+        _audit_stops(audit, stops, after)
     scratch.execute("COMMIT")
+
+
+def _audit_stops(audit: Audit | None, stops: list[int], after: int) -> None:
+    """Check the checkpoints the fold has reached (it stands just after `after`)."""
+    while audit is not None and stops and stops[0] <= after:
+        audit.check(stops.pop(0))
 
 
 def _misfit(rows: list[Row], exc: InvalidEvent) -> str:
@@ -184,21 +229,21 @@ def _compare(
     source: Connection,
     scratch: sqlite3.Connection,
     report: VerifyReport,
-    present: bool,
+    present: set[str],
 ) -> None:
-    # The scratch table's columns, named: the source is read in the same column order
-    # whatever order its own DDL gave them.
-    columns = ", ".join(r[1] for r in scratch.execute(f"PRAGMA table_info({table})"))
     if not present:
-        # A schema-1 file (an older agentdeck still writes it; an observer does not
-        # migrate): its log holds none of the kinds a newer table folds, so the
-        # log implies an empty table, and any rebuilt row shows up as lacking.
-        stored = []
-    else:
-        stored = [
-            _normal(r) for r in source.execute(f"SELECT {columns} FROM {table} ORDER BY {order}")
-            .fetchall()
-        ]
+        # An older schema's file (an older agentdeck still writes it; an observer does
+        # not migrate) has no such table: nothing stored to compare.
+        return
+    # The scratch table's columns the source has too, named: the source is read in
+    # the same column order whatever order its own DDL gave them.
+    columns = ", ".join(
+        r[1] for r in scratch.execute(f"PRAGMA table_info({table})") if r[1] in present
+    )
+    stored = [
+        _normal(r) for r in source.execute(f"SELECT {columns} FROM {table} ORDER BY {order}")
+        .fetchall()
+    ]
     rebuilt = scratch.execute(f"SELECT {columns} FROM {table} ORDER BY {order}").fetchall()
     if stored == rebuilt:
         return
@@ -232,11 +277,9 @@ def _value(value: Any) -> Any:
     return value
 
 
-def _has_table(conn: sqlite3.Connection, table: str) -> bool:
-    found = conn.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
-    ).fetchone()
-    return found is not None
+def _columns(conn: sqlite3.Connection, table: str) -> set[str]:
+    """The columns of the file's `table` (none: no such table)."""
+    return {str(r[1]) for r in conn.execute(f"PRAGMA table_info({table})")}
 
 
 def _short(row: tuple[object, ...]) -> str:

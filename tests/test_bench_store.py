@@ -32,8 +32,24 @@ FIGURES = (
     "text_filter_first_100",
     "indexer_append_cost",
     "cross_process_visibility",
+    # issue 11: checkpoints and the past (bench.store_checkpoints)
+    "past_open",
+    "checkpoint_disk",
+    "checkpoint_follower_cost",
+    # issue 11: the pictures' rollup and queries (bench.store_pictures)
+    "rollup_append_cost_spread",
+    "rollup_append_cost_10k",
+    "fleet_picture_1m",
+    "fleet_picture_hour",
+    "worker_picture",
 )
-PG_FIGURES = tuple(f for f in FIGURES if f != "indexer_append_cost")  # SQLite's FTS indexer
+SQLITE_ONLY = {
+    "indexer_append_cost",  # SQLite's FTS indexer
+    "past_open", "checkpoint_disk", "checkpoint_follower_cost",
+    "rollup_append_cost_spread", "rollup_append_cost_10k",
+    "fleet_picture_1m", "fleet_picture_hour", "worker_picture",
+}
+PG_FIGURES = tuple(f for f in FIGURES if f not in SQLITE_ONLY)
 
 
 @pytest.fixture

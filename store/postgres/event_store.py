@@ -11,23 +11,27 @@ read-only has no writer: it is an observer, and does not migrate.
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
+from store.checkpoints import Checkpointer
 from store.errors import MissingDatabase
 from store.feed import DEFAULT_QUEUE, Feed, Subscription
 from store.filters import Filter
 from store.hosts import HostLeases
 from store.interface import EventLog
 from store.models import Event
+from store.past_view import StorePast, open_past, position_at
 from store.postgres.adapter import PgConnection
 from store.postgres.errors import safe_url, translate
 from store.postgres.feed import PgListener
 from store.postgres.reader import PgReader
 from store.postgres.schema import schema_version
 from store.postgres.writer import PgWriter
+from store.projector import Connection
 from store.rebuild import RebuildReport, projection_problems, rebuild_projections
 from store.rebuild import repair_projections as repair_in_transaction
 from store.verify import VerifyReport
@@ -63,20 +67,24 @@ class PgEventStore(PgReader, HostLeases):
         self.feed = Feed(self)
         self._writer: PgWriter | None = None
         self._listener: PgListener | None = None
+        self._checkpointer: Checkpointer | None = None
 
     @classmethod
-    async def open(cls, url: str, *, read_only: bool = False, watch: bool = True) -> PgEventStore:
+    async def open(
+        cls, url: str, *, read_only: bool = False, watch: bool = True, checkpoints: bool = True
+    ) -> PgEventStore:
         """Connect to the database at `url` (migrating it unless `read_only`); raise a typed
-        StoreError (store.postgres.errors) if it is unusable."""
+        StoreError (store.postgres.errors) if it is unusable. A writable store keeps the
+        checkpoints of the fold (store.checkpoints) behind the log unless `checkpoints` is off."""
         store = cls(url, read_only=read_only)
         try:
-            await store._start(watch=watch)
+            await store._start(watch=watch, checkpoints=checkpoints)
         except BaseException:
             await store.close()
             raise
         return store
 
-    async def _start(self, *, watch: bool) -> None:
+    async def _start(self, *, watch: bool, checkpoints: bool) -> None:
         if not self.read_only:
             # First: the writer's connection migrates, so the reads find the tables.
             # Kept only once started: a writer that failed to start has cleaned up already.
@@ -92,6 +100,13 @@ class PgEventStore(PgReader, HostLeases):
             # then on is either below that position or notified.
             self._listener = PgListener(self.url, self.feed)
             await self._listener.start()
+        if self._writer is not None and checkpoints:
+            self._checkpointer = Checkpointer(
+                partial(self._source_connection, "agentdeck-checkpoints"), _close_source,
+                self._writer.run_job,
+            )
+            self.feed.add_listener(self._checkpointer.nudge)
+            self._checkpointer.start()
         await self.feed.start()
 
     def _committed(self, events: list[Event]) -> None:
@@ -102,6 +117,9 @@ class PgEventStore(PgReader, HostLeases):
             await self._listener.close()
             self._listener = None
         await self.feed.close()
+        if self._checkpointer is not None:
+            await self._checkpointer.close()
+            self._checkpointer = None
         if self._writer is not None:
             await self._writer.close()
             self._writer = None
@@ -136,6 +154,35 @@ class PgEventStore(PgReader, HostLeases):
     ) -> Subscription:
         """Events after position `after`, replayed then live, with lag notices."""
         return self.feed.subscribe(after, flt, max_queue)
+
+    # -- the past (store.past_view, store.checkpoints) ---------------------------
+
+    def _source_connection(self, name: str = "agentdeck-past") -> Connection:
+        try:
+            conn = psycopg.connect(self.url, autocommit=True, application_name=name)
+        except psycopg.Error as exc:
+            raise translate(exc, self.url) from None
+        # A view reads headers and versions in one transaction (store.checkpoints.snapshot):
+        # REPEATABLE READ makes it one snapshot, as a SQLite read transaction is.
+        conn.execute("SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        return PgConnection(conn)
+
+    async def open_past(self, position: int) -> StorePast:
+        """The state just after the event at `position` (clamped to the log); close it."""
+        return await open_past(self, self._source_connection, _close_source, position)
+
+    async def position_at(self, at_us: int) -> int:
+        """The last position committed at or before `at_us` (0 if none)."""
+        return await position_at(self, at_us)
+
+    async def checkpoint_now(self) -> None:
+        """Check the checkpoints, repair damage and write every one due (tests, benchmarks)."""
+        if self._checkpointer is not None:
+            await self._checkpointer.catch_up()
+
+    @property
+    def checkpointer(self) -> Checkpointer | None:
+        return self._checkpointer
 
     # -- checking the whole database (store.postgres.verify) ------------------
 
@@ -190,6 +237,11 @@ def _check_readable(url: str) -> None:
 def _rebuilding(conn: PgConnection) -> Any:
     """`conn` as store.rebuild's functions take it (typed sqlite3.Connection there)."""
     return _RebuildConnection(conn.raw)
+
+
+def _close_source(conn: Connection) -> None:
+    if isinstance(conn, PgConnection):
+        conn.raw.close()
 
 
 def _conforms(store: PgEventStore) -> EventLog:

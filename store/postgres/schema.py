@@ -211,16 +211,23 @@ MIGRATIONS: dict[int, tuple[Step, ...]] = {
         """,
         "INSERT INTO activity (second, runtime_id, level, events)"
         " SELECT at / 1000000, runtime_id, level, count(*) FROM events GROUP BY 1, 2, 3",
+        "CREATE INDEX activity_errors ON activity (second) WHERE level = 2",
         "ALTER TABLE runs ADD COLUMN ended_at BIGINT",
         """
         UPDATE runs SET ended_at = (
             SELECT e.at FROM events e
             WHERE e.runtime_id = runs.runtime_id AND e.run_id = runs.run_id
               AND e.kind IN ('run.completed', 'run.failed', 'run.cancelled')
-            ORDER BY e.run_seq LIMIT 1)
+              AND e.position > (
+                SELECT c.position FROM events c
+                WHERE c.runtime_id = runs.runtime_id AND c.run_id = runs.run_id
+                  AND c.kind = 'run.created'
+                ORDER BY c.position LIMIT 1)
+            ORDER BY e.position LIMIT 1)
         WHERE status IN ('completed', 'failed', 'cancelled')
         """,
-        "CREATE INDEX runs_by_end ON runs (ended_at) WHERE ended_at IS NOT NULL",
+        "CREATE INDEX runs_by_end ON runs (ended_at, status, runtime_id, worker_id, created_at)"
+        " WHERE ended_at IS NOT NULL",
         """
         CREATE TABLE checkpoints (
             position   BIGINT PRIMARY KEY,
@@ -230,16 +237,79 @@ MIGRATIONS: dict[int, tuple[Step, ...]] = {
         )
         """,
         """
-        CREATE TABLE checkpoint_rows (
-            tbl      TEXT COLLATE "C" NOT NULL,
-            key      TEXT COLLATE "C" NOT NULL,
+        CREATE TABLE checkpoint_runtimes (
             position BIGINT NOT NULL,
-            row      TEXT COLLATE "C" NOT NULL,
-            digest   TEXT COLLATE "C" NOT NULL,
-            PRIMARY KEY (tbl, key, position)
+            runtime_id TEXT COLLATE "C" NOT NULL,
+            status TEXT COLLATE "C",
+            last_seq BIGINT,
+            display_name TEXT COLLATE "C",
+            limits TEXT COLLATE "C",
+            created_at BIGINT,
+            updated_at BIGINT,
+            digest TEXT COLLATE "C" NOT NULL,
+            PRIMARY KEY (runtime_id, position)
         )
         """,
-        "CREATE INDEX checkpoint_rows_at ON checkpoint_rows (position)",
+        "CREATE INDEX checkpoint_runtimes_at ON checkpoint_runtimes (position)",
+        """
+        CREATE TABLE checkpoint_workers (
+            position BIGINT NOT NULL,
+            runtime_id TEXT COLLATE "C" NOT NULL,
+            worker_id TEXT COLLATE "C" NOT NULL,
+            worker_no BIGINT,
+            status TEXT COLLATE "C",
+            spec TEXT COLLATE "C",
+            transcript_len BIGINT,
+            queued BIGINT,
+            current_run_id TEXT COLLATE "C",
+            current_run_status TEXT COLLATE "C",
+            terminal_event_id TEXT COLLATE "C",
+            last_seq BIGINT,
+            created_at BIGINT,
+            updated_at BIGINT,
+            digest TEXT COLLATE "C" NOT NULL,
+            PRIMARY KEY (runtime_id, worker_id, position)
+        )
+        """,
+        "CREATE INDEX checkpoint_workers_at ON checkpoint_workers (position)",
+        """
+        CREATE TABLE checkpoint_runs (
+            position BIGINT NOT NULL,
+            runtime_id TEXT COLLATE "C" NOT NULL,
+            run_id TEXT COLLATE "C" NOT NULL,
+            worker_id TEXT COLLATE "C",
+            status TEXT COLLATE "C",
+            prompt TEXT COLLATE "C",
+            input_sequence BIGINT,
+            result_text TEXT COLLATE "C",
+            error TEXT COLLATE "C",
+            last_run_seq BIGINT,
+            created_at BIGINT,
+            updated_at BIGINT,
+            ended_at BIGINT,
+            digest TEXT COLLATE "C" NOT NULL,
+            PRIMARY KEY (runtime_id, run_id, position)
+        )
+        """,
+        "CREATE INDEX checkpoint_runs_at ON checkpoint_runs (position)",
+        """
+        CREATE TABLE checkpoint_commands (
+            position BIGINT NOT NULL,
+            command_id TEXT COLLATE "C" NOT NULL,
+            runtime_id TEXT COLLATE "C",
+            op TEXT COLLATE "C",
+            status TEXT COLLATE "C",
+            worker_id TEXT COLLATE "C",
+            issued_position BIGINT,
+            outcome_position BIGINT,
+            expires_at BIGINT,
+            issued_at BIGINT,
+            updated_at BIGINT,
+            digest TEXT COLLATE "C" NOT NULL,
+            PRIMARY KEY (command_id, position)
+        )
+        """,
+        "CREATE INDEX checkpoint_commands_at ON checkpoint_commands (position)",
     ),
 }
 

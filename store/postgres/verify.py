@@ -37,7 +37,7 @@ def verify_database(url: str) -> VerifyReport:
         conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         readable_schema(conn, url)  # the first statement: the snapshot begins here
         source = PgConnection(conn)
-        report = check_log(source, lambda table: _has_table(conn, table))
+        report = check_log(source, lambda table: _columns(conn, table))
         conn.execute("COMMIT")
         return report
     except psycopg.Error as exc:
@@ -46,6 +46,11 @@ def verify_database(url: str) -> VerifyReport:
         conn.close()
 
 
-def _has_table(conn: psycopg.Connection[Any], table: str) -> bool:
-    found = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (table,)).fetchone()
-    return bool(found and found[0])
+def _columns(conn: psycopg.Connection[Any], table: str) -> set[str]:
+    """The columns of the database's `table` in the current schema (none: no such table)."""
+    rows = conn.execute(
+        "SELECT column_name FROM information_schema.columns"
+        " WHERE table_schema = current_schema() AND table_name = %s",
+        (table,),
+    ).fetchall()
+    return {str(r[0]) for r in rows}

@@ -46,7 +46,12 @@ from store.hosts import LeaseClaim, claim_job, release_job
 from store.models import Event, NewEvent, WorkerSpec
 from store.projector import INSERT_EVENT, Row, project
 from store.rebuild import RebuildFailed
-from store.schema import APPLICATION_ID, LATEST_VERSION, MIGRATIONS
+from store.schema import (
+    APPLICATION_ID,
+    LATEST_VERSION,
+    MIGRATIONS,
+    create_projection_tables,
+)
 from store.verify import verify_address, verify_file
 from tests.store.support import behind_the_store, new_event, query, read_all
 from tests.store.test_rebuild import (
@@ -443,32 +448,43 @@ async def test_the_lease_is_read_once_per_runtime_per_batch(store: EventStore) -
 
 def schema_1_file(path: Path, appends: list[tuple[str, list[NewEvent]]]) -> None:
     """A database as agentdeck with schema 1 wrote it: migration 1 only, then its appends
-    inserted and folded the way its writer did (the fold of those kinds is unchanged)."""
+    inserted with the projections they fold to. Today's fold writes tables and columns
+    schema 1 lacks (activity, runs.ended_at), so it folds into a scratch database with
+    the whole schema and the file gets the columns schema 1 has."""
+    rows = []
+    position = 0
+    seqs: dict[str, int] = {}
+    for runtime_id, events in appends:
+        for ev in events:
+            position += 1
+            seqs[runtime_id] = seqs.get(runtime_id, 0) + 1
+            rows.append(Row(
+                position, runtime_id, seqs[runtime_id], str(ev.event_id), ev.kind,
+                catalog.level_of(ev.kind, ev.payload).rank, ev.worker_id, ev.run_id,
+                ev.run_seq, ev.message, dump_payload(ev.payload), us_from_dt(ev.at), None,
+            ))
+    scratch = sqlite3.connect(":memory:", isolation_level=None)
     conn = sqlite3.connect(path, isolation_level=None)
     try:
+        create_projection_tables(scratch)
+        project(scratch, rows)
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("BEGIN IMMEDIATE")
         for statement in MIGRATIONS[1]:
             conn.execute(statement)
         conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
         conn.execute("PRAGMA user_version = 1")
-        position = 0
-        seqs: dict[str, int] = {}
-        for runtime_id, events in appends:
-            rows = []
-            for ev in events:
-                position += 1
-                seqs[runtime_id] = seqs.get(runtime_id, 0) + 1
-                rows.append(Row(
-                    position, runtime_id, seqs[runtime_id], str(ev.event_id), ev.kind,
-                    catalog.level_of(ev.kind, ev.payload).rank, ev.worker_id, ev.run_id,
-                    ev.run_seq, ev.message, dump_payload(ev.payload), us_from_dt(ev.at), None,
-                ))
-            conn.executemany(INSERT_EVENT, [r.column_values() for r in rows])
-            project(conn, rows)
+        conn.executemany(INSERT_EVENT, [r.column_values() for r in rows])
+        for table in SCHEMA_1_PROJECTIONS:
+            columns = ", ".join(c[1] for c in conn.execute(f"PRAGMA table_info({table})"))
+            values = scratch.execute(f"SELECT {columns} FROM {table}").fetchall()
+            if values:
+                marks = ", ".join("?" * len(values[0]))
+                conn.executemany(f"INSERT INTO {table} ({columns}) VALUES ({marks})", values)
         conn.execute("COMMIT")
     finally:
         conn.close()
+        scratch.close()
 
 
 def _schema_1_appends() -> list[tuple[str, list[NewEvent]]]:
@@ -486,15 +502,30 @@ def _schema_1_appends() -> list[tuple[str, list[NewEvent]]]:
 SCHEMA_1_TABLES = (
     "events", "runtimes", "workers", "runs", "transcript", "diagnostics", "hosts", "search_state",
 )
+SCHEMA_1_PROJECTIONS = ("runtimes", "workers", "runs", "transcript", "diagnostics")
+
+
+def _schema_1_columns() -> dict[str, str]:
+    """Each schema-1 table's columns as migration 1 made them (later ones add columns)."""
+    conn = sqlite3.connect(":memory:")
+    try:
+        for statement in MIGRATIONS[1]:
+            conn.execute(statement)
+        return {
+            table: ", ".join(c[1] for c in conn.execute(f"PRAGMA table_info({table})"))
+            for table in SCHEMA_1_TABLES
+        }
+    finally:
+        conn.close()
 
 
 def _schema_1_rows(path: Path) -> dict[str, list[tuple[Any, ...]]]:
-    """Every row of every table migration 1 made (the FTS index aside)."""
+    """Every row of every table migration 1 made (the FTS index aside), in its columns."""
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
         return {
-            table: conn.execute(f"SELECT * FROM {table} ORDER BY 1, 2").fetchall()
-            for table in SCHEMA_1_TABLES
+            table: conn.execute(f"SELECT {columns} FROM {table} ORDER BY 1, 2").fetchall()
+            for table, columns in _schema_1_columns().items()
         }
     finally:
         conn.close()
@@ -522,8 +553,9 @@ async def test_a_schema_1_database_migrates_with_its_data_intact(db_path: Path) 
 
     # index=False: the indexer would move search_state on, which is not the migration.
     async with await EventStore.open(db_path, watch=False, index=False) as store:
-        assert LATEST_VERSION == 2
-        assert _marks(db_path) == (2, APPLICATION_ID, ["commands", "commands_pending"])
+        assert _marks(db_path) == (
+            LATEST_VERSION, APPLICATION_ID, ["commands", "commands_pending"]
+        )
         assert _schema_1_rows(db_path) == before, "the log and its projections are unchanged"
         assert projections(db_path)["commands"] == []
         assert (await store.verify()).ok
@@ -540,7 +572,7 @@ async def test_a_schema_1_database_migrates_with_its_data_intact(db_path: Path) 
 
     # Opening again migrates nothing more.
     async with await EventStore.open(db_path, watch=False) as store:
-        assert _marks(db_path)[0] == 2
+        assert _marks(db_path)[0] == LATEST_VERSION
         assert (await store.verify()).ok
 
 

@@ -49,7 +49,8 @@ from tests.store.test_commands import Inbox
 from tests.store.test_rebuild import fill, projections
 
 TABLES = {"agentdeck_meta", "events", "runtimes", "workers", "runs", "transcript", "diagnostics",
-          "hosts", "commands"}
+          "hosts", "commands", "activity", "checkpoints", "checkpoint_runtimes",
+          "checkpoint_workers", "checkpoint_runs", "checkpoint_commands"}
 
 
 @pytest.fixture
