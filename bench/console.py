@@ -15,6 +15,9 @@ Every figure stands next to a baseline measured in the same run:
   workers table: the transcript's title names the newly selected worker) is
   pressed and timed until a frame *showing* the change leaves the compositor.
   Baseline: the same keys in the `Log` app, where they retitle the log.
+- pictures_strip_key_latency_p99: the same key figure and pace with the pictures
+  strip shown (what every other console figure runs with) against a second
+  console run with it hidden (`console-no-pictures`, its own load child).
 - peak_rss_growth: peak RSS of this process over the first 10 s of the load
   against the whole 60 s, as % growth (the same for the `Log` app).
 - first_paint, first_paint_vs_small: the console opened (hosting `local`, as
@@ -464,17 +467,24 @@ class FrameWatch:
 
 
 class ConsoleUnderTest:
-    """The real console, pointed at the demo runtime's workers."""
+    """The real console, pointed at the demo runtime's workers; the pictures strip shown
+    (`pictures`) or hidden through its settings file, as an operator's `v` leaves it."""
 
     name = "console"
 
-    def __init__(self, db: Path) -> None:
+    def __init__(self, db: Path, pictures: bool = True) -> None:
+        import json
+
         from tui.app import AgentDeckApp
         from tui.backend import open_backend
 
-        self.app = AgentDeckApp(lambda: open_backend(db, background=True), settings_file=None)
+        settings = db.with_suffix(".settings.json")
+        settings.write_text(json.dumps({"pictures": pictures}))
+        self.pictures = pictures
+        self.app = AgentDeckApp(lambda: open_backend(db, background=True), settings_file=settings)
         self.frames = FrameWatch(self.app)
         self.reloads = 0
+        self.picture_ms: list[float] = []  # wall time of each fleet_picture read
 
     async def settle(self, workers: int, timeout: float = 60.0) -> None:
         """Backend open, the demo runtime selected, its workers listed, the event log loaded."""
@@ -499,6 +509,19 @@ class ConsoleUnderTest:
 
         log.reload = counting  # type: ignore[method-assign]
         await self.frames.shown(lambda: self.shows("w-1"), timeout)
+        strip = main.pictures
+        read = strip._read
+
+        async def timed(now_us: int) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return await read(now_us)
+            finally:
+                self.picture_ms.append((time.perf_counter() - t0) * 1000)
+
+        strip._read = timed
+        if self.pictures:
+            await _until(lambda: strip.reads >= 1, timeout)
 
     def applied(self) -> int:
         """The newest position applied to the event log's window."""
@@ -511,7 +534,11 @@ class ConsoleUnderTest:
     def details(self) -> dict[str, Any]:
         feed = self.app.feed
         buffer = feed.buffer if feed is not None else None  # one console feed for every pane
+        strip = self.app.main.pictures
         return {
+            "pictures_shown": bool(strip.display),
+            "pictures_reads": strip.reads,
+            "pictures_read_ms": latency_ms([ms / 1000 for ms in self.picture_ms]),
             "event_log_reloads": self.reloads,
             "event_log_window": self.app.main.event_log.window_size,
             "feed_batches": feed.batches if feed is not None else None,
@@ -777,7 +804,10 @@ async def live_phase(name: str, work: Path, size: Sizes, say: Say) -> LiveRun:
     child = LoadChild(db, size.rate, size.load_s, size.load_workers, seed=11)
     try:
         await child.ready()
-        target = ConsoleUnderTest(db) if name == "console" else LogUnderTest(db)
+        target = (
+            ConsoleUnderTest(db, pictures=name == "console") if name.startswith("console")
+            else LogUnderTest(db)
+        )
         app = target.app
         async with app.run_test(size=SIZE) as pilot:
             await target.settle(size.load_workers)
@@ -1024,6 +1054,8 @@ async def run_console_bench(
             f" {size.load_s:g}s, console then stock Log")
         console = await live_phase("console", work, size, say)
         gc.collect()
+        plain = await live_phase("console-no-pictures", work, size, say)
+        gc.collect()
         log = await live_phase("log", work, size, say)
         gc.collect()
         say("first paint")
@@ -1043,8 +1075,15 @@ async def run_console_bench(
     finally:
         shutil.rmtree(work, ignore_errors=True)
     notes = _notes(size, console, log, paint)
+    notes["pictures"] = (
+        "`console` runs with the pictures strip shown (re-read from the store every"
+        " 1.5 s during the load: app.pictures_reads), `console-no-pictures` with it hidden, in"
+        " the same run on their own load child each; every other figure is the strip-on console's"
+    )
     notes["datasets"] = {n: {"path": str(p), "built_now_s": s} for n, (p, s) in decks.items()}
-    c_sum, b_sum = console.summary(), log.summary()
+    c_sum, b_sum, p_sum = console.summary(), log.summary(), plain.summary()
+    figures = _figures(size, c_sum, b_sum, paint)
+    figures["pictures_strip_key_latency_p99"] = _pictures_figure(c_sum, p_sum)
     return {
         "suite": "console",
         "quick": quick,
@@ -1052,8 +1091,9 @@ async def run_console_bench(
         "sizes": size.__dict__,
         "machine": machine_info(root),
         "elapsed_s": now() - started,
-        "figures": _figures(size, c_sum, b_sum, paint),
+        "figures": figures,
         "console": c_sum,
+        "console_no_pictures": p_sum,
         "baseline_log": b_sum,
         "notes": notes,
     }
@@ -1156,6 +1196,32 @@ def _figures(
             ratio_to_many_workers=big["ms"] / many["ms"] if many["ms"] else float("nan"),
         ),
     }
+
+
+def _pictures_figure(on: dict[str, Any], off: dict[str, Any]) -> dict[str, Any]:
+    """Key press -> screen p99 and pace with the pictures strip shown against hidden."""
+    return figure(
+        value=on["key_ms"]["p99"], unit="ms (p99)",
+        desc="key press -> screen p99 under the load with the pictures strip shown (it reads"
+        " the store every 1.5 s); the same measure as key_latency_p99",
+        baseline=off["key_ms"]["p99"],
+        baseline_desc="the same console with the strip hidden (`v`), its own load child,"
+        " same rate and duration",
+        goal=Goal("value", "<=", 100.0, "p99 <= 100 ms with the strip on"),
+        p50=on["key_ms"]["p50"], baseline_p50=off["key_ms"]["p50"],
+        timeouts=on["key_timeouts"], baseline_timeouts=off["key_timeouts"],
+        applied_events_per_s=on["applied_events_per_s"],
+        source_events_per_s=on["source_events_per_s"],
+        baseline_applied_events_per_s=off["applied_events_per_s"],
+        baseline_source_events_per_s=off["source_events_per_s"],
+        keeps_pace=on["applied_events_per_s"] >= 0.95 * on["source_events_per_s"],
+        baseline_keeps_pace=off["applied_events_per_s"] >= 0.95 * off["source_events_per_s"],
+        backlog_p99=on["backlog_p99"], baseline_backlog_p99=off["backlog_p99"],
+        loop_busy_pct=on["loop_thread_busy_pct"],
+        baseline_loop_busy_pct=off["loop_thread_busy_pct"],
+        pictures_reads=on["app"].get("pictures_reads"),
+        pictures_read_ms=on["app"].get("pictures_read_ms"),
+    )
 
 
 def _notes(

@@ -24,6 +24,7 @@ FIGURES = (
     "peak_rss_growth",
     "first_paint",
     "first_paint_vs_small",
+    "pictures_strip_key_latency_p99",  # issue 11: the same keys with the strip on vs off
 )
 
 

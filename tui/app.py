@@ -40,6 +40,11 @@ from tui.shutdown import signalled_status
 BackendFactory = Callable[[], Awaitable[ConsoleBackend]]
 
 
+PICTURES_DEFAULT = False
+"""The pictures strip starts hidden until the operator asks for it once (`v`, then
+remembered): its four rows come out of every pane (at 80x24 the workers table keeps two
+rows), and a layout that changes under an operator who did not ask is worse than one key."""
+
 TAKE_OVER_CHECK_S = 2.0
 """How often a console watching a runtime hosted elsewhere checks whether that host is gone."""
 
@@ -80,9 +85,13 @@ class AgentDeckApp(App[int]):
         self.handed_over: HandOver | None = None
         """What the hand-over did (the command line tells the operator once the screen is gone)."""
         self._asking_to_quit = False
-        theme = load_settings(settings_file).get("theme")
+        settings = load_settings(settings_file)
+        theme = settings.get("theme")
         if isinstance(theme, str) and theme in self.available_themes:
             self.theme = theme
+        pictures = settings.get("pictures")
+        self.show_pictures = pictures if isinstance(pictures, bool) else PICTURES_DEFAULT
+        """Whether the main screen shows the pictures strip (`v`, remembered like the theme)."""
 
     @property
     def main(self) -> MainScreen:
@@ -116,7 +125,9 @@ class AgentDeckApp(App[int]):
         after = await backend.last_position()
         self.feed = ConsoleFeed(backend.subscribe, self._deliver)
         self.feed.start(after)
-        self.main_screen = MainScreen(backend, Operations(self, backend), self.clock)
+        self.main_screen = MainScreen(
+            backend, Operations(self, backend), self.clock, pictures=self.show_pictures
+        )
         await self.push_screen(self.main_screen)
         self._await_hosting(backend, len(backend.notices))
 
@@ -277,6 +288,10 @@ class AgentDeckApp(App[int]):
 
     def watch_theme(self, theme: str) -> None:
         save_setting(self._settings_file, "theme", theme)
+
+    def on_main_screen_pictures_toggled(self, message: MainScreen.PicturesToggled) -> None:
+        self.show_pictures = message.shown
+        save_setting(self._settings_file, "pictures", message.shown)
 
     # -- keys everywhere ------------------------------------------------------------
 

@@ -78,6 +78,7 @@ from store.models import (
     WorkerStatus,
 )
 from store.open import open_store
+from store.pictures import FleetPicture, WorkerPicture
 from tui.cli import default_config_path
 from tui.handover import HandOver, spawn_host
 
@@ -252,6 +253,14 @@ class ConsoleBackend(EventPages, TranscriptPages, Protocol):
     async def profile_names(self, runtime_id: str) -> list[str]: ...
 
     async def input_limits(self, runtime_id: str) -> Limits: ...
+
+    async def fleet_picture(self, now_us: int) -> FleetPicture:
+        """Every runtime's pictures at `now_us` (the strip on the main screen)."""
+        ...
+
+    async def worker_picture(self, ref: WorkerRef, now_us: int, limit: int = 60) -> WorkerPicture:
+        """A worker's most recent runs, for the worker view's picture."""
+        ...
 
     def subscribe(self, after: int) -> LiveEvents: ...
 
@@ -484,6 +493,12 @@ class HostedBackend:
 
     async def diagnostics(self, runtime_id: str) -> list[Diagnostic]:
         return await self.store.diagnostics(runtime_id)
+
+    async def fleet_picture(self, now_us: int) -> FleetPicture:
+        return await self.store.fleet_picture(now_us)
+
+    async def worker_picture(self, ref: WorkerRef, now_us: int, limit: int = 60) -> WorkerPicture:
+        return await self.store.worker_picture(ref, now_us, limit)
 
     async def profile_names(self, runtime_id: str) -> list[str]:
         target = await self._operable(runtime_id)

@@ -34,6 +34,13 @@ from store.models import (
     WorkerSpec,
     WorkerStatus,
 )
+from store.pictures import (
+    ERROR_WINDOW_MIN,
+    RATE_WINDOW_S,
+    FleetPicture,
+    LevelCounts,
+    WorkerPicture,
+)
 from tui.backend import Access, AccessMode, HandOver, LiveEvents, RuntimeRow
 
 BASE = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -172,6 +179,26 @@ class FakeBackend:
 
     async def profile_names(self, runtime_id: str) -> list[str]:
         return ["default"]
+
+    async def fleet_picture(self, now_us: int) -> FleetPicture:
+        """Events per second and level from the list; this backend keeps no runs."""
+        slots = [[0, 0, 0] for _ in range(RATE_WINDOW_S)]
+        newest = now_us // 1_000_000
+        for event in self.events:
+            ago = newest - int(event.at.timestamp())
+            if 0 <= ago < RATE_WINDOW_S:
+                slots[RATE_WINDOW_S - 1 - ago][event.level.rank] += 1
+        return FleetPicture(
+            now_us=now_us,
+            per_second=tuple(LevelCounts(*slot) for slot in slots),
+            errors_per_minute=(0,) * ERROR_WINDOW_MIN,
+            runs_open={},
+            runs_ended={},
+            durations=(),
+        )
+
+    async def worker_picture(self, ref: WorkerRef, now_us: int, limit: int = 60) -> WorkerPicture:
+        return WorkerPicture(now_us=now_us, runs=())
 
     async def input_limits(self, runtime_id: str) -> Limits:
         return Limits()

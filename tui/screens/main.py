@@ -39,6 +39,7 @@ from tui.screens.live import LiveScreen
 from tui.screens.worker import WorkerScreen
 from tui.widgets.event_log import EventLog
 from tui.widgets.filter_bar import PRESETS, FilterBar
+from tui.widgets.pictures import PicturesStrip
 from tui.widgets.runtimes import RuntimesPane
 from tui.widgets.transcript import TranscriptView
 from tui.widgets.workers import WorkersTable
@@ -67,16 +68,25 @@ class MainScreen(LiveScreen):
         Binding("c", "cancel_worker", "Cancel"),
         Binding("x", "cancel_run", "Cancel run"),
         Binding("slash", "filter", "Filter"),
-        Binding("f", "toggle_follow", "Follow"),
-        Binding("p", "toggle_pause", "Pause"),
+        # Follow and pause say their state on the event log's border; the footer's
+        # width goes to the keys nothing else on screen names (help lists every key).
+        Binding("f", "toggle_follow", "Follow", show=False),
+        Binding("p", "toggle_pause", "Pause", show=False),
         Binding("d", "diagnostics", "Diagnostics"),
+        Binding("v", "toggle_pictures", "Pictures"),
         Binding("E", "export", "Export", show=False),
+        Binding("T", "time_travel", "Past"),  # tui.screens.past
         # The workers table opens its row itself; from the transcript, enter opens it full screen.
         Binding("enter", "open_worker", "Open", show=False),
     ]
 
     def __init__(
-        self, backend: ConsoleBackend, operations: Operations, clock: ConsoleClock
+        self,
+        backend: ConsoleBackend,
+        operations: Operations,
+        clock: ConsoleClock,
+        *,
+        pictures: bool = False,
     ) -> None:
         super().__init__()
         self.backend = backend
@@ -88,6 +98,15 @@ class MainScreen(LiveScreen):
         self.transcript = TranscriptView(backend, clock=clock, id="transcript")
         self.filter_bar = FilterBar(id="filter")
         self.event_log = EventLog(backend, console_clock=clock, id="events")
+        # The strip reads only while someone can see it: shown (v), on top, not paused.
+        self.pictures = PicturesStrip(
+            backend.fleet_picture,
+            clock.now,
+            lambda: self.on_top and not self.event_log.paused,
+            id="pictures",
+        )
+        self.pictures.display = pictures
+        self.set_class(pictures, "-pictures")  # app.tcss: the panes make room for it
         self._stale_workers: set[tuple[str, str]] = set()
         self._stale_runtimes = False
         self._stale_transcript = False
@@ -100,6 +119,7 @@ class MainScreen(LiveScreen):
 
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False)
+        yield self.pictures
         with Horizontal(id="top"):
             yield self.runtimes_pane
             yield self.workers_table
@@ -183,6 +203,7 @@ class MainScreen(LiveScreen):
             self.event_log.apply_batch(self._covered_events)
         self._covered_events = []
         self._covered_lost = False
+        self.pictures.poll()  # what it missed while covered, now rather than at its next tick
         if self._stale_transcript:
             self._stale_transcript = False
             self.transcript.reload()
@@ -360,6 +381,21 @@ class MainScreen(LiveScreen):
 
     def action_toggle_pause(self) -> None:
         self.event_log.action_toggle_pause()
+        self.pictures.poll()  # resumed: catch up now (paused: it reads nothing)
+
+    class PicturesToggled(Message):
+        """The pictures strip was shown or hidden (`v`): the app remembers it."""
+
+        def __init__(self, shown: bool) -> None:
+            self.shown = shown
+            super().__init__()
+
+    def action_toggle_pictures(self) -> None:
+        strip = self.pictures
+        strip.display = not strip.display
+        self.set_class(strip.display, "-pictures")
+        strip.poll()
+        self.post_message(self.PicturesToggled(strip.display))
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "open_worker":
@@ -396,6 +432,12 @@ class MainScreen(LiveScreen):
             return
         self.operations.say(f"exported {count} events to {path}")
 
+    def action_time_travel(self) -> None:
+        """The whole console as it was at the selected event (tui.screens.past), read-only."""
+        from tui.screens.past import travel  # it subclasses this screen
+
+        travel(self)
+
     def action_filter_preset(self, text: str) -> None:
         self.filter_bar.set_active(text)
         self.event_log.set_filter(text)
@@ -416,7 +458,13 @@ class MainScreen(LiveScreen):
                 self.action_open_worker,
             ),
             ("Diagnostics", "Diagnostics of the selected runtime (d)", self.action_diagnostics),
+            ("Toggle pictures", "Show or hide the fleet's pictures (v)", self.action_toggle_pictures),
             ("Export events", "Export the filtered events to JSONL or CSV (E)", self.action_export),
+            (
+                "The past",
+                "The whole console as it was at the selected event, read-only (T)",
+                self.action_time_travel,
+            ),
         ):
             yield SystemCommand(title, help_text, action)
         for preset in PRESETS:

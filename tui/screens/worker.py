@@ -7,6 +7,10 @@ detail and runs are re-read when a batch touched the worker (at most once a
 frame of the feed, so a burst of a thousand events costs one refresh). A hole
 in the feed re-reads everything.
 
+Beside the runs, their picture (tui.widgets.worker_picture): how long each
+recent run took and how it ended, read from the store every couple of seconds
+while this view is on top.
+
 The transcript is the console's one transcript widget, wrapping every entry's
 full text (made safe by `tui.safe_text`), with the same times as the main pane.
 """
@@ -21,7 +25,7 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
-from textual.containers import VerticalScroll
+from textual.containers import Horizontal, VerticalScroll
 from textual.content import Content
 from textual.widgets import DataTable, Footer, Header, Static
 
@@ -35,6 +39,7 @@ from tui.safe_text import multi_line, one_line
 from tui.screens.live import LiveScreen
 from tui.widgets.labels import run_status, worker_status
 from tui.widgets.transcript import TranscriptView
+from tui.widgets.worker_picture import RunsPicture
 
 RUNS_SHOWN = 100
 
@@ -163,6 +168,21 @@ class WorkerScreen(LiveScreen):
 
     CSS_PATH = "screens.tcss"
     AUTO_FOCUS = "#wv-transcript"
+    SHOW_PICTURE: ClassVar[bool] = True
+    """Whether the runs have their picture beside them (a subclass with no picture to draw
+    sets it False)."""
+    DEFAULT_CSS = """
+    WorkerScreen #wv-runs-row {
+        height: auto;
+    }
+    WorkerScreen #wv-runs-row > #wv-runs {
+        width: 1fr;
+    }
+    WorkerScreen #wv-runs-row > #wv-picture {
+        width: 40%;
+        max-width: 64;
+    }
+    """
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "back", "Back"),
@@ -200,9 +220,19 @@ class WorkerScreen(LiveScreen):
         with VerticalScroll(id="wv-detail-box") as box:
             box.border_title = "Worker"
             yield Static(Content("loading…"), id="wv-detail")
-        runs = RunsTable(id="wv-runs", cursor_type="row", zebra_stripes=True)
-        runs.border_title = "Runs"
-        yield runs
+        with Horizontal(id="wv-runs-row"):
+            runs = RunsTable(id="wv-runs", cursor_type="row", zebra_stripes=True)
+            runs.border_title = "Runs"
+            yield runs
+            if self.SHOW_PICTURE:
+                picture = RunsPicture(
+                    lambda now_us: self.backend.worker_picture(self.ref, now_us),
+                    self.clock.now,
+                    lambda: self.is_attached and self.app.screen is self,
+                    id="wv-picture",
+                )
+                picture.border_title = "Run times"
+                yield picture
         transcript = TranscriptView(self.backend, clock=self.clock, wrap=True, id="wv-transcript")
         transcript.border_title = "Transcript"
         yield transcript
@@ -301,7 +331,8 @@ class WorkerScreen(LiveScreen):
         run_width = max((len(run.run_id) for run in runs), default=3)
         # 11: the widest status word with its mark; 2 cells of padding per column;
         # 2 for the border and 1 for the vertical scrollbar.
-        room = max(30, self.size.width - max(run_width, 3) - 11 - 4 * 2 - 3)
+        beside = sum(p.outer_size.width for p in self.query(RunsPicture))
+        room = max(30, self.size.width - beside - max(run_width, 3) - 11 - 4 * 2 - 3)
         prompt = max(12, room * 2 // 5)
         return prompt, max(12, room - prompt)
 
