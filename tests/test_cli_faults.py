@@ -94,7 +94,7 @@ def test_an_unexpected_error_is_one_line_naming_where_its_details_are(tmp_path: 
         "import argparse, sys\n"
         "from tui.cli import _dispatch\n"
         "args = argparse.Namespace(command='events', db=sys.argv[1], filter=42, after=0,"
-        " limit=None, follow=False, json=False)\n"
+        " limit=None, follow=False, json=False, at=None)\n"
         "sys.exit(_dispatch(args))\n"
     )
     state = tmp_path / "state"

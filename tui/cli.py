@@ -96,6 +96,12 @@ def _address(text: str) -> str | Path:
     return parse_address(text)
 
 
+AT_HELP = (
+    "open the console as it was at a past moment: a position (12345), a UTC time "
+    "(2026-11-30T03:12:00Z) or a time of day today in the local zone (03:12[:07])"
+)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (what is wrong, where to read more)."""
 
@@ -125,6 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--runtime", default="local", help="the runtime this console hosts (default: local)"
     )
+    parser.add_argument(
+        "--at", default=None, metavar="POSITION|TIME", help=AT_HELP + " (esc goes to live)"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     events = sub.add_parser("events", help="print events (JSON lines with --json)")
@@ -138,6 +147,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--follow", action="store_true", help="keep printing new events until Ctrl-C"
     )
     events.add_argument("--json", action="store_true", help="one JSON object a line")
+    events.add_argument(
+        "--at", default=argparse.SUPPRESS, metavar="POSITION|TIME",
+        help="only the events up to this moment: " + AT_HELP.split(": ", 1)[1],
+    )
 
     verify = sub.add_parser("verify", help="rebuild projections from the log and compare")
     verify.add_argument("--db", type=_address, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
@@ -221,6 +234,12 @@ def _dispatch(args: argparse.Namespace) -> int:
     from tui.shutdown import run_command
 
     args.db = chosen_address(getattr(args, "db", None), default_db_path())
+    if getattr(args, "at", None) is not None and args.command not in (None, "events"):
+        say(f"--at is for the console and `events`, not `{args.command}`")
+        return EXIT_UNUSABLE
+    if args.command == "events" and args.at is not None and args.follow:
+        say("--at shows the past, which does not change: it cannot be combined with --follow")
+        return EXIT_UNUSABLE
     try:
         if args.command == "events":
             from tui.headless import events_command
@@ -303,19 +322,33 @@ def console_command(args: argparse.Namespace) -> int:
             prepare(args.db, OpenOptions(read_only=args.read_only))
         except ReadOnlyDatabase:
             prepare(args.db, OpenOptions(read_only=True))  # the console opens it as an observer
+    at: int | None = None
+    if args.at is not None:
+        from tui.past_moment import MomentError
+
+        try:
+            at = past_position(args.db, args.at)
+        except MomentError as exc:
+            say(f"--at {args.at}: {exc}")
+            return EXIT_UNUSABLE
     from tui.app import AgentDeckApp
-    from tui.backend import open_backend
+    from tui.backend import HostedBackend, open_backend
     from tui.crash_log import crash_line
     from tui.settings import settings_path
     from tui.shutdown import signalled_status
 
-    app = AgentDeckApp(
-        lambda: open_backend(
+    async def backend() -> HostedBackend:
+        return await open_backend(
             args.db, runtime_id=args.runtime, config=args.config, read_only=args.read_only,
             background=True,
-        ),
-        settings_file=settings_path(),
-    )
+        )
+
+    if at is not None:
+        from tui.screens.past import PastApp
+
+        app: AgentDeckApp = PastApp(backend, at, settings_file=settings_path())
+    else:
+        app = AgentDeckApp(backend, settings_file=settings_path())
     code = app.run()
     if app.handed_over is not None:
         say(app.handed_over.line())  # where the work went: the one thing to read after leaving
@@ -328,6 +361,25 @@ def console_command(args: argparse.Namespace) -> int:
     if app.stop_signal is not None:
         return signalled_status(app.stop_signal)
     return code or EXIT_OK
+
+
+def past_position(db: str | Path, text: str) -> int:
+    """The position `--at TEXT` names in the database `db` (raises MomentError: one line)."""
+    import asyncio
+
+    from store.open import open_store
+    from tui.past_moment import find_moment, parse_moment
+
+    moment = parse_moment(text)  # a bad value is refused before the database is opened
+
+    async def find() -> int:
+        store = await open_store(db, read_only=True, watch=False, index=False)
+        try:
+            return await find_moment(store, moment)
+        finally:
+            await store.close()
+
+    return asyncio.run(find())
 
 
 def _check_server(url: str, read_only: bool) -> None:

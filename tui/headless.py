@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, TextIO
 from store.filters import parse_filter
 from store.models import Event, Lag
 from store.open import open_store
+from tui.past_moment import MomentError, find_moment, parse_moment
 from tui.safe_text import clean, json_dumps
 
 if TYPE_CHECKING:
@@ -58,10 +59,23 @@ class _Printer:
 
 async def events_command(args: argparse.Namespace) -> int:
     flt = parse_filter(args.filter)  # a bad filter is a usage error before any I/O
+    at_text: str | None = getattr(args, "at", None)
+    moment = None
+    if at_text is not None:
+        try:
+            moment = parse_moment(at_text)  # also before any I/O
+        except MomentError as exc:
+            return _refuse_at(at_text, exc)
     store = await open_store(args.db, read_only=True, watch=args.follow, index=False)
     printer = _Printer(args.json, sys.stdout)
     remaining = args.limit
     try:
+        upto: int | None = None  # --at: the last position printed
+        if moment is not None:
+            try:
+                upto = await find_moment(store, moment)
+            except MomentError as exc:
+                return _refuse_at(at_text or "", exc)
         if args.follow:
             with store.subscribe(args.after, flt) as sub:
                 async for item in sub:
@@ -82,12 +96,18 @@ async def events_command(args: argparse.Namespace) -> int:
         while remaining is None or remaining > 0:
             size = PAGE if remaining is None else min(PAGE, remaining)
             batch = await store.read_after(position, size, flt)
-            for event in batch.events:
+            events = batch.events
+            if upto is not None and events and events[-1].position > upto:
+                events = [e for e in events if e.position <= upto]
+                ended = True  # the log as it was then ends here
+            else:
+                ended = not batch.has_more
+            for event in events:
                 printer.event(event)
             if remaining is not None:
-                remaining -= len(batch.events)
+                remaining -= len(events)
             position = batch.cursor.position
-            if not batch.has_more:
+            if ended or (upto is not None and position >= upto):
                 break
         printer.flush()
         return EXIT_OK
@@ -99,6 +119,11 @@ async def events_command(args: argparse.Namespace) -> int:
         return EXIT_OK
     finally:
         await store.close()
+
+
+def _refuse_at(text: str, problem: MomentError) -> int:
+    print(f"agentdeck: --at {_one_line(text)}: {_one_line(str(problem))}", file=sys.stderr)
+    return EXIT_UNUSABLE
 
 
 async def verify_command(args: argparse.Namespace) -> int:
