@@ -102,6 +102,24 @@ async def test_opens_hosting_local_with_no_configuration(tmp_path: Path) -> None
         assert app.main.event_log.window[0].kind == "runtime.started"
 
 
+async def test_arrow_keys_on_an_empty_workers_table_do_nothing(tmp_path: Path) -> None:
+    # Textual highlights "no row" on an empty table; that once crashed the console.
+    app = console(tmp_path / "a.db")
+    async with app.run_test(size=SIZE) as pilot:
+        c = await started(app, pilot)
+        assert app.main.workers_table.row_count == 0
+        app.main.workers_table.focus()
+        for key in ("up", "down", "k", "j", "g", "G"):
+            await pilot.press(key)
+        await pilot.pause()
+        assert app.is_running and app.main.workers_table.row_count == 0
+        app.main.runtimes_pane.focus()
+        await pilot.press("up", "down")
+        await pilot.pause()
+        assert app.is_running and app.main.runtimes_pane.selected_runtime_id == "local"
+        assert c.backend.runtime is not None
+
+
 async def test_new_worker_form_validates_then_creates(tmp_path: Path) -> None:
     app = console(tmp_path / "a.db")
     async with app.run_test(size=SIZE) as pilot:

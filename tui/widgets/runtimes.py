@@ -146,4 +146,6 @@ class RuntimesPane(FixedTable[Text | str]):
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         event.stop()
+        if getattr(event.row_key, "value", None) is None:
+            return  # an arrow key on an empty table highlights no row
         self.post_message(self.RuntimeSelected(str(event.row_key.value)))

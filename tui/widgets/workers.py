@@ -154,4 +154,6 @@ class WorkersTable(FixedTable[Text | str]):
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         event.stop()
+        if getattr(event.row_key, "value", None) is None:
+            return  # an arrow key on an empty table highlights no row
         self.post_message(self.WorkerHighlighted(str(event.row_key.value)))
