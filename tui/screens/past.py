@@ -30,7 +30,7 @@ from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen, Screen
-from textual.widgets import DataTable, Footer, Header, Input, Static
+from textual.widgets import Footer, Header, Input, Static
 from textual.worker import WorkerCancelled, WorkerFailed, WorkerState
 
 from store.interface import EventLog
@@ -45,8 +45,6 @@ from tui.past_moment import MomentError, find_moment, parse_moment
 from tui.safe_text import one_line
 from tui.screens.main import MainScreen
 from tui.screens.worker import WorkerScreen
-from tui.widgets.runtimes import RuntimesPane
-from tui.widgets.workers import WorkersTable
 
 GROUP = "time-travel"
 """The worker group that opens the past (one at a time per main screen)."""
@@ -144,25 +142,6 @@ def banner_text(past: PastBackend, clock: ConsoleClock, newest: int) -> Text:
     return out
 
 
-def _no_row(event: DataTable.RowHighlighted) -> bool:
-    """A highlight of no row: an arrow key on an empty table (Textual posts row -1)."""
-    if getattr(event.row_key, "value", None) is not None:
-        return False
-    event.stop()
-    event.prevent_default()  # the table's own handler would fail on it
-    return True
-
-
-class _Runtimes(RuntimesPane):
-    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        _no_row(event)
-
-
-class _Workers(WorkersTable):
-    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        _no_row(event)
-
-
 class PastScreen(MainScreen, inherit_bindings=False):
     """The main screen as it was at `past.position`: no live feed, nothing changes."""
 
@@ -214,9 +193,6 @@ class PastScreen(MainScreen, inherit_bindings=False):
         """The position the runtimes and workers panes show (None until first drawn)."""
         super().__init__(past, operations, clock)
         self.selected_runtime = runtime_id or past.default_runtime_id
-        # The past can be empty (position 0, a runtime before its first worker).
-        self.runtimes_pane = _Runtimes(id="runtimes")
-        self.workers_table = _Workers(clock, id="workers")
 
     # -- layout ------------------------------------------------------------------
 
