@@ -23,6 +23,7 @@ from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
+from textual.widget import Widget
 from textual.widgets import DataTable, Footer, Header
 
 from store.catalog import KINDS, TRANSCRIPT_KINDS, WORKER_STATUS_KINDS, transcript_entry
@@ -117,9 +118,13 @@ class MainScreen(LiveScreen):
 
     # -- layout ---------------------------------------------------------------
 
+    def under_header(self) -> Widget:
+        """What sits between the header and the panes: the pictures strip here."""
+        return self.pictures
+
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False)
-        yield self.pictures
+        yield self.under_header()
         with Horizontal(id="top"):
             yield self.runtimes_pane
             yield self.workers_table

@@ -28,9 +28,10 @@ from rich.text import Text
 from textual import events, on, work
 from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical
+from textual.containers import Vertical
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Footer, Header, Input, Static
+from textual.widget import Widget
+from textual.widgets import Header, Input, Static
 from textual.worker import WorkerCancelled, WorkerFailed, WorkerState
 
 from store.interface import EventLog
@@ -196,17 +197,9 @@ class PastScreen(MainScreen, inherit_bindings=False):
 
     # -- layout ------------------------------------------------------------------
 
-    def compose(self) -> ComposeResult:
-        yield Header(show_clock=False)
-        yield self.banner
-        with Horizontal(id="top"):
-            yield self.runtimes_pane
-            yield self.workers_table
-        yield self.transcript
-        with Vertical(id="log"):
-            yield self.filter_bar
-            yield self.event_log
-        yield Footer()
+    def under_header(self) -> Widget:
+        """The main screen's layout with the banner saying it is the past, no strip."""
+        return self.banner
 
     @on(events.Mount)
     def _mounted(self, event: events.Mount) -> None:
