@@ -119,6 +119,8 @@ async def test_a_damaged_checkpoint_is_detected_not_trusted_and_rebuilt(
     assert any(p.startswith("checkpoints:") and str(damaged) in p for p in report.problems), (
         report.problems
     )
+    # Only the cache is damaged, and the summary says so, and what mends it.
+    assert "all in checkpoints" in report.summary() and "rewrites them" in report.summary()
 
     await demo_store.checkpoint_now()  # the follower's check: deleted and written again
     assert versions(db_address) == good
