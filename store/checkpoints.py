@@ -52,7 +52,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
-from store.projector import STORED_COLUMNS, Connection, fold_rows, stored_row
+from store.projector import STORED_COLUMNS, Connection, Row, fold_rows, stored_row
 from store.schema import create_projection_tables
 
 T = TypeVar("T")
@@ -388,8 +388,16 @@ def snapshot(source: Connection) -> Iterator[None]:
             source.execute("COMMIT")
 
 
-def fold_events(source: Connection, scratch: sqlite3.Connection, after: int, upto: int) -> int:
-    """Fold the events (after, upto] of `source` into `scratch`; return how many."""
+def fold_events(
+    source: Connection,
+    scratch: sqlite3.Connection,
+    after: int,
+    upto: int,
+    restore: Callable[[list[Row]], None] | None = None,
+) -> int:
+    """Fold the events (after, upto] of `source` into `scratch`; return how many.
+    `restore(rows)`, if given, runs before each read's rows are folded (the follower puts
+    back the rows it pruned that those events touch)."""
     done = 0
     while after < upto:
         raw = source.execute(
@@ -400,6 +408,8 @@ def fold_events(source: Connection, scratch: sqlite3.Connection, after: int, upt
         if not raw:
             break
         rows = [stored_row(r) for r in raw]
+        if restore is not None:
+            restore(rows)
         # The fold without the `activity` rollup: neither checkpoints nor the past keep it.
         fold_rows(scratch, rows)
         done += len(rows)
@@ -494,6 +504,7 @@ class Fold:
         self.position = 0  # the fold is the state just after this position
         self.loaded_from = 0  # the checkpoint it last started from (0: the first event)
         self.damage: Chain = Chain()
+        self.pruned_at: int | None = None  # the checkpoint the last prune stood at
 
     def open(self) -> None:
         """Connect, check the chain (cheap: headers and counts) and load the newest good
@@ -517,6 +528,7 @@ class Fold:
             self.scratch.close()
         self.scratch = new_scratch()
         _dirty_triggers(self.scratch)
+        self.pruned_at = None
         if limit is None:
             limit = int(self.source.execute(
                 "SELECT coalesce(max(position), 0) FROM checkpoints").fetchone()[0])
@@ -560,12 +572,18 @@ class Fold:
         upto = min(self.position + chunk, target, last)
         if upto <= self.position:
             return None, False
+        self._prune()
         self.scratch.execute("BEGIN")
         try:
-            fold_events(self.source, self.scratch, self.position, upto)
+            fold_events(self.source, self.scratch, self.position, upto, self._restore)
             # Not needed for a checkpoint, and never read back: keep the scratch small.
             for tbl in UNCHECKPOINTED:
                 self.scratch.execute(f"DELETE FROM {tbl}")
+        except _DamagedVersion as damaged:
+            self.scratch.execute("ROLLBACK")
+            # Never fold on from a damaged version: start again below it.
+            self.reload(damaged.position - 1)
+            return None, True
         except BaseException:
             self.scratch.execute("ROLLBACK")
             raise
@@ -573,6 +591,72 @@ class Fold:
         self.position = upto
         pending = self._collect() if upto == target else None
         return pending, upto < last
+
+    def _prune(self) -> None:
+        """Drop the rows no event changes any more but for bookkeeping (ended runs, settled
+        commands), once a checkpoint holds them: the fold's memory then follows the open
+        work, not the whole history (a host's follower runs for weeks).
+
+        Only at a checkpoint this fold collected or loaded, with nothing changed since
+        (`dirty` empty) and that checkpoint in the store: then every row here has its
+        value as its newest version at or before it, which `_restore` reads back.
+        """
+        assert self.source is not None and self.scratch is not None
+        at = self.position
+        if at == 0 or at % self.n or self.pruned_at == at:
+            return
+        if self.scratch.execute("SELECT 1 FROM dirty LIMIT 1").fetchone() is not None:
+            return
+        written = self.source.execute(
+            "SELECT 1 FROM checkpoints WHERE position = ?", (at,)
+        ).fetchone()
+        if written is None:
+            return  # not (yet) in the store: keep everything until one is
+        self.scratch.execute("BEGIN")
+        self.scratch.execute(
+            "DELETE FROM runs WHERE status IN ('completed', 'failed', 'cancelled')"
+        )
+        self.scratch.execute("DELETE FROM commands WHERE status <> 'pending'")
+        self.scratch.execute("COMMIT")
+        self.pruned_at = at
+
+    def _restore(self, rows: list[Row]) -> None:
+        """Put back the pruned runs that `rows` touch (a late event of an ended run still
+        moves its bookkeeping), from their newest version at or before the prune."""
+        if self.pruned_at is None:
+            return
+        assert self.source is not None and self.scratch is not None
+        first: dict[tuple[str, str], str] = {}
+        for row in rows:
+            if row.run_id is not None:
+                first.setdefault((row.runtime_id, row.run_id), row.kind)
+        cols = columns(self.scratch, "runs")
+        for key, kind in first.items():
+            if kind == "run.created":
+                continue  # a new run: nothing to restore
+            if self.scratch.execute(
+                "SELECT 1 FROM runs WHERE runtime_id = ? AND run_id = ?", key
+            ).fetchone() is not None:
+                continue  # still open, or restored already
+            found = self.source.execute(
+                f"SELECT position, {', '.join(cols)}, digest FROM {checkpoint_table('runs')}"
+                " WHERE runtime_id = ? AND run_id = ? AND position <= ?"
+                " ORDER BY position DESC LIMIT 1",
+                (*key, self.pruned_at),
+            ).fetchone()
+            if found is None:
+                continue  # never a row (an event naming a run that was never created)
+            position, values = int(found[0]), tuple(found[1:-1])
+            if found[-1] != row_digest("runs", position, values):
+                raise _DamagedVersion(position)
+            self.scratch.execute(
+                f"INSERT INTO runs ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                values,
+            )
+            # Put back, not changed: the fold marks it again if the event changes it.
+            self.scratch.execute(
+                "DELETE FROM dirty WHERE tbl = 'runs' AND k1 = ? AND k2 = ?", key
+            )
 
     def _collect(self) -> Pending:
         assert self.scratch is not None
@@ -585,6 +669,14 @@ class Fold:
             ])
         self.scratch.execute("DELETE FROM dirty")
         return Pending(self.position, versions)
+
+
+class _DamagedVersion(Exception):
+    """A version read back to restore a pruned row fails its digest."""
+
+    def __init__(self, position: int) -> None:
+        super().__init__(f"checkpoint version at position {position} is damaged")
+        self.position = position
 
 
 class Checkpointer:
@@ -629,6 +721,15 @@ class Checkpointer:
     def loaded_from(self) -> int:
         """The checkpoint its fold last started from (0: the first event)."""
         return self._fold.loaded_from
+
+    def rows_held(self) -> dict[str, int]:
+        """Rows its fold holds per checkpointed table (tests, benchmarks: after a prune,
+        the open work, not the history)."""
+        scratch = self._fold.scratch
+        if scratch is None:
+            return dict.fromkeys(TABLES, 0)
+        return {t: int(scratch.execute(f"SELECT count(*) FROM main.{t}").fetchone()[0])
+                for t in TABLES}
 
     def start(self) -> None:
         self._nudge.set()

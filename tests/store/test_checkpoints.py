@@ -11,7 +11,7 @@ import pytest
 
 from store.checkpoints import TABLES, checkpoint_table, columns, new_scratch
 from store.open import open_store
-from tests.store.support import behind_the_store, query
+from tests.store.support import behind_the_store, new_event, query
 from tests.store.test_past import N, demo_store, fold_from_zero, run_demo, small_n
 
 if TYPE_CHECKING:
@@ -255,3 +255,48 @@ async def test_a_writable_store_keeps_checkpoints_behind_the_log_by_itself(
         assert report.ok, report.problems
     finally:
         await store.close()
+
+
+async def test_the_follower_forgets_ended_runs_yet_checkpoints_a_late_event_of_one(
+    demo_store: AnyStore, db_address: str | Path
+) -> None:
+    """The follower's fold drops ended runs once a checkpoint holds them (its memory is
+    the open work, not the history); a late event of such a run puts it back, so the
+    run's moved bookkeeping still gets its version."""
+    follower = demo_store.checkpointer
+    assert follower is not None
+    ended = query(
+        db_address,
+        "SELECT runtime_id, run_id, worker_id, last_run_seq FROM runs"
+        " WHERE status IN ('completed', 'failed', 'cancelled') ORDER BY created_at",
+    )
+    assert len(ended) > 20
+    held = follower.rows_held()
+    runs = query(db_address, "SELECT count(*) FROM runs")[0][0]
+    assert held["runs"] <= runs - len(ended) + 4 * N, (held, runs, len(ended))
+
+    runtime_id, run_id, worker_id, last_run_seq = ended[0]  # ended long ago: pruned
+    late = new_event(
+        "run.completed", worker_id=worker_id, run_id=run_id, run_seq=last_run_seq + 1,
+        message="a late completion", payload={"result": "late"},
+    )
+    [stored] = await demo_store.append(runtime_id, None, [late])
+    filler = [new_event() for _ in range(N + 1)]  # past the next checkpoint
+    await demo_store.append(runtime_id, None, filler)
+    await demo_store.checkpoint_now()
+
+    next_checkpoint = (stored.position // N + 1) * N
+    [version] = query(
+        db_address,
+        f"SELECT status, last_run_seq FROM {checkpoint_table('runs')}"
+        " WHERE runtime_id = ? AND run_id = ? AND position = ?",
+        (runtime_id, run_id, next_checkpoint),
+    )
+    assert tuple(version)[1] == last_run_seq + 1  # the bookkeeping moved, the status did not
+    report = await demo_store.verify()  # every checkpoint against verify's own fold
+    assert report.ok, report.problems
+    view = await demo_store.open_past(next_checkpoint + 1)
+    try:
+        assert await view.tables() == fold_from_zero(db_address, next_checkpoint + 1)
+    finally:
+        await view.close()
