@@ -218,7 +218,18 @@ def read_chain(source: Connection, limit: int | None = None, schema: str = "") -
 # -- loading a checkpoint ------------------------------------------------------------
 
 
-def load_state(source: Connection, scratch: sqlite3.Connection, limit: int) -> int:
+# What the follower keeps of a loaded checkpoint (`open_only`): the rows later events still
+# change. An ended run moves only its bookkeeping (Fold._restore puts it back for that); a
+# settled command never changes again.
+_OPEN_ONLY = {
+    "runs": "status NOT IN ('completed', 'failed', 'cancelled')",
+    "commands": "status = 'pending'",
+}
+
+
+def load_state(
+    source: Connection, scratch: sqlite3.Connection, limit: int, *, open_only: bool = False
+) -> int:
     """Load into `scratch` (empty, inside a transaction) the newest good checkpoint at or
     below `limit`, reading it through `source`; return its position (0: none, the
     scratch stays empty).
@@ -235,7 +246,7 @@ def load_state(source: Connection, scratch: sqlite3.Connection, limit: int) -> i
         for tbl in TABLES:
             cols = columns(scratch, tbl)
             loaded[tbl] = []
-            for found in _newest_versions(source, tbl, cols, at):
+            for found in _newest_versions(source, tbl, cols, at, open_only):
                 position, values, digest = int(found[0]), found[1:-1], found[-1]
                 if digest != row_digest(tbl, position, values):
                     bad = position if bad is None else min(bad, position)
@@ -247,25 +258,27 @@ def load_state(source: Connection, scratch: sqlite3.Connection, limit: int) -> i
         limit = bad - 1
 
 
-def _newest_versions(source: Connection, tbl: str, cols: list[str], at: int) -> list[Any]:
-    """(position, *values, digest) of the newest version of each `tbl` row at or below `at`."""
+def _newest_versions(
+    source: Connection, tbl: str, cols: list[str], at: int, open_only: bool = False
+) -> list[Any]:
+    """(position, *values, digest) of the newest version of each `tbl` row at or below `at`
+    (`open_only`: only those still open, _OPEN_ONLY, filtered on the newest version)."""
     names = ", ".join(cols)
     keys = ", ".join(TABLES[tbl])
     if isinstance(source, sqlite3.Connection):
         # SQLite's bare columns come from the row holding the max: one walk of the key.
-        return source.execute(
-            f"SELECT max(position), {names}, digest FROM {checkpoint_table(tbl)}"
-            f" WHERE position <= ? GROUP BY {keys}",
-            (at,),
-        ).fetchall()
-    return [
-        (r[0], *map(_plain, r[1:-1]), r[-1])
-        for r in source.execute(
+        newest = (
+            f"SELECT max(position) AS position, {names}, digest FROM {checkpoint_table(tbl)}"
+            f" WHERE position <= ? GROUP BY {keys}"
+        )
+    else:
+        newest = (
             f"SELECT DISTINCT ON ({keys}) position, {names}, digest FROM {checkpoint_table(tbl)}"
-            f" WHERE position <= ? ORDER BY {keys}, position DESC",
-            (at,),
-        ).fetchall()
-    ]
+            f" WHERE position <= ? ORDER BY {keys}, position DESC"
+        )
+    if open_only and tbl in _OPEN_ONLY:
+        newest = f"SELECT * FROM ({newest}) AS newest WHERE {_OPEN_ONLY[tbl]}"
+    return [(r[0], *map(_plain, r[1:-1]), r[-1]) for r in source.execute(newest, (at,)).fetchall()]
 
 
 def _insert_values(scratch: sqlite3.Connection, loaded: dict[str, list[Any]]) -> None:
@@ -534,9 +547,16 @@ class Fold:
                 "SELECT coalesce(max(position), 0) FROM checkpoints").fetchone()[0])
         self.scratch.execute("BEGIN")
         with snapshot(self.source):
-            self.position = self.loaded_from = load_state(self.source, self.scratch, limit)
+            # Only the open work: a checkpoint of a long history holds every run there ever
+            # was, and loading them all (to prune them at once) made a lagging console's
+            # memory jump each time it adopted a newer checkpoint.
+            self.position = self.loaded_from = load_state(
+                self.source, self.scratch, limit, open_only=True
+            )
         self.scratch.execute("DELETE FROM dirty")
         self.scratch.execute("COMMIT")
+        if self.position:
+            self.pruned_at = self.position  # what was left out is put back as _restore does
 
     def check(self) -> Chain:
         assert self.source is not None
