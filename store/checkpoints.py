@@ -47,11 +47,12 @@ import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from decimal import Decimal
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
+from store.codec import plain_value
+from store.follower import Follower
 from store.projector import STORED_COLUMNS, Connection, Row, fold_rows, stored_row
 from store.schema import create_projection_tables
 
@@ -91,20 +92,9 @@ def checkpoint_table(tbl: str) -> str:
     return f"checkpoint_{tbl}"
 
 
-def _plain(value: Any) -> Any:
-    # As store.verify._value: PostgreSQL may answer a Decimal, a bool.
-    if value is None or type(value) in (int, str, float):
-        return value
-    if isinstance(value, bool):
-        return int(value)
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    return value
-
-
 def row_digest(tbl: str, position: int, values: Sequence[Any]) -> str:
     """The digest of one version: its table, position and values. `repr` of the tuple
-    (ints, strs, None, as both back ends give them: store.verify._value) is typed, so
+    (ints, strs, None, as both back ends give them: store.codec.plain_value) is typed, so
     1 != '1', and costs one C call, not one per column."""
     text = f"{tbl}\x1f{position}\x1f{tuple(values)!r}"
     return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
@@ -146,7 +136,7 @@ def columns(scratch: sqlite3.Connection, tbl: str) -> list[str]:
 
 def encode_key(values: Sequence[Any]) -> str:
     """A row's key as problems name it."""
-    return json.dumps([_plain(v) for v in values], ensure_ascii=False, separators=(",", ":"))
+    return json.dumps([plain_value(v) for v in values], ensure_ascii=False, separators=(",", ":"))
 
 
 # -- the header chain --------------------------------------------------------------
@@ -278,7 +268,7 @@ def _newest_versions(
         )
     if open_only and tbl in _OPEN_ONLY:
         newest = f"SELECT * FROM ({newest}) AS newest WHERE {_OPEN_ONLY[tbl]}"
-    return [(r[0], *map(_plain, r[1:-1]), r[-1]) for r in source.execute(newest, (at,)).fetchall()]
+    return [(r[0], *map(plain_value, r[1:-1]), r[-1]) for r in source.execute(newest, (at,)).fetchall()]
 
 
 def _insert_values(scratch: sqlite3.Connection, loaded: dict[str, list[Any]]) -> None:
@@ -699,7 +689,7 @@ class _DamagedVersion(Exception):
         self.position = position
 
 
-class Checkpointer:
+class Checkpointer(Follower):
     """Keeps checkpoints written behind the log; appenders never wait for it.
 
     Its fold runs in a thread of its own, a chunk at a time, resting between
@@ -707,6 +697,8 @@ class Checkpointer:
     about 1/(1+rest) of a core while catching up and leaves the console its
     share); each checkpoint is one writer job (`run_job`).
     """
+
+    TASK_NAME = "agentdeck-checkpoints"
 
     def __init__(
         self,
@@ -718,14 +710,12 @@ class Checkpointer:
         interval_s: float = 0.5,
         rest: float = 3.0,
     ) -> None:
+        super().__init__(interval_s)
         self.n = n or every()
         self._fold = Fold(connect, close, self.n)
         self._run_job = run_job
-        self._interval = interval_s
         self._rest = rest
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="agentdeck-ckpt")
-        self._nudge = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
         self._opened = False
         self._lock = asyncio.Lock()
         self._scanned = False  # every version's digest checked once since the store opened
@@ -751,19 +741,8 @@ class Checkpointer:
         return {t: int(scratch.execute(f"SELECT count(*) FROM main.{t}").fetchone()[0])
                 for t in TABLES}
 
-    def start(self) -> None:
-        self._nudge.set()
-        self._task = asyncio.create_task(self._run(), name="agentdeck-checkpoints")
-
-    def nudge(self, _events: object = None) -> None:
-        self._nudge.set()
-
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self.stop()
         async with self._lock:
             await self._in_thread(self._fold.close)
         self._executor.shutdown(wait=True)
@@ -837,23 +816,19 @@ class Checkpointer:
             if throttled and not self._hurry:
                 await asyncio.sleep(max(0.001, spent * self._rest))
 
-    async def _run(self) -> None:
-        while True:
-            await self._nudge.wait()
-            self._nudge.clear()
-            try:
-                async with self._lock:
-                    await self._open(check=False)
-                    await self._advance(throttled=True)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                # Checkpoints are an optimisation (the past folds further meanwhile). The
-                # connection may be what failed (a server that ended it): start afresh.
-                async with self._lock:
-                    await self._in_thread(self._fold.close)
-                    self._opened = False
-            await asyncio.sleep(self._interval)
+    async def _pass(self) -> None:
+        try:
+            async with self._lock:
+                await self._open(check=False)
+                await self._advance(throttled=True)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # Checkpoints are an optimisation (the past folds further meanwhile). The
+            # connection may be what failed (a server that ended it): start afresh.
+            async with self._lock:
+                await self._in_thread(self._fold.close)
+                self._opened = False
 
 
 
@@ -887,7 +862,7 @@ class Audit:
             cols = columns(scratch, tbl)
             at = [cols.index(k) for k in keys]
             written = {
-                tuple(_plain(r[i]) for i in at): tuple(map(_plain, r))
+                tuple(plain_value(r[i]) for i in at): tuple(map(plain_value, r))
                 for r in self._source.execute(
                     f"SELECT {', '.join(cols)} FROM {checkpoint_table(tbl)} WHERE position = ?",
                     (position,),

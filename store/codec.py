@@ -8,7 +8,9 @@ predicates, verify) see identical bytes.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from pydantic_core import from_json
@@ -80,3 +82,22 @@ def dt_from_us(us: int) -> datetime:
 def searchable_text(message: str, payload_json: str) -> str:
     """What free-text search looks in: the message and the payload's JSON."""
     return f"{message}\n{payload_json}"
+
+
+def normal_row(row: Sequence[Any]) -> tuple[Any, ...]:
+    """A stored row as SQLite would give it back: a tuple of int, float, str, bytes or None
+    (PostgreSQL may answer a Decimal, bytes as memoryview, a bool)."""
+    return tuple(plain_value(v) for v in row)
+
+
+def plain_value(value: Any) -> Any:
+    """One stored value as SQLite would give it back (see `normal_row`)."""
+    if value is None or type(value) in (int, str, float, bytes):
+        return value
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, memoryview | bytearray):
+        return bytes(value)
+    return value

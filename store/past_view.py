@@ -40,7 +40,7 @@ from store.checkpoints import (
     read_chain,
     snapshot,
 )
-from store.codec import dt_from_us
+from store.codec import dt_from_us, normal_row
 from store.errors import StoreClosed, StoreError
 from store.filters import Filter
 from store.models import (
@@ -58,7 +58,6 @@ from store.projector import Connection
 from store.reader import DEFAULT_MAX_BATCH, DEFAULT_MAX_TRANSCRIPT, Reader
 from store.records import construct, diagnostics_from_rows, transcript_from_rows
 from store.schema import PROJECTIONS
-from store.verify import _normal
 
 T = TypeVar("T")
 
@@ -405,7 +404,7 @@ class StorePast:
                     f"SELECT {cols} FROM diagnostics WHERE id <= ? ORDER BY {order}",
                     (self._position,),
                 )
-                out[table] = [_normal(r) for r in rows]
+                out[table] = [normal_row(r) for r in rows]
             else:  # transcript: each worker's entries up to its length at the position
                 lengths = {
                     (str(r[0]), str(r[1])): int(r[2])
@@ -415,7 +414,7 @@ class StorePast:
                 }
                 rows = await self._store.fetchall(f"SELECT {cols} FROM {table} ORDER BY {order}")
                 out[table] = [
-                    _normal(r) for r in rows if r[2] <= lengths.get((str(r[0]), str(r[1])), 0)
+                    normal_row(r) for r in rows if r[2] <= lengths.get((str(r[0]), str(r[1])), 0)
                 ]
         return out
 

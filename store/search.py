@@ -9,11 +9,10 @@ indexed tail themselves (store.filters), so results are exact meanwhile.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import sqlite3
 
 from store.codec import searchable_text
+from store.follower import Follower
 from store.writer import Writer
 
 INDEX_CHUNK = 20_000
@@ -39,41 +38,25 @@ def index_step(conn: sqlite3.Connection, chunk: int = INDEX_CHUNK) -> bool:
     return more
 
 
-class Indexer:
+class Indexer(Follower):
     """Keeps `events_fts` caught up with the log; catches up on open."""
 
+    TASK_NAME = "agentdeck-indexer"
+
     def __init__(self, writer: Writer, interval_s: float = INDEX_INTERVAL_S) -> None:
+        super().__init__(interval_s)  # the interval batches a burst into one transaction
         self._writer = writer
-        self._interval = interval_s
-        self._nudge = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._nudge.set()  # catch up on whatever the last session left unindexed
-        self._task = asyncio.create_task(self._run(), name="agentdeck-indexer")
-
-    def nudge(self, _events: object = None) -> None:
-        self._nudge.set()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self.stop()
 
     async def catch_up(self) -> None:
         """Index everything committed so far (used by tests and benchmarks)."""
         while await self._writer.run_job(index_step):
             pass
 
-    async def _run(self) -> None:
-        while True:
-            await self._nudge.wait()
-            self._nudge.clear()
-            try:
-                await self.catch_up()
-            except Exception:
-                pass  # indexing is an optimisation; queries still see the tail
-            # Batch a burst of commits into one indexing transaction.
-            await asyncio.sleep(self._interval)
+    async def _pass(self) -> None:
+        try:
+            await self.catch_up()
+        except Exception:
+            pass  # indexing is an optimisation; queries still see the tail

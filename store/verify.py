@@ -14,15 +14,14 @@ column it lacks (runs.ended_at before schema 3) is left out of the comparison.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 from store import catalog
 from store.checkpoints import TABLES as CHECKPOINTED
 from store.checkpoints import Audit, checkpoint_table
+from store.codec import normal_row
 from store.database import OpenOptions, close_quietly, open_reader, prepare, translate
 from store.errors import CommandAlreadySettled, InvalidEvent
 from store.open import is_server_address
@@ -251,7 +250,7 @@ def _compare(
         r[1] for r in scratch.execute(f"PRAGMA table_info({table})") if r[1] in present
     )
     stored = [
-        _normal(r) for r in source.execute(f"SELECT {columns} FROM {table} ORDER BY {order}")
+        normal_row(r) for r in source.execute(f"SELECT {columns} FROM {table} ORDER BY {order}")
         .fetchall()
     ]
     rebuilt = scratch.execute(f"SELECT {columns} FROM {table} ORDER BY {order}").fetchall()
@@ -267,24 +266,6 @@ def _compare(
     hidden = max(0, len(missing) - MAX_REPORTED) + max(0, len(extra) - MAX_REPORTED)
     if hidden:
         report.problems.append(f"{table}: and {hidden} more differences")
-
-
-def _normal(row: Sequence[Any]) -> tuple[Any, ...]:
-    """A stored row as SQLite would give it back: a tuple of int, float, str, bytes or None
-    (PostgreSQL may answer a Decimal, bytes as memoryview, a bool)."""
-    return tuple(_value(v) for v in row)
-
-
-def _value(value: Any) -> Any:
-    if value is None or type(value) in (int, str, float, bytes):
-        return value
-    if isinstance(value, bool):
-        return int(value)
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, memoryview | bytearray):
-        return bytes(value)
-    return value
 
 
 def _columns(conn: sqlite3.Connection, table: str) -> set[str]:

@@ -16,13 +16,13 @@ import psycopg
 import pytest
 
 from store.checkpoints import EVERY_VARIABLE, new_scratch
+from store.codec import normal_row
 from store.models import WorkerRef
 from store.open import open_store
 from store.past import Step
 from store.past_view import MARK_EVERY
 from store.projector import STORED_COLUMNS, project, stored_row
 from store.schema import PROJECTIONS
-from store.verify import _normal
 from tests.store.support import AGENTDECK, child_env, query
 
 if TYPE_CHECKING:
@@ -56,7 +56,7 @@ def capture(address: str | Path) -> tuple[int, Tables]:
         with psycopg.connect(address, autocommit=True) as pg:
             pg.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             last = pg.execute("SELECT coalesce(max(position), 0) FROM events").fetchone()
-            tables = {t: [_normal(r) for r in pg.execute(s).fetchall()] for t, s in statements}
+            tables = {t: [normal_row(r) for r in pg.execute(s).fetchall()] for t, s in statements}
             pg.execute("COMMIT")
         assert last is not None
         return int(last[0]), tables
@@ -81,7 +81,7 @@ def fold_from_zero(address: str | Path, position: int) -> Tables:
     scratch = new_scratch()
     try:
         scratch.execute("BEGIN")
-        project(scratch, [stored_row(_normal(r)) for r in raw])
+        project(scratch, [stored_row(normal_row(r)) for r in raw])
         return {
             t: [tuple(r) for r in scratch.execute(
                 f"SELECT {scratch_columns(t)} FROM {t} ORDER BY {order}")]
