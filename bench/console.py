@@ -19,7 +19,8 @@ Every figure stands next to a baseline measured in the same run:
   strip shown (what every other console figure runs with) against a second
   console run with it hidden (`console-no-pictures`, its own load child).
 - peak_rss_growth: peak RSS of this process over the first 10 s of the load
-  against the whole 60 s, as % growth (the same for the `Log` app).
+  against the whole 60 s, as % growth (the same for the `Log` app); beside it the
+  growth over the second 30 s, which a leak keeps and a warm-up does not.
 - first_paint, first_paint_vs_small: the console opened (hosting `local`, as
   `agentdeck --db X` does) on a database of 1M events and 1,000 workers, from
   constructing the App to the first frame showing worker rows and event rows;
@@ -745,6 +746,7 @@ class LiveRun:
         backlog = [b for _, b in self.backlog]
         per_event = 1e6 / self.applied_events if self.applied_events else float("nan")
         early, whole = self.rss_peak(self.early_s), self.rss_peak(self.seconds + 1)
+        half = self.rss_peak(self.seconds / 2)  # a leak keeps growing past it; a warm-up does not
         return {
             "target_events_per_s": self.target_rate,
             "source_events_per_s": self.source_rate,
@@ -767,6 +769,8 @@ class LiveRun:
             "rss_peak_early_mb": early,
             "rss_peak_all_mb": whole,
             "rss_growth_pct": (whole / early - 1) * 100 if early else float("nan"),
+            "rss_peak_first_half_mb": half,
+            "rss_growth_second_half_pct": (whole / half - 1) * 100 if half else float("nan"),
             "rss_at_early_mb": self.rss_at(self.early_s),
             "rss_at_end_mb": self.rss_at(self.seconds),
             "loop_thread_cpu_s": self.loop_cpu_s,
@@ -1164,7 +1168,7 @@ def _figures(
             ratio=(growth + 1) / (base_growth + 1),
             ratio_desc="(growth + 1) / (baseline growth + 1): growth is near 0 on both sides",
             **both("rss_peak_early_mb", "rss_peak_all_mb", "rss_at_early_mb", "rss_at_end_mb",
-                   "rss_before_load_mb"),
+                   "rss_before_load_mb", "rss_peak_first_half_mb", "rss_growth_second_half_pct"),
             **both("rss_peak_early_mb", "rss_peak_all_mb", side=b, prefix="baseline_"),
         ),
         "first_paint": figure(
@@ -1258,7 +1262,10 @@ def _notes(
         ),
         "rss": (
             f"VmRSS of this process every {RSS_SAMPLE_S:g}s during the load; early = peak over the"
-            f" first {size.early_s:g}s, all = peak over {size.load_s:g}s."
+            f" first {size.early_s:g}s, all = peak over {size.load_s:g}s. The second half's growth"
+            f" (peak over {size.load_s:g}s against the first {size.load_s / 2:g}s) tells a leak,"
+            " which keeps growing, from bounded windows and caches filling and the allocator's"
+            " high-water mark, which level off."
         ),
         "cpu": {
             "console_loop_thread_busy_pct": 100 * console.loop_cpu_s / console.seconds,
