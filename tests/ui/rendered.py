@@ -32,3 +32,15 @@ def content_rows(rows: list[str]) -> list[str]:
     while out and not out[-1].strip():
         out.pop()
     return out
+
+
+def scrollbar_thumb_rows(app: App[Any], widget: Widget) -> list[int]:
+    """The rows (0 = the top of the track) where `widget`'s vertical scrollbar draws its
+    thumb, as drawn on the active screen (the thumb is the track's reversed cells)."""
+    strips = app.screen._compositor.render_strips()
+    region = widget.vertical_scrollbar.region
+    return [
+        y - region.y
+        for y in range(region.y, region.bottom)
+        if any(s.style is not None and s.style.reverse for s in strips[y].crop(region.x, region.right))
+    ]

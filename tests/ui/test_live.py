@@ -22,7 +22,7 @@ from engine.results import CreateWorkerRequest
 from engine.runtime import Runtime
 from store.models import AssistantIntent, WorkerRecord, WorkerRef
 from tests.ui.fake_backend import FakeBackend
-from tests.ui.rendered import content_rows, pane_border, pane_rows
+from tests.ui.rendered import content_rows, pane_border, pane_rows, scrollbar_thumb_rows
 from tests.ui.waits import until
 from tui.app import AgentDeckApp
 from tui.backend import HostedBackend, open_backend
@@ -169,6 +169,32 @@ async def test_a_hundred_answers_while_scrolled_up_keep_the_view_and_count_below
         await until(pilot, lambda: "  echo: stream 99" in transcript_rows(app))
         await pilot.pause(0.2)
         assert "new below" not in pane_border(app, transcript)
+
+
+async def test_a_long_transcript_shown_as_the_console_starts_has_its_thumb_at_the_end(
+    tmp_path: Path,
+) -> None:
+    """The transcript scrolled to its end before its scrollbar was shown; the scrollbar,
+    made then, drew its thumb at the top until the next scroll."""
+    db = tmp_path / "a.db"
+    app = console(db)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await started(app, pilot)
+        runtime, ref = await hosted_worker(app, pilot)
+        for n in range(15):
+            await runtime.send_input(ref, f"question {n}")
+        await until(pilot, lambda: "  echo: question 14" in transcript_rows(app), timeout=30)
+
+    app = console(db)  # the next console selects the worker as it starts
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: "  echo: question 14" in transcript_rows(app))
+        transcript = app.main.transcript
+        await until(pilot, lambda: transcript.show_vertical_scrollbar)
+        await pilot.pause(0.2)
+        assert content_rows(transcript_rows(app))[-1] == "  echo: question 14"  # the end
+        track = transcript.vertical_scrollbar.region.height
+        thumb = scrollbar_thumb_rows(app, transcript)
+        assert thumb and thumb[-1] == track - 1, (thumb, track)
 
 
 async def test_worker_view_and_main_pane_show_the_same_entries_at_the_same_times(

@@ -299,6 +299,12 @@ class TranscriptView(ScrollView, can_focus=True):
         self._cache.clear()
         self._relayout(follow=at_bottom)
 
+    def watch_show_vertical_scrollbar(self, shown: bool) -> None:
+        # Textual moves the scrollbar only when scroll_y changes while it is shown: a
+        # view scrolled to its end before the scrollbar appeared drew its thumb at the top.
+        if shown:
+            self.vertical_scrollbar.position = self.scroll_y
+
     def watch_scroll_y(self, old: float, new: float) -> None:
         super().watch_scroll_y(old, new)
         if new < old and new < self.max_scroll_y:  # not a layout clamping it to the end
