@@ -192,7 +192,6 @@ async def _pictures(pilot: Pilot[int]) -> None:
 
 
 async def _pictures_worker(pilot: Pilot[int]) -> None:
-    from tui.widgets.transcript import TranscriptView
     from tui.widgets.worker_picture import RunsPicture
 
     await _on_fleet(pilot)
@@ -204,19 +203,13 @@ async def _pictures_worker(pilot: Pilot[int]) -> None:
         if loop.time() > deadline:
             raise TimeoutError("the worker view's picture did not show")
         await pilot.pause(0.05)
-    # A long transcript sets its width before or after its scrollbar appears, and its
-    # scrollbar may still show the top while it shows the end, depending on timing
-    # (tui.widgets.transcript): a resize and a scroll up and back settle both, the same
+    # The runs table sizes its last column before or after its scrollbar appears,
+    # depending on timing (one cell of trailing blanks): a resize settles it, the same
     # every run.
     width, height = app.size
     await pilot.resize_terminal(width + 1, height)
     await pilot.pause(0.1)
     await pilot.resize_terminal(width, height)
-    await pilot.pause(0.1)
-    transcript = app.screen.query_one(TranscriptView)
-    transcript.scroll_to(y=transcript.scroll_y - 1, animate=False, immediate=True)
-    await pilot.pause(0.05)
-    transcript.scroll_end(animate=False, immediate=True, x_axis=False, force=True)
     await steady(pilot)
 
 
