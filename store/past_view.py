@@ -56,7 +56,7 @@ from store.models import (
 from store.past import Step
 from store.projector import Connection
 from store.reader import DEFAULT_MAX_BATCH, DEFAULT_MAX_TRANSCRIPT, Reader
-from store.records import construct, diagnostics_from_rows, transcript_from_rows
+from store.records import construct, diagnostics_from_rows
 from store.schema import PROJECTIONS
 
 T = TypeVar("T")
@@ -351,26 +351,8 @@ class StorePast:
         return await self._reads.runs(runtime_id, worker_id, limit)
 
     async def transcript(self, ref: WorkerRef, start: int, limit: int) -> TranscriptPage:
-        self._reads._check("transcript page", limit, self._reads.max_transcript)
-        if start < 0:
-            raise StoreError(f"transcript start must be 0 or more (got {start})")
-        found = await self._reads.fetchone(
-            "SELECT transcript_len FROM workers WHERE runtime_id = ? AND worker_id = ?",
-            (ref.runtime_id, ref.worker_id),
-        )
-        total = int(found[0]) if found else 0
-        rows = await self._store.fetchall(
-            "SELECT runtime_id, worker_id, sequence, role, content, event_id, run_id, at"
-            " FROM transcript WHERE runtime_id = ? AND worker_id = ? AND sequence > ?"
-            " AND sequence <= ? ORDER BY sequence LIMIT ?",
-            (ref.runtime_id, ref.worker_id, start, total, limit),
-        )
-        items = transcript_from_rows(rows)
-        end = start + len(items)
-        return construct(TranscriptPage, {
-            "ref": ref, "start": start, "limit": limit, "items": items, "total_items": total,
-            "next_start": end if end < total else None,
-        })
+        # Its length then (the fold), its entries from the store (append-only), cut there.
+        return await self._reads.transcript_of(self._store, ref, start, limit)
 
     async def diagnostics(self, runtime_id: str, limit: int = 1000) -> list[Diagnostic]:
         self._reads._check("diagnostic list", limit, self._reads.max_batch)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import aiosqlite
 
@@ -69,6 +69,12 @@ def _connector(path: Path, options: OpenOptions) -> Any:
         return conn
 
     return connect
+
+
+class Fetches(Protocol):
+    """Anything that runs a read and returns its rows (a reader, a store)."""
+
+    async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]: ...
 
 
 class Reader(PictureReads):
@@ -300,6 +306,13 @@ class Reader(PictureReads):
 
     async def transcript(self, ref: WorkerRef, start: int, limit: int) -> TranscriptPage:
         """Entries `start`.. (0-based) of a worker's transcript, at most `limit`."""
+        return await self.transcript_of(self, ref, start, limit)
+
+    async def transcript_of(
+        self, entries: Fetches, ref: WorkerRef, start: int, limit: int
+    ) -> TranscriptPage:
+        """`transcript`, its length read here and its entries from `entries`, cut at that
+        length (the past reads lengths from its fold and entries from the store)."""
         self._check("transcript page", limit, self.max_transcript)
         if start < 0:
             raise StoreError(f"transcript start must be 0 or more (got {start})")
@@ -308,11 +321,11 @@ class Reader(PictureReads):
             (ref.runtime_id, ref.worker_id),
         )
         total = int(total_row[0]) if total_row else 0
-        rows = await self.fetchall(
+        rows = await entries.fetchall(
             "SELECT runtime_id, worker_id, sequence, role, content, event_id, run_id, at"
             " FROM transcript WHERE runtime_id = ? AND worker_id = ? AND sequence > ?"
-            " ORDER BY sequence LIMIT ?",
-            (ref.runtime_id, ref.worker_id, start, limit),
+            " AND sequence <= ? ORDER BY sequence LIMIT ?",
+            (ref.runtime_id, ref.worker_id, start, total, limit),
         )
         items = transcript_from_rows(rows)
         end = start + len(items)
