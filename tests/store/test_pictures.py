@@ -444,18 +444,25 @@ def copy_old_columns(source: Path, target: str | Path) -> None:
         src.close()
 
 
+async def older_file_of_tricky_log(address: str | Path, tmp_path: Path) -> Path:
+    """`tricky_log` written at `address` as an agentdeck before the pictures would have
+    (no `activity`, no `ended_at`); returns the same log folded by this one."""
+    folded = tmp_path / "folded.db"
+    async with await open_store(folded, watch=False) as writer:
+        for runtime_id, events in tricky_log():
+            await writer.append(runtime_id, None, events)
+    old_database(address)
+    copy_old_columns(folded, address)
+    return folded
+
+
 async def test_the_migration_backfills_what_the_fold_gives(
     db_address: str | Path, tmp_path: Path
 ) -> None:
     """Issue 11: a database written before the pictures, opened by this agentdeck, gets
     `activity` and `runs.ended_at` equal to what the fold would have written (so verify,
     which replays the fold, agrees at once)."""
-    folded = tmp_path / "folded.db"
-    async with await open_store(folded, watch=False) as writer:
-        for runtime_id, events in tricky_log():
-            await writer.append(runtime_id, None, events)
-    old_database(db_address)
-    copy_old_columns(folded, db_address)
+    folded = await older_file_of_tricky_log(db_address, tmp_path)
     async with await open_store(db_address, watch=False) as migrated:
         assert (await migrated.verify()).ok
         picture = await migrated.fleet_picture(NOW)
@@ -475,12 +482,7 @@ async def test_an_observer_of_an_older_file_draws_what_it_can(
 ) -> None:
     """A read-only console does not migrate a file an older agentdeck still writes: no
     rollup and no end times there, so only the open runs; nothing fails."""
-    folded = tmp_path / "folded.db"
-    async with await open_store(folded, watch=False) as writer:
-        for runtime_id, events in tricky_log():
-            await writer.append(runtime_id, None, events)
-    old_database(db_address)
-    copy_old_columns(folded, db_address)
+    await older_file_of_tricky_log(db_address, tmp_path)
     async with await open_store(db_address, read_only=True, watch=False) as observer:
         picture = await observer.fleet_picture(NOW)
         worker = await observer.worker_picture(WorkerRef(runtime_id="a", worker_id="w-1"), NOW)
