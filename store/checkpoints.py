@@ -464,10 +464,15 @@ class Pending:
         return sum(len(v) for _, v in self.versions.values())
 
 
+def newest_checkpoint(conn: Connection) -> int:
+    """The position of the newest checkpoint header (0: none)."""
+    return int(conn.execute("SELECT coalesce(max(position), 0) FROM checkpoints").fetchone()[0])
+
+
 def write_checkpoint(conn: Connection, pending: Pending) -> bool:
     """The writer job: the versions and the header, unless a checkpoint at or after this
     position is already there (another process wrote it): then nothing, False."""
-    newest = int(conn.execute("SELECT coalesce(max(position), 0) FROM checkpoints").fetchone()[0])
+    newest = newest_checkpoint(conn)
     if newest >= pending.position:
         return False
     for tbl, (cols, versions) in pending.versions.items():
@@ -533,8 +538,7 @@ class Fold:
         _dirty_triggers(self.scratch)
         self.pruned_at = None
         if limit is None:
-            limit = int(self.source.execute(
-                "SELECT coalesce(max(position), 0) FROM checkpoints").fetchone()[0])
+            limit = newest_checkpoint(self.source)
         self.scratch.execute("BEGIN")
         with snapshot(self.source):
             # Only the open work: a checkpoint of a long history holds every run there ever
@@ -555,8 +559,7 @@ class Fold:
 
     def newest_header(self) -> int:
         assert self.source is not None
-        return int(self.source.execute(
-            "SELECT coalesce(max(position), 0) FROM checkpoints").fetchone()[0])
+        return newest_checkpoint(self.source)
 
     def close(self) -> None:
         if self.scratch is not None:
@@ -571,8 +574,7 @@ class Fold:
         """Fold up to `chunk` events, never past the next checkpoint position; return the
         checkpoint if one is now due, and whether more events are waiting."""
         assert self.source is not None and self.scratch is not None
-        newest_written = int(self.source.execute(
-            "SELECT coalesce(max(position), 0) FROM checkpoints").fetchone()[0])
+        newest_written = newest_checkpoint(self.source)
         if newest_written >= self.position + 2 * self.n:
             # Another process is ahead: adopt its checkpoint rather than fold to it.
             self.reload(newest_written)
